@@ -1,0 +1,1 @@
+"""One module per ``bpfio`` subcommand; ``bpfio.cli`` imports them lazily."""

@@ -1,0 +1,1 @@
+"""Userspace reference device models, one module per device."""

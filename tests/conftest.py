@@ -1,0 +1,42 @@
+"""Shared fixtures and options.
+
+``--run-slow`` runs the exhaustive sweeps marked ``@pytest.mark.slow``
+(e.g. >= 1M kernel differential cases); CI runs bounded samples instead.
+"""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="run the exhaustive sweeps marked slow")
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite golden files from the real tools where installed")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="exhaustive sweep: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def runner():
+    """A click CliRunner (stderr kept apart from stdout)."""
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:  # click >= 8.2 always separates them
+        return CliRunner()
+
+
+@pytest.fixture
+def cli():
+    """The bpfio click group."""
+    from bpfio.cli import main
+    return main
