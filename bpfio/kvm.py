@@ -1,0 +1,595 @@
+"""A small VMM over ``/dev/kvm`` whose guests' port I/O goes through bpfio.
+
+The machine model: one VM with ``mem_size`` bytes of RAM at guest-physical 0,
+a flat binary loaded at ``load`` (default 0x1000), and N vCPUs that all start
+at ``entry`` either in 16-bit real mode (CS = 0 when the entry is below 64 KiB)
+or in 32-bit protected mode with a flat 4 GiB code/data GDT that the VMM
+writes at 0x500 and loads through ``KVM_SET_SREGS`` (the guest needs no setup).
+At entry EBX holds the vCPU index, ECX the vCPU count, and ESP a per-vCPU
+stack below 0xF000.  No in-kernel irqchip or PIT is created, so every port
+access of the guest exits to us and ``HLT`` ends a vCPU.
+
+Every ``KVM_EXIT_IO`` is routed to a port handler -- a
+:class:`bpfio.pio.machine.Machine` or anything with ``pio_in(port, size,
+vcpu=)`` and ``pio_out(port, size, value, vcpu=)`` -- element by element for
+string I/O (``count > 1``, data at ``data_offset`` in the vCPU page).  MMIO,
+SHUTDOWN (a triple fault), FAIL_ENTRY and INTERNAL_ERROR stop the VM with a
+:class:`KvmError` naming the vCPU, the reason and the guest's RIP.  Several
+vCPUs run in Python threads (``KVM_RUN`` releases the GIL inside ``ioctl``).
+
+Example::
+
+    from bpfio.kvm import run_guest
+    from bpfio.pio.config import load_machine
+    machine = load_machine("examples/pc.toml")
+    result = run_guest(open("hello.bin", "rb").read(), machine)
+    print(result.exits, result.exits_per_second)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import mmap
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import kvm_abi as K
+from .errors import BpfError
+
+DEV_KVM = "/dev/kvm"
+DEFAULT_MEM = 2 << 20
+DEFAULT_LOAD = 0x1000
+GDT_ADDR = 0x500
+STACK_TOP = 0xF000
+STACK_STRIDE = 0x800
+MAX_VCPUS = 8
+TSS_ADDR = 0xFFFBD000        # three pages KVM needs below 4 GiB on VMX; unused RAM here
+
+_U32 = struct.Struct("<I")
+_MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
+
+
+class KvmError(BpfError):
+    """The VMM cannot start a guest, or a guest stopped for a reason other than HLT."""
+
+    def __init__(self, message: str, *, vcpu: int | None = None, reason: str | None = None,
+                 rip: int | None = None):
+        self.vcpu = vcpu
+        self.reason = reason
+        self.rip = rip
+        where = "" if vcpu is None else f"vcpu {vcpu}: "
+        at = "" if rip is None else f" at rip {rip:#x}"
+        super().__init__(f"{where}{message}{at}")
+
+
+def available() -> tuple[bool, str]:
+    """Return (True, "") if /dev/kvm can run guests here, else (False, why not)."""
+    try:
+        fd = os.open(DEV_KVM, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as err:
+        return False, f"{DEV_KVM} cannot be opened: {err.strerror}"
+    try:
+        version = fcntl.ioctl(fd, K.KVM_GET_API_VERSION, 0)
+        if version != K.KVM_API_VERSION:
+            return False, f"KVM API version {version}, expected {K.KVM_API_VERSION}"
+        return True, ""
+    except OSError as err:
+        return False, f"KVM_GET_API_VERSION failed: {err.strerror}"
+    finally:
+        os.close(fd)
+
+
+def _ioctl(fd: int, request: int, arg=0, what: str = "ioctl"):
+    try:
+        return fcntl.ioctl(fd, request, arg)
+    except OSError as err:
+        raise KvmError(f"{what} failed: {err.strerror}") from None
+
+
+class NullPorts:
+    """A port handler that reads all ones and drops writes (no engine at all)."""
+
+    def pio_in(self, port: int, size: int, vcpu: int = 0) -> int:
+        return _MASKS[size]
+
+    def pio_out(self, port: int, size: int, value: int, vcpu: int = 0) -> None:
+        return None
+
+
+@dataclass
+class VcpuStats:
+    """What one vCPU did: exits by kind, and how it stopped."""
+
+    index: int
+    exits: int = 0           # every return from KVM_RUN
+    io_exits: int = 0        # KVM_EXIT_IO
+    string_exits: int = 0    # KVM_EXIT_IO with count > 1
+    accesses: int = 0        # port accesses (string I/O counts each element)
+    stop: str = ""           # "hlt", "stopped", or the error reason
+    rip: int = 0
+
+
+@dataclass
+class RunResult:
+    """The outcome of :meth:`Vm.run`: per-vCPU stats and the wall time."""
+
+    vcpus: list[VcpuStats]
+    seconds: float
+    offload: dict = field(default_factory=dict)
+
+    @property
+    def exits(self) -> int:
+        """Total returns from KVM_RUN over all vCPUs."""
+        return sum(v.exits for v in self.vcpus)
+
+    @property
+    def io_exits(self) -> int:
+        """Total KVM_EXIT_IO exits over all vCPUs."""
+        return sum(v.io_exits for v in self.vcpus)
+
+    @property
+    def accesses(self) -> int:
+        """Total port accesses handled in userspace (string elements counted)."""
+        return sum(v.accesses for v in self.vcpus)
+
+    @property
+    def exits_per_second(self) -> float:
+        """PIO exits per wall-clock second over the whole run."""
+        return self.io_exits / self.seconds if self.seconds > 0 else 0.0
+
+
+class Vcpu:
+    """One vCPU fd with its mmapped ``struct kvm_run``."""
+
+    def __init__(self, vm: "Vm", index: int):
+        self.vm = vm
+        self.index = index
+        self.fd = -1
+        self.run_map: mmap.mmap | None = None
+        self.fd = _ioctl(vm.fd, K.KVM_CREATE_VCPU, index, "KVM_CREATE_VCPU")
+        try:
+            self.run_map = mmap.mmap(self.fd, vm.run_size, mmap.MAP_SHARED,
+                                     mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError as err:
+            os.close(self.fd)
+            self.fd = -1
+            raise KvmError(f"mmap of vcpu {index} kvm_run failed: {err.strerror}") from None
+        self.stats = VcpuStats(index)
+
+    def get_regs(self) -> K.Regs:
+        """Return the vCPU's general registers (KVM_GET_REGS)."""
+        regs = K.Regs()
+        _ioctl(self.fd, K.KVM_GET_REGS, regs, "KVM_GET_REGS")
+        return regs
+
+    def set_regs(self, regs: K.Regs) -> None:
+        """Load the vCPU's general registers (KVM_SET_REGS)."""
+        _ioctl(self.fd, K.KVM_SET_REGS, regs, "KVM_SET_REGS")
+
+    def get_sregs(self) -> K.Sregs:
+        """Return the vCPU's segment and control registers (KVM_GET_SREGS)."""
+        sregs = K.Sregs()
+        _ioctl(self.fd, K.KVM_GET_SREGS, sregs, "KVM_GET_SREGS")
+        return sregs
+
+    def set_sregs(self, sregs: K.Sregs) -> None:
+        """Load the vCPU's segment and control registers (KVM_SET_SREGS)."""
+        _ioctl(self.fd, K.KVM_SET_SREGS, sregs, "KVM_SET_SREGS")
+
+    def rip(self) -> int:
+        """The guest's current RIP (0 if it cannot be read)."""
+        try:
+            return self.get_regs().rip
+        except KvmError:
+            return 0
+
+    def enter(self, mode: str, entry: int, count: int) -> None:
+        """Put the vCPU in ``mode`` ("real" or "protected") at ``entry``."""
+        sregs = self.get_sregs()
+        if mode == "real":
+            if entry >= 0x100000:
+                raise KvmError(f"real-mode entry {entry:#x} is above 1 MiB")
+            cs = (entry >> 4) & 0xF000 if entry >= 0x10000 else 0
+            ip = entry - (cs << 4)
+            sregs.cs.selector = cs
+            sregs.cs.base = cs << 4
+            for seg in (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss):
+                seg.selector = 0
+                seg.base = 0
+        elif mode == "protected":
+            ip = entry
+            self._flat_protected(sregs)
+        else:
+            raise KvmError(f"unknown mode '{mode}' (real or protected)")
+        self.set_sregs(sregs)
+        regs = K.Regs()
+        regs.rip = ip
+        regs.rflags = 0x2
+        regs.rsp = STACK_TOP - self.index * STACK_STRIDE
+        regs.rbx = self.index
+        regs.rcx = count
+        self.set_regs(regs)
+
+    @staticmethod
+    def _flat_protected(sregs: K.Sregs) -> None:
+        def flat(seg, selector, seg_type):
+            seg.base, seg.limit, seg.selector = 0, 0xFFFFFFFF, selector
+            seg.type, seg.present, seg.dpl, seg.db = seg_type, 1, 0, 1
+            seg.s, seg.l, seg.g, seg.avl, seg.unusable = 1, 0, 1, 0, 0
+        flat(sregs.cs, 0x08, K.SEG_TYPE_CODE_RX)
+        for seg in (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss):
+            flat(seg, 0x10, K.SEG_TYPE_DATA_RW)
+        sregs.gdt.base, sregs.gdt.limit = GDT_ADDR, 3 * 8 - 1
+        sregs.cr0 |= K.CR0_PE | K.CR0_ET
+
+    def close(self) -> None:
+        """Unmap kvm_run and close the vCPU fd (idempotent)."""
+        if self.run_map is not None:
+            self.run_map.close()
+            self.run_map = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Vm:
+    """A KVM virtual machine: RAM, vCPUs, and a port handler for every PIO exit.
+
+    Use as a context manager (or call :meth:`close`) so that every fd and
+    mapping is released.
+    """
+
+    def __init__(self, ports=None, *, mem_size: int = DEFAULT_MEM, vcpus: int = 1):
+        if not 1 <= vcpus <= MAX_VCPUS:
+            raise KvmError(f"--vcpus must be 1..{MAX_VCPUS}, got {vcpus}")
+        if mem_size < 0x20000 or mem_size % K.PAGE_SIZE:
+            raise KvmError(f"memory size {mem_size:#x} must be a multiple of 4 KiB and >= 128 KiB")
+        self.ports = ports if ports is not None else NullPorts()
+        self.mem_size = mem_size
+        self.sys_fd = self.fd = -1
+        self.memory: mmap.mmap | None = None
+        self._mem_view = None
+        self.vcpus: list[Vcpu] = []
+        self.offload = None          # a bpfio.kvm_offload.Offload once enabled
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        try:
+            self._open(vcpus)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, vcpus: int) -> None:
+        try:
+            self.sys_fd = os.open(DEV_KVM, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as err:
+            raise KvmError(f"{DEV_KVM} cannot be opened: {err.strerror}") from None
+        version = _ioctl(self.sys_fd, K.KVM_GET_API_VERSION, 0, "KVM_GET_API_VERSION")
+        if version != K.KVM_API_VERSION:
+            raise KvmError(f"KVM API version {version}, expected {K.KVM_API_VERSION}")
+        self.fd = _ioctl(self.sys_fd, K.KVM_CREATE_VM, 0, "KVM_CREATE_VM")
+        self.run_size = _ioctl(self.sys_fd, K.KVM_GET_VCPU_MMAP_SIZE, 0, "KVM_GET_VCPU_MMAP_SIZE")
+        # Needed on Intel hosts without unrestricted guest, harmless elsewhere.  The
+        # address does not fit fcntl.ioctl's C int, so go through libc directly.
+        ctypes.CDLL(None, use_errno=True).ioctl(self.fd, ctypes.c_ulong(K.KVM_SET_TSS_ADDR),
+                                                ctypes.c_ulong(TSS_ADDR))
+        self.memory = mmap.mmap(-1, self.mem_size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                                mmap.PROT_READ | mmap.PROT_WRITE)
+        self._mem_view = (ctypes.c_char * self.mem_size).from_buffer(self.memory)
+        region = K.UserspaceMemoryRegion(slot=0, flags=0, guest_phys_addr=0,
+                                         memory_size=self.mem_size,
+                                         userspace_addr=ctypes.addressof(self._mem_view))
+        _ioctl(self.fd, K.KVM_SET_USER_MEMORY_REGION, region, "KVM_SET_USER_MEMORY_REGION")
+        # The flat GDT for protected-mode entry: null, code 0x08, data 0x10.
+        gdt = struct.pack("<QQQ", 0, 0x00CF9B000000FFFF, 0x00CF93000000FFFF)
+        self.memory[GDT_ADDR:GDT_ADDR + len(gdt)] = gdt
+        for index in range(vcpus):
+            self.vcpus.append(Vcpu(self, index))
+
+    def check_extension(self, cap: int) -> int:
+        """Return KVM_CHECK_EXTENSION for ``cap`` on this VM (0 = unsupported)."""
+        try:
+            return fcntl.ioctl(self.fd, K.KVM_CHECK_EXTENSION, cap)
+        except OSError:
+            return 0
+
+    def load(self, image: bytes, addr: int = DEFAULT_LOAD) -> None:
+        """Copy a flat binary into guest RAM at ``addr``."""
+        end = addr + len(image)
+        if addr < GDT_ADDR + 24 and end > GDT_ADDR:
+            raise KvmError(f"guest image at {addr:#x}..{end:#x} overlaps the GDT at {GDT_ADDR:#x}")
+        if end > self.mem_size:
+            raise KvmError(f"guest image at {addr:#x}..{end:#x} does not fit in "
+                           f"{self.mem_size:#x} bytes of RAM")
+        self.memory[addr:end] = image
+
+    def read_memory(self, addr: int, length: int) -> bytes:
+        """Return ``length`` bytes of guest RAM at ``addr``."""
+        return self.memory[addr:addr + length]
+
+    # --- running ---------------------------------------------------------
+
+    def run(self, *, entry: int = DEFAULT_LOAD, mode: str = "real",
+            timeout: float | None = 60.0) -> RunResult:
+        """Start every vCPU at ``entry`` in ``mode`` and run until all of them halt.
+
+        Raises :class:`KvmError` if a vCPU stops for any other reason, or when
+        ``timeout`` seconds pass first (the vCPUs are kicked out of the guest).
+        """
+        for vcpu in self.vcpus:
+            vcpu.stats = VcpuStats(vcpu.index)
+            vcpu.enter(mode, entry, len(self.vcpus))
+        self._stop.clear()
+        errors: list[BaseException] = []
+        threads = [threading.Thread(target=self._thread_main, args=(v, errors),
+                                    name=f"bpfio-vcpu{v.index}", daemon=True)
+                   for v in self.vcpus]
+        restore = self._install_kick_handler()
+        start = time.perf_counter()
+        try:
+            for t in threads:
+                t.start()
+            deadline = None if timeout is None else start + timeout
+            for t in threads:
+                while t.is_alive():
+                    left = None if deadline is None else deadline - time.perf_counter()
+                    if left is not None and left <= 0:
+                        self._kick(threads)
+                        errors.append(KvmError(f"guest did not halt within {timeout:g} s",
+                                               reason="timeout"))
+                        deadline = None
+                        continue
+                    t.join(0.05 if left is None else min(left, 0.05))
+        except KeyboardInterrupt:
+            self._kick(threads)
+            for t in threads:
+                t.join()
+            raise
+        finally:
+            seconds = time.perf_counter() - start
+            restore()
+        if self.offload is not None:
+            self.offload.flush()
+        result = RunResult([v.stats for v in self.vcpus], seconds,
+                           self.offload.stats() if self.offload is not None else {})
+        if errors:
+            timeout_errors = [e for e in errors if getattr(e, "reason", "") == "timeout"]
+            raise (timeout_errors or errors)[0]
+        return result
+
+    def _install_kick_handler(self):
+        """Install a no-op SIGUSR1 handler (main thread only) so a kick interrupts KVM_RUN."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        old = signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+        return lambda: signal.signal(signal.SIGUSR1, old)
+
+    def _kick(self, threads) -> None:
+        """Stop every vCPU: immediate_exit for the next KVM_RUN, a signal for the current one."""
+        self._stop.set()
+        for vcpu in self.vcpus:
+            if vcpu.run_map is not None:
+                vcpu.run_map[K.RUN_IMMEDIATE_EXIT] = 1
+        if signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, signal.SIG_IGN, None):
+            for t in threads:
+                if t.is_alive() and t.ident is not None:
+                    try:
+                        signal.pthread_kill(t.ident, signal.SIGUSR1)
+                    except (ProcessLookupError, OSError):
+                        pass
+
+    def _thread_main(self, vcpu: Vcpu, errors: list) -> None:
+        try:
+            self._loop(vcpu)
+        except BaseException as err:        # reported by run(); stop the other vCPUs too
+            errors.append(err)
+            self._kick([])
+
+    def _loop(self, vcpu: Vcpu) -> None:
+        """The exit loop of one vCPU: KVM_RUN, dispatch the exit, repeat until HLT."""
+        fd, run, index, stats = vcpu.fd, vcpu.run_map, vcpu.index, vcpu.stats
+        ports = self.ports
+        pio_in, pio_out = ports.pio_in, ports.pio_out
+        pio_ins = getattr(ports, "pio_ins", None)
+        pio_outs = getattr(ports, "pio_outs", None)
+        unpack_reason = _U32.unpack_from
+        unpack_io = K.RUN_IO.unpack_from
+        ioctl = fcntl.ioctl
+        kvm_run = K.KVM_RUN
+        exit_io = K.KVM_EXIT_IO
+        offload = self.offload
+        flush = offload.flush if offload is not None else None
+        exits = io_exits = accesses = 0
+        try:
+            while True:
+                try:
+                    ioctl(fd, kvm_run, 0)
+                except InterruptedError:
+                    exits += 1
+                    if self._stop.is_set():
+                        stats.stop = "stopped"
+                        return
+                    continue
+                except OSError as err:
+                    raise KvmError(f"KVM_RUN failed: {err.strerror}", vcpu=index,
+                                   rip=vcpu.rip()) from None
+                exits += 1
+                if flush is not None:
+                    flush()
+                reason = unpack_reason(run, K.RUN_EXIT_REASON)[0]
+                if reason == exit_io:
+                    io_exits += 1
+                    direction, size, port, count, off = unpack_io(run, K.RUN_UNION)
+                    if count == 1:
+                        accesses += 1
+                        if direction:
+                            pio_out(port, size, int.from_bytes(run[off:off + size], "little"),
+                                    vcpu=index)
+                        else:
+                            value = pio_in(port, size, vcpu=index) & _MASKS[size]
+                            run[off:off + size] = value.to_bytes(size, "little")
+                    else:
+                        accesses += count
+                        self._string_io(run, index, direction, size, port, count, off,
+                                        pio_in, pio_out, pio_ins, pio_outs)
+                        stats.string_exits += 1
+                    continue
+                if self._stop.is_set():
+                    stats.stop = "stopped"
+                    return
+                if reason == K.KVM_EXIT_HLT:
+                    stats.stop = "hlt"
+                    return
+                self._fatal_exit(vcpu, reason)
+        finally:
+            stats.exits += exits
+            stats.io_exits += io_exits
+            stats.accesses += accesses
+            stats.rip = vcpu.rip()
+
+    @staticmethod
+    def _string_io(run, index, direction, size, port, count, off,
+                   pio_in, pio_out, pio_ins, pio_outs) -> None:
+        """INS/OUTS: ``count`` elements of ``size`` bytes, in order, through the handler."""
+        end = off + size * count
+        if direction:
+            values = [int.from_bytes(run[p:p + size], "little") for p in range(off, end, size)]
+            if pio_outs is not None:
+                pio_outs(port, size, values, vcpu=index)
+            else:
+                for value in values:
+                    pio_out(port, size, value, vcpu=index)
+        else:
+            if pio_ins is not None:
+                values = pio_ins(port, size, count, vcpu=index)
+            else:
+                values = [pio_in(port, size, vcpu=index) for _ in range(count)]
+            mask = _MASKS[size]
+            run[off:end] = b"".join((v & mask).to_bytes(size, "little") for v in values)
+
+    def _fatal_exit(self, vcpu: Vcpu, reason: int) -> None:
+        run = vcpu.run_map
+        name = K.EXIT_REASONS.get(reason, str(reason))
+        vcpu.stats.stop = name.lower()
+        rip = vcpu.rip()
+        if reason == K.KVM_EXIT_MMIO:
+            addr, data, length, is_write = K.RUN_MMIO.unpack_from(run, K.RUN_UNION)
+            verb = "write" if is_write else "read"
+            raise KvmError(f"KVM_EXIT_MMIO: {length}-byte {verb} of {addr:#x} -- MMIO is "
+                           "not supported (only port I/O goes through bpfio)",
+                           vcpu=vcpu.index, reason="mmio", rip=rip)
+        if reason == K.KVM_EXIT_SHUTDOWN:
+            raise KvmError("KVM_EXIT_SHUTDOWN: the guest triple-faulted (or asked for a reset)",
+                           vcpu=vcpu.index, reason="shutdown", rip=rip)
+        if reason == K.KVM_EXIT_FAIL_ENTRY:
+            hw, cpu = K.RUN_FAIL_ENTRY.unpack_from(run, K.RUN_UNION)
+            raise KvmError(f"KVM_EXIT_FAIL_ENTRY: VM entry failed, hardware reason {hw:#x} "
+                           f"on host cpu {cpu}", vcpu=vcpu.index, reason="fail_entry", rip=rip)
+        if reason == K.KVM_EXIT_INTERNAL_ERROR:
+            sub, ndata = K.RUN_INTERNAL.unpack_from(run, K.RUN_UNION)
+            text = K.INTERNAL_SUBERRORS.get(sub, f"suberror {sub}")
+            raise KvmError(f"KVM_EXIT_INTERNAL_ERROR: {text}", vcpu=vcpu.index,
+                           reason="internal_error", rip=rip)
+        raise KvmError(f"unexpected exit KVM_EXIT_{name}", vcpu=vcpu.index,
+                       reason=name.lower(), rip=rip)
+
+    def close(self) -> None:
+        """Release every vCPU, the VM fd, the /dev/kvm fd and guest RAM (idempotent)."""
+        if self.offload is not None:
+            self.offload.close()
+            self.offload = None
+        for vcpu in self.vcpus:
+            vcpu.close()
+        self.vcpus = []
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.sys_fd >= 0:
+            os.close(self.sys_fd)
+            self.sys_fd = -1
+        self._mem_view = None
+        if self.memory is not None:
+            self.memory.close()
+            self.memory = None
+
+    def __enter__(self) -> "Vm":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def run_guest(image: bytes, ports=None, *, entry: int = DEFAULT_LOAD, load: int | None = None,
+              mode: str = "real", vcpus: int = 1, mem_size: int = DEFAULT_MEM,
+              timeout: float | None = 60.0, offload: bool = False) -> RunResult:
+    """Create a VM, load ``image`` (at ``load``, default ``entry``), run it to HLT, tear down."""
+    with Vm(ports, mem_size=mem_size, vcpus=vcpus) as vm:
+        vm.load(image, entry if load is None else load)
+        if offload:
+            from .kvm_offload import Offload
+            vm.offload = Offload(vm, ports)
+            vm.offload.register()
+        return vm.run(entry=entry, mode=mode, timeout=timeout)
+
+
+# --- guests ----------------------------------------------------------------
+
+def guests_dir() -> Path:
+    """The folder of example guests (``examples/guests`` in a source checkout)."""
+    return Path(__file__).resolve().parent.parent / "examples" / "guests"
+
+
+def build_guest(source, out_dir, *, defines: dict | None = None) -> Path:
+    """Assemble a nasm guest source (a path or a name in ``examples/guests``) to a flat binary."""
+    source = Path(source)
+    if not source.suffix and not source.exists():
+        source = guests_dir() / f"{source}.asm"
+    if not source.is_file():
+        raise KvmError(f"{source}: no such guest source")
+    nasm = shutil.which("nasm")
+    if nasm is None:
+        raise KvmError("nasm is not installed (apt-get install nasm) -- cannot build guests")
+    out = Path(out_dir) / (source.stem + "".join(
+        f"-{k}{'' if v is None else '=' + str(v)}" for k, v in sorted((defines or {}).items()))
+        + ".bin")
+    cmd = [nasm, "-f", "bin", "-w+all", "-I", str(source.parent) + os.sep, "-o", str(out)]
+    for name, value in (defines or {}).items():
+        cmd.append(f"-D{name}" if value is None else f"-D{name}={value}")
+    cmd.append(str(source))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        first = (proc.stderr.strip().splitlines() or ["nasm failed"])[0]
+        raise KvmError(f"nasm: {first}")
+    return out
+
+
+# --- benchmark hook ----------------------------------------------------------
+
+def loop_guest(port: int, size: int, n: int) -> bytes:
+    """A 16-bit guest doing ``n`` IN instructions of ``size`` bytes from ``port``, then HLT."""
+    if not 1 <= n <= 0xFFFFFFFF:
+        raise KvmError(f"loop count {n} out of range")
+    ins = {1: b"\xEC", 2: b"\xED", 4: b"\x66\xED"}[size]      # in al/ax/eax, dx
+    head = b"\xBA" + port.to_bytes(2, "little") + b"\x66\xB9" + n.to_bytes(4, "little")
+    body = ins + b"\x66\x49"                                     # dec ecx
+    back = -(len(body) + 2)
+    return head + body + b"\x75" + (back & 0xFF).to_bytes(1, "little") + b"\xF4"
+
+
+def bench_exit_roundtrip(n: int = 100_000, machine=None, *, port: int = 0x608,
+                         size: int = 4) -> float:
+    """Return nanoseconds per PIO exit round trip for a guest looping on ``in``.
+
+    With ``machine=None`` the exits go to :class:`NullPorts` (no engine): that
+    is the cost of KVM_RUN plus this module's exit loop alone.
+    """
+    result = run_guest(loop_guest(port, size, n), machine)
+    return result.seconds * 1e9 / max(result.io_exits, 1)
