@@ -30,6 +30,22 @@ COMMANDS = {
 }
 
 
+class BpfClickError(click.ClickException):
+    """A library error shown as is: it already names the place and the problem."""
+
+    exit_code = 1
+
+    def show(self, file=None):
+        click.echo(self.format_message(), err=True)
+
+
+def render_error(err: BpfError) -> str:
+    """The text shown for a library error: ``place: error: problem`` (plus caret lines)."""
+    text = str(err)
+    first = text.split("\n", 1)[0]
+    return text if ": error:" in first else f"error: {text}"
+
+
 class LazyGroup(click.Group):
     """A group that imports a subcommand's module only when it runs."""
 
@@ -60,7 +76,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except BpfError as err:
-            raise click.ClickException(str(err)) from None
+            raise BpfClickError(render_error(err)) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

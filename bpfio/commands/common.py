@@ -1,0 +1,35 @@
+"""Options and helpers shared by several subcommands."""
+
+from __future__ import annotations
+
+import click
+
+from ..formats import load_program
+
+
+def parse_define(ctx, param, values):
+    """Turn ``-D NAME[=VALUE]`` options into a dict."""
+    out = {}
+    for item in values:
+        name, _, value = item.partition("=")
+        if not name.isidentifier():
+            raise click.BadParameter(f"'{item}': expected NAME or NAME=VALUE", ctx=ctx, param=param)
+        out[name] = value if value else None
+    return out
+
+
+def program_options(func):
+    """Add -I/-D/--relax, the options that reach the assembler."""
+    func = click.option("--relax", is_flag=True,
+                        help="Turn conditional jumps over 255 into ja trampolines.")(func)
+    func = click.option("-D", "--define", "defines", multiple=True, callback=parse_define,
+                        metavar="NAME[=VALUE]", help="Define a constant, as cpp -D.")(func)
+    func = click.option("-I", "--include-dir", "include_path", multiple=True,
+                        type=click.Path(file_okay=False), metavar="DIR",
+                        help="Search DIR for #include files (asm/ is always searched).")(func)
+    return func
+
+
+def load(path, include_path=(), defines=None, relax=False):
+    """Load a program for a command (any format; '-' is stdin)."""
+    return load_program(path, include_path=include_path, defines=defines, relax=relax)
