@@ -39,13 +39,34 @@ BINDING_KEYS = {"base", "length", "program", "model", "model_args", "mem_words",
 TOP_KEYS = {"machine", "bindings"}
 
 
-def _int(value, what: str, lo: int, hi: int) -> int:
+def _int(value, what: str, lo: int, hi: int, *, hexa: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{what} must be an integer, not {type(value).__name__}")
     if not lo <= value <= hi:
-        raise ValueError(f"{what} {value} ({value:#x}) is out of range {lo}..{hi:#x}"
-                         if hi > 255 else f"{what} {value} is out of range {lo}..{hi}")
+        raise ValueError(f"{what} {value:#x} is out of range {lo:#x}..{hi:#x}" if hexa
+                         else f"{what} {value} is out of range {lo}..{hi}")
     return value
+
+
+def _overlaps(bindings: dict, fname: str) -> tuple[list[ConfigError], set[str]]:
+    """Report every pair of overlapping ranges among bindings with a valid base/length."""
+    spans = []
+    for bname, spec in bindings.items():
+        if isinstance(spec, dict):
+            base, length = spec.get("base"), spec.get("length")
+            if (isinstance(base, int) and isinstance(length, int) and not isinstance(base, bool)
+                    and not isinstance(length, bool) and 0 <= base and 0 < length):
+                spans.append((base, base + length, bname))
+    errors, losers = [], set()
+    for i, (lo, hi, name) in enumerate(spans):
+        for lo2, hi2, name2 in spans[:i]:
+            if lo < hi2 and lo2 < hi:
+                errors.append(ConfigError(
+                    f"ports {lo:#x}..{hi - 1:#x} overlap binding '{name2}' "
+                    f"(ports {lo2:#x}..{hi2 - 1:#x})", filename=fname, binding=name))
+                losers.add(name)
+                break
+    return errors, losers
 
 
 def import_model(spec: str) -> type:
@@ -129,11 +150,15 @@ def check_machine(path: str | Path, clock: Callable[[], int] | None = None
         errors.append(ConfigError("no bindings: add at least one [bindings.NAME] table",
                                   filename=fname))
     config_dir = path.resolve().parent
+    overlap_errors, losers = _overlaps(bindings, fname)
+    errors.extend(overlap_errors)
     for bname, spec in bindings.items():
         try:
             kwargs = _binding_kwargs(bname, spec, config_dir, fname)
         except ConfigError as exc:
             errors.append(exc)
+            continue
+        if bname in losers:  # already reported; still checked above for its other errors
             continue
         prog_file = kwargs.pop("program_file", None)
         try:
@@ -161,7 +186,7 @@ def _binding_kwargs(bname: str, spec, config_dir: Path, fname: str) -> dict[str,
             raise fail(f"missing required key '{key}'")
     try:
         kwargs: dict[str, Any] = {
-            "base": _int(spec["base"], "base", 0, abi.PIO_PORTS - 1),
+            "base": _int(spec["base"], "base", 0, abi.PIO_PORTS - 1, hexa=True),
             "length": _int(spec["length"], "length", 1, abi.PIO_PORTS),
             "mem_words": _int(spec.get("mem_words", abi.PIO_MEM_DEFAULT), "mem_words",
                               abi.PIO_MEM_MIN, abi.PIO_MEM_MAX),

@@ -152,12 +152,12 @@ class Fault(NamedTuple):
     traceback: str
 
 
-def _check_int(what: str, value, lo: int, hi: int) -> int:
+def _check_int(what: str, value, lo: int, hi: int, *, hexa: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise PioError(f"{what} must be an integer, not {type(value).__name__}")
     if not lo <= value <= hi:
-        raise PioError(f"{what} {value:#x} is out of range {lo:#x}..{hi:#x}"
-                       if hi > 255 else f"{what} {value} is out of range {lo}..{hi}")
+        raise PioError(f"{what} {value:#x} is out of range {lo:#x}..{hi:#x}" if hexa
+                       else f"{what} {value} is out of range {lo}..{hi}")
     return value
 
 
@@ -375,7 +375,7 @@ class Machine:
         naming both.  ``device.attach(binding)`` is called, if it exists,
         before the binding becomes visible to accesses.
         """
-        _check_int("base port", base, 0, _PORTS - 1)
+        _check_int("base port", base, 0, _PORTS - 1, hexa=True)
         _check_int("length", length, 1, _PORTS)
         if base + length > _PORTS:
             raise PioError(f"ports {base:#x}..{base + length - 1:#x} run past 0xffff", port=base)
