@@ -1,0 +1,718 @@
+"""The reference interpreter: classic BPF with the Linux kernel's runtime semantics.
+
+Machine model: 32-bit ``A`` and ``X`` (both 0 at entry), scratch words ``M[]``,
+read-only input bytes, ``pc`` from 0; every instruction except jumps and
+``ret`` moves to ``pc + 1``.  The rules, each measured against Linux 6.18
+(``docs/interpreter.md`` lists the measurements):
+
+* ALU is 32-bit with wrap-around; compares are unsigned; ``lsh``/``rsh`` by X
+  shift by ``X & 31``; ``div``/``mod`` by ``X == 0`` end the program with 0.
+* A load outside the input ends the program with 0 (an *abort*).  Offsets are
+  signed 32-bit: ``[x + k]`` wraps at 32 bits; ``SKF_NET_OFF + n`` reads the
+  network header + n, ``SKF_LL_OFF + n`` the link-layer header + n (an error
+  when the socket has none); anything below ``SKF_LL_OFF`` fails.
+* ``ld``/``ldh``/``ldb`` of an ancillary k (``SKF_AD_OFF + n``) read the
+  :class:`SocketContext` whatever the size bits say.  ``ifidx`` and ``hatype``
+  on a socket without a device (AF_UNIX, the default) end the program
+  returning the current A, as the kernel's converted code does.
+
+Profiles choose the input: ``socket`` (packet bytes + :class:`SocketContext`),
+``seccomp`` (:class:`~bpfio.seccomp.SeccompData`, host-order words, result a
+:class:`~bpfio.seccomp.SeccompResult`) and ``pio`` (a
+:class:`~bpfio.pio.abi.PioEvent` plus the binding's shared words ``mem``:
+``M[k]`` *is* ``mem[k]`` and ``ld [PIO_MEM + 4i]`` reads the live word i).
+
+The interpreter may assume a verified program; it never raises on one.  An
+instruction no verified program can hold (an unknown code, a jump past the
+end) raises :class:`~bpfio.errors.VMError`.
+
+Example::
+
+    >>> from bpfio.insn import Insn
+    >>> run([Insn(0x28, 0, 0, 12), Insn(0x16, 0, 0, 0)], bytes(12) + b"\\x08\\x00")
+    2048
+"""
+
+from __future__ import annotations
+
+import random as _random
+from dataclasses import dataclass, field, replace
+from typing import Callable, NamedTuple
+
+from . import isa
+from .errors import VMError
+from .isa import (BPF_ABS, BPF_ALU, BPF_B, BPF_H, BPF_IMM, BPF_IND, BPF_JMP, BPF_LD,
+                  BPF_LDX, BPF_LEN, BPF_MEM, BPF_MISC, BPF_MSH, BPF_RET, BPF_ST, BPF_STX,
+                  BPF_W, OPCODES, SKF_AD, SKF_AD_OFF, U32)
+from .seccomp import SECCOMP_DATA_LEN, SeccompResult, as_seccomp_data
+
+PROFILES = ("socket", "seccomp", "pio")
+_S32_MIN_LL = -0x200000   # SKF_LL_OFF as a signed offset
+_S32_MIN_NET = -0x100000  # SKF_NET_OFF as a signed offset
+EXIT_WITH_A = -1          # an ancillary handler's "end the program returning A"
+
+
+@dataclass(frozen=True, slots=True)
+class SocketContext:
+    """What a socket filter's ancillary loads and header offsets see.
+
+    The defaults are what Linux 6.18 gives a filter on an AF_UNIX datagram
+    socket, measured with :mod:`bpfio.kernel_run`: every field 0, no device
+    (``ifindex``/``hatype`` None: those loads end the program returning A),
+    the network header at offset 0 of the data and no link-layer header
+    (``ll_off`` None).  ``cpu`` is the sending CPU (0 when pinned there);
+    ``rand`` supplies ``ld rand`` (default: ``random.getrandbits(32)``).
+    """
+
+    protocol: int = 0          # SKF_AD_PROTOCOL: ntohs(skb->protocol)
+    pkt_type: int = 0          # SKF_AD_PKTTYPE
+    ifindex: int | None = None  # SKF_AD_IFINDEX; None = no device
+    hatype: int | None = None   # SKF_AD_HATYPE; None = no device
+    mark: int = 0
+    queue: int = 0
+    rxhash: int = 0
+    cpu: int = 0
+    vlan_tci: int = 0
+    vlan_present: int = 0
+    vlan_tpid: int = 0
+    poff: int = 0              # SKF_AD_PAY_OFFSET (flow dissector; 0 when unknown)
+    net_off: int = 0           # network header offset from the data start
+    ll_off: int | None = None  # link-layer header offset; None = not set
+    rand: Callable[[], int] | None = field(default=None, compare=False)
+
+    def rand_u32(self) -> int:
+        """One ``ld rand`` value."""
+        return (self.rand() if self.rand else _random.getrandbits(32)) & U32
+
+
+DEFAULT_CONTEXT = SocketContext()
+
+
+def socket_context(context=None, **fields) -> SocketContext:
+    """Build a SocketContext from an existing one and/or keyword fields."""
+    base = context if context is not None else DEFAULT_CONTEXT
+    unknown = set(fields) - set(SocketContext.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown socket context field(s): {', '.join(sorted(unknown))}")
+    return replace(base, **fields) if fields else base
+
+
+# --- loads -----------------------------------------------------------------
+
+def skb_offset(off: int, net_off: int, ll_off: int | None) -> int | None:
+    """Map a signed load offset to a data offset (``bpf_skb_load_helper`` rules), or None."""
+    if off >= 0:
+        return off
+    if off >= _S32_MIN_NET:
+        return off - _S32_MIN_NET + net_off
+    if off >= _S32_MIN_LL and ll_off is not None:
+        return off - _S32_MIN_LL + ll_off
+    return None
+
+
+def skb_load(pkt: bytes, off: int, size: int, net_off: int = 0, ll_off: int | None = None):
+    """Read ``size`` big-endian bytes at signed offset ``off``; None when out of bounds."""
+    start = skb_offset(off, net_off, ll_off)
+    if start is None or start < 0 or start + size > len(pkt):
+        return None
+    return int.from_bytes(pkt[start:start + size], "big")
+
+
+def _nla_find(pkt: bytes, start: int, length: int, attrtype: int) -> int:
+    """Offset of the first netlink attribute of ``attrtype`` in pkt[start:start+length], else 0."""
+    pos, rem = start, length
+    while rem >= 4:
+        nla_len = int.from_bytes(pkt[pos:pos + 2], "little")
+        if nla_len < 4 or nla_len > rem:
+            break
+        if int.from_bytes(pkt[pos + 2:pos + 4], "little") & 0x3fff == attrtype:
+            return pos
+        step = (nla_len + 3) & ~3
+        pos += step
+        rem -= step
+    return 0
+
+
+def ancillary(offset: int, a: int, x: int, pkt: bytes, ctx: SocketContext) -> int:
+    """Value of the ancillary load ``SKF_AD_OFF + offset`` (``convert_bpf_extensions``).
+
+    Returns :data:`EXIT_WITH_A` for ``ifidx``/``hatype`` without a device.
+    """
+    if offset == SKF_AD["PROTOCOL"]:
+        return ctx.protocol & 0xffff
+    if offset == SKF_AD["PKTTYPE"]:
+        return ctx.pkt_type & 7
+    if offset == SKF_AD["IFINDEX"]:
+        return EXIT_WITH_A if ctx.ifindex is None else ctx.ifindex & U32
+    if offset == SKF_AD["HATYPE"]:
+        return EXIT_WITH_A if ctx.hatype is None else ctx.hatype & 0xffff
+    if offset == SKF_AD["NLATTR"] or offset == SKF_AD["NLATTR_NEST"]:
+        n = len(pkt)
+        # __skb_get_nlattr(_nest): attribute header at data + A, types compared as int.
+        if n < 4 or a > n - 4 or x > 0x3fff:
+            return 0
+        if offset == SKF_AD["NLATTR"]:
+            return _nla_find(pkt, a, n - a, x)
+        nla_len = int.from_bytes(pkt[a:a + 2], "little")
+        if nla_len > n - a or nla_len < 4:
+            return 0 if nla_len > n - a else _nla_find(pkt, a + 4, nla_len - 4, x)
+        return _nla_find(pkt, a + 4, nla_len - 4, x)
+    if offset == SKF_AD["MARK"]:
+        return ctx.mark & U32
+    if offset == SKF_AD["QUEUE"]:
+        return ctx.queue & 0xffff
+    if offset == SKF_AD["RXHASH"]:
+        return ctx.rxhash & U32
+    if offset == SKF_AD["CPU"]:
+        return ctx.cpu & U32
+    if offset == SKF_AD["ALU_XOR_X"]:
+        return a ^ x
+    if offset == SKF_AD["VLAN_TAG"]:
+        return ctx.vlan_tci & 0xffff
+    if offset == SKF_AD["VLAN_TAG_PRESENT"]:
+        return 1 if ctx.vlan_present else 0
+    if offset == SKF_AD["PAY_OFFSET"]:
+        return ctx.poff & U32
+    if offset == SKF_AD["RANDOM"]:
+        return ctx.rand_u32()
+    if offset == SKF_AD["VLAN_TPID"]:
+        return ctx.vlan_tpid & 0xffff
+    raise ValueError(f"not an ancillary offset: {offset}")
+
+
+class _Input(NamedTuple):
+    """A profile's view of the input: how loads and ``len`` behave.
+
+    ``load(pkt, off_u32, size)`` and ``anc(pkt, k, a, x)`` return an int, or
+    None for a fault; ``anc`` may return :data:`EXIT_WITH_A`.  ``length``
+    is what ``ld len`` gives (None: the packet's length).
+    """
+
+    profile: str
+    length: int | None
+    load: Callable
+    anc: Callable
+
+
+def socket_input(context: SocketContext = DEFAULT_CONTEXT) -> _Input:
+    """The socket profile's loads for one context (reusable across packets)."""
+    net, ll = context.net_off, context.ll_off
+
+    def load(pkt, off, size):
+        return skb_load(pkt, off - 0x100000000 if off & 0x80000000 else off, size, net, ll)
+
+    def anc(pkt, k, a, x):
+        return ancillary(k - SKF_AD_OFF, a, x, pkt, context)
+    return _Input("socket", None, load, anc)
+
+
+_DEFAULT_SOCKET = socket_input()
+_RANDOM_K = SKF_AD_OFF + SKF_AD["RANDOM"]
+
+
+def pio_input(event, mem) -> _Input:
+    """The pio profile's loads: header words of ``event``, then the live words of ``mem``."""
+    from .pio.abi import PIO_HDR_LEN
+    header = event.words()
+    length = PIO_HDR_LEN + 4 * len(mem)
+
+    def word(j):
+        return header[j] if j < 10 else mem[j - 10] & U32
+
+    def load(pkt, off, size):
+        if off + size > length:
+            return None
+        if size == 4 and not off & 3:
+            return word(off >> 2)
+        value = 0
+        for i in range(off, off + size):
+            value = (value << 8) | ((word(i >> 2) >> (8 * (3 - (i & 3)))) & 0xff)
+        return value
+
+    def anc(pkt, k, a, x):
+        return _random.getrandbits(32) if k == _RANDOM_K else None
+    return _Input("pio", length, load, anc)
+
+
+def seccomp_input(data) -> _Input:
+    """The seccomp profile's loads: host-order words of ``struct seccomp_data``."""
+    words = as_seccomp_data(data).words()
+
+    def load(pkt, off, size):
+        # seccomp_check_filter lets only LD|W|ABS with k % 4 == 0 and k < 64 through.
+        if size == 4 and not off & 3 and off < SECCOMP_DATA_LEN:
+            return words[off >> 2]
+        return None
+    return _Input("seccomp", SECCOMP_DATA_LEN, load, lambda pkt, k, a, x: None)
+
+
+def _prepare(profile: str, data, context: dict):
+    """Return ``(pkt, mem, input)`` for one run."""
+    if profile == "socket":
+        pkt = bytes(data)
+        if context:
+            inp = socket_input(socket_context(context.pop("context", None), **context))
+        else:
+            inp = _DEFAULT_SOCKET
+        return pkt, [0] * isa.BPF_MEMWORDS, inp
+    if profile == "seccomp":
+        if context:
+            raise TypeError(f"seccomp takes no context, got {', '.join(context)}")
+        return b"", [0] * isa.BPF_MEMWORDS, seccomp_input(data)
+    if profile == "pio":
+        mem = context.pop("mem", None)
+        if context:
+            raise TypeError(f"pio takes only mem=, got {', '.join(context)}")
+        if mem is None:
+            from .pio.abi import PIO_MEM_DEFAULT
+            mem = [0] * PIO_MEM_DEFAULT
+        return b"", mem, pio_input(data, mem)
+    raise ValueError(f"unknown profile '{profile}' (expected one of {', '.join(PROFILES)})")
+
+
+# --- the pre-decoded fast loop ------------------------------------------------
+
+# Op kinds of the pre-decoded form, roughly in order of how often tcpdump output uses them.
+(JEQ_K, LDH_ABS, RET_K, LDB_ABS, JSET_K, LD_ABS, JGT_K, LDX_MSH, LD_IND, JGE_K, JA,
+ RET_A, LD_IMM, LDX_IMM, LD_MEM, LDX_MEM, ST, STX, TAX, TXA, LD_LEN, LDX_LEN,
+ ADD_K, SUB_K, MUL_K, DIV_K, MOD_K, AND_K, OR_K, XOR_K, LSH_K, RSH_K, NEG,
+ ADD_X, SUB_X, MUL_X, DIV_X, MOD_X, AND_X, OR_X, XOR_X, LSH_X, RSH_X,
+ JEQ_X, JGT_X, JGE_X, JSET_X, LD_GEN, LD_ANC, RET_X) = range(50)
+
+_ALU_K = {isa.BPF_ADD: ADD_K, isa.BPF_SUB: SUB_K, isa.BPF_MUL: MUL_K, isa.BPF_DIV: DIV_K,
+          isa.BPF_MOD: MOD_K, isa.BPF_AND: AND_K, isa.BPF_OR: OR_K, isa.BPF_XOR: XOR_K,
+          isa.BPF_LSH: LSH_K, isa.BPF_RSH: RSH_K}
+_ALU_X = {isa.BPF_ADD: ADD_X, isa.BPF_SUB: SUB_X, isa.BPF_MUL: MUL_X, isa.BPF_DIV: DIV_X,
+          isa.BPF_MOD: MOD_X, isa.BPF_AND: AND_X, isa.BPF_OR: OR_X, isa.BPF_XOR: XOR_X,
+          isa.BPF_LSH: LSH_X, isa.BPF_RSH: RSH_X}
+_JMP_K = {isa.BPF_JEQ: JEQ_K, isa.BPF_JGT: JGT_K, isa.BPF_JGE: JGE_K, isa.BPF_JSET: JSET_K}
+_JMP_X = {isa.BPF_JEQ: JEQ_X, isa.BPF_JGT: JGT_X, isa.BPF_JGE: JGE_X, isa.BPF_JSET: JSET_X}
+_ABS_FAST = {4: LD_ABS, 2: LDH_ABS, 1: LDB_ABS}
+
+
+def predecode(program, profile: str = "socket") -> list[tuple]:
+    """Turn a program into ``(op, k, t, f)`` tuples for the fast loop.
+
+    ``t``/``f`` are absolute jump targets; for a packet load ``t`` is its size
+    and ``f`` its mode.  Socket absolute loads at non-negative offsets become
+    inline byte reads; every other input access goes through the profile's
+    loader.  Raises :class:`VMError` for what no verified program contains.
+    """
+    ops = []
+    n = len(program)
+    for pc, insn in enumerate(program):
+        code, jt, jf, k = insn
+        info = OPCODES.get(code)
+        if info is None:
+            raise VMError(f"unknown opcode {code:#06x}", pc=pc)
+        cls = info.cls
+        if cls in (BPF_LD, BPF_LDX):
+            mode = info.mode
+            if mode == BPF_IMM:
+                ops.append((LD_IMM if cls == BPF_LD else LDX_IMM, k, 0, 0))
+            elif mode == BPF_MEM:
+                ops.append((LD_MEM if cls == BPF_LD else LDX_MEM, k, 0, 0))
+            elif mode == BPF_LEN:
+                ops.append((LD_LEN if cls == BPF_LD else LDX_LEN, k, 0, 0))
+            elif mode == BPF_MSH:
+                ops.append((LDX_MSH, k, 1, BPF_MSH))
+            elif mode == BPF_IND:
+                ops.append((LD_IND, k, info.size, BPF_IND))
+            elif k >= SKF_AD_OFF and (profile != "socket" or k in isa.ANCILLARY_BY_K):
+                ops.append((LD_ANC, k, info.size, BPF_ABS))
+            elif profile == "socket" and k < 0x80000000:
+                ops.append((_ABS_FAST[info.size], k, k + info.size, BPF_ABS))
+            else:
+                ops.append((LD_GEN, k, info.size, BPF_ABS))
+        elif cls == BPF_ST or cls == BPF_STX:
+            ops.append((ST if cls == BPF_ST else STX, k, 0, 0))
+        elif cls == BPF_ALU:
+            if info.op == isa.BPF_NEG:
+                ops.append((NEG, 0, 0, 0))
+            elif info.src == isa.BPF_X:
+                ops.append((_ALU_X[info.op], 0, 0, 0))
+            else:
+                ops.append((_ALU_K[info.op], k, 0, 0))
+        elif cls == BPF_JMP:
+            if info.op == isa.BPF_JA:
+                target = pc + 1 + k
+                if target >= n:
+                    raise VMError(f"ja target {target} is past the end", pc=pc)
+                ops.append((JA, 0, target, target))
+            else:
+                t, f = pc + 1 + jt, pc + 1 + jf
+                if max(t, f) >= n:
+                    raise VMError(f"jump target {max(t, f)} is past the end", pc=pc)
+                table = _JMP_X if info.src == isa.BPF_X else _JMP_K
+                ops.append((table[info.op], k, t, f))
+        elif cls == BPF_RET:
+            ops.append({isa.BPF_K: (RET_K, k, 0, 0), isa.BPF_A: (RET_A, 0, 0, 0),
+                        isa.BPF_X: (RET_X, 0, 0, 0)}[info.src])
+        else:  # BPF_MISC
+            ops.append((TAX if info.op == isa.BPF_TAX else TXA, 0, 0, 0))
+    if not ops or ops[-1][0] not in (RET_K, RET_A, RET_X, JA):
+        # A verified program ends with ret; guard the loop against running off the end.
+        ops.append((LD_GEN, 0, 0, -1))
+    return ops
+
+
+def execute(ops, pkt: bytes, mem: list, inp: _Input):
+    """Run pre-decoded ``ops``; return ``(verdict or None on an abort, A, executed)``."""
+    n = len(pkt)
+    load = inp.load
+    length = n if inp.length is None else inp.length
+    a = x = 0
+    pc = 0
+    count = 0
+    while True:
+        op, k, t, f = ops[pc]
+        count += 1
+        if op == JEQ_K:
+            pc = t if a == k else f
+        elif op == LDH_ABS:
+            if t > n:
+                return None, a, count
+            a = (pkt[k] << 8) | pkt[k + 1]
+            pc += 1
+        elif op == RET_K:
+            return k, a, count
+        elif op == LDB_ABS:
+            if t > n:
+                return None, a, count
+            a = pkt[k]
+            pc += 1
+        elif op == JSET_K:
+            pc = t if a & k else f
+        elif op == LD_ABS:
+            if t > n:
+                return None, a, count
+            a = int.from_bytes(pkt[k:t], "big")
+            pc += 1
+        elif op == JGT_K:
+            pc = t if a > k else f
+        elif op == LDX_MSH or op == LD_IND:
+            off = k if op == LDX_MSH else (x + k) & U32
+            if pkt and off + t <= n:
+                v = int.from_bytes(pkt[off:off + t], "big")
+            else:
+                v = load(pkt, off, t)
+                if v is None:
+                    return None, a, count
+            if op == LDX_MSH:
+                x = (v & 0xf) << 2
+            else:
+                a = v
+            pc += 1
+        elif op == JGE_K:
+            pc = t if a >= k else f
+        elif op == JA:
+            pc = t
+        elif op == RET_A:
+            return a, a, count
+        elif op <= LDX_LEN:
+            if op == LD_IMM:
+                a = k
+            elif op == LDX_IMM:
+                x = k
+            elif op == LD_MEM:
+                a = mem[k]
+            elif op == LDX_MEM:
+                x = mem[k]
+            elif op == ST:
+                mem[k] = a
+            elif op == STX:
+                mem[k] = x
+            elif op == TAX:
+                x = a
+            elif op == TXA:
+                a = x
+            elif op == LD_LEN:
+                a = length
+            else:
+                x = length
+            pc += 1
+        elif op <= NEG:
+            if op == ADD_K:
+                a = (a + k) & U32
+            elif op == SUB_K:
+                a = (a - k) & U32
+            elif op == MUL_K:
+                a = (a * k) & U32
+            elif op == DIV_K or op == MOD_K:
+                if not k:
+                    return None, a, count
+                a = a // k if op == DIV_K else a % k
+            elif op == AND_K:
+                a &= k
+            elif op == OR_K:
+                a |= k
+            elif op == XOR_K:
+                a ^= k
+            elif op == LSH_K:
+                a = (a << (k & 31)) & U32
+            elif op == RSH_K:
+                a >>= k & 31
+            else:
+                a = -a & U32
+            pc += 1
+        elif op <= RSH_X:
+            if op == ADD_X:
+                a = (a + x) & U32
+            elif op == SUB_X:
+                a = (a - x) & U32
+            elif op == MUL_X:
+                a = (a * x) & U32
+            elif op == DIV_X or op == MOD_X:
+                if not x:  # the converter's "if X == 0 return 0"
+                    return None, a, count
+                a = a // x if op == DIV_X else a % x
+            elif op == AND_X:
+                a &= x
+            elif op == OR_X:
+                a |= x
+            elif op == XOR_X:
+                a ^= x
+            elif op == LSH_X:
+                a = (a << (x & 31)) & U32
+            else:
+                a >>= x & 31
+            pc += 1
+        elif op <= JSET_X:
+            if op == JEQ_X:
+                pc = t if a == x else f
+            elif op == JGT_X:
+                pc = t if a > x else f
+            elif op == JGE_X:
+                pc = t if a >= x else f
+            else:
+                pc = t if a & x else f
+        elif op == LD_GEN:
+            if f == -1:
+                raise VMError("ran past the last instruction", pc=pc)
+            v = load(pkt, k, t)
+            if v is None:
+                return None, a, count
+            a = v
+            pc += 1
+        elif op == LD_ANC:
+            v = inp.anc(pkt, k, a, x)
+            if v is None:
+                return None, a, count
+            if v == EXIT_WITH_A:
+                return a, a, count
+            a = v
+            pc += 1
+        else:  # RET_X: bpf_asm emits it; the kernel refuses it
+            return x, a, count
+
+
+def _finish(profile: str, verdict):
+    if profile == "seccomp":
+        return SeccompResult(verdict or 0)
+    return verdict or 0
+
+
+def run(program, data, *, profile: str = "socket", **context):
+    """Run ``program`` on one input and return its verdict (0 after an abort).
+
+    ``socket``: ``data`` is the packet; keyword arguments are
+    :class:`SocketContext` fields (or ``context=SocketContext(...)``).
+    ``seccomp``: ``data`` is a :class:`~bpfio.seccomp.SeccompData` (or its
+    64 bytes); the result is a :class:`~bpfio.seccomp.SeccompResult`.
+    ``pio``: ``data`` is a :class:`~bpfio.pio.abi.PioEvent`; ``mem=`` the
+    binding's shared words, changed in place by ``st``/``stx``.
+    """
+    pkt, mem, inp = _prepare(profile, data, dict(context))
+    verdict, _, _ = execute(predecode(program, profile), pkt, mem, inp)
+    return _finish(profile, verdict)
+
+
+def outcome(program, data, *, profile: str = "socket", **context):
+    """Like :func:`run` but return ``(verdict or None when aborted, A, executed)``."""
+    pkt, mem, inp = _prepare(profile, data, dict(context))
+    return execute(predecode(program, profile), pkt, mem, inp)
+
+
+class Interpreter:
+    """A program decoded once, run many times: ``Interpreter(prog)(packet)``."""
+
+    def __init__(self, program, *, profile: str = "socket"):
+        self.program = program
+        self.profile = profile
+        self.ops = predecode(program, profile)
+
+    def __call__(self, data, **context):
+        """Run on one input; same arguments and result as :func:`run`."""
+        if self.profile == "socket" and not context:  # the hot path: no per-call setup
+            return execute(self.ops, data, [0] * 16, _DEFAULT_SOCKET)[0] or 0
+        pkt, mem, inp = _prepare(self.profile, data, context)
+        verdict, _, _ = execute(self.ops, pkt, mem, inp)
+        return _finish(self.profile, verdict)
+
+
+def pio_runner(program):
+    """Return ``f(port, size, direction, data, offset, vcpu, ticks, ns, mem)`` for the engine.
+
+    The result is ``(verdict or None on a runtime fault, A at return, executed)``,
+    the same as :meth:`bpfio.compiler.CompiledProgram.pio`.
+    """
+    from .pio.abi import PioEvent
+    ops = predecode(program, "pio")
+
+    def pio(port, size, direction, data, offset, vcpu, ticks, ns, mem):
+        event = PioEvent(port, size, direction, data, offset, vcpu, ticks, ns)
+        return execute(ops, b"", mem, pio_input(event, mem))
+    pio.pio = pio
+    return pio
+
+
+# --- single stepping and traces ---------------------------------------------
+
+class Step(NamedTuple):
+    """One executed instruction.
+
+    ``a``, ``x`` are the registers BEFORE the instruction ran; ``a_after``,
+    ``x_after`` after it.  ``mem_writes`` lists the ``(index, value)`` pairs
+    it stored.  ``next_pc`` is None when the program ended here; then
+    ``verdict`` holds the return value (0 after an abort) and ``fault``
+    says why it aborted (None for a normal ``ret``).
+    """
+
+    pc: int
+    insn: object
+    a: int
+    x: int
+    mem_writes: tuple = ()
+    a_after: int = 0
+    x_after: int = 0
+    next_pc: int | None = None
+    verdict: int | None = None
+    fault: str | None = None
+
+
+class Execution:
+    """A program run one instruction at a time (for the debugger and ``--trace``).
+
+    ``step()`` executes the instruction at ``pc`` and returns its :class:`Step`;
+    ``done``, ``verdict``, ``fault``, ``a``, ``x``, ``mem`` and ``pc`` show
+    the state.  Each step performs exactly what :func:`execute` does for one
+    pre-decoded instruction (the two are tested against each other).
+    """
+
+    def __init__(self, program, data, *, profile: str = "socket", **context):
+        self.program = program
+        self.profile = profile
+        self.ops = predecode(program, profile)
+        self.pkt, self.mem, self.input = _prepare(profile, data, dict(context))
+        self.a = self.x = self.pc = 0
+        self.executed = 0
+        self.done = False
+        self.verdict: int | None = None
+        self.fault: str | None = None
+
+    def _end(self, value, fault=None):
+        self.done = True
+        self.fault = fault
+        self.verdict = _finish(self.profile, value if fault is None else 0)
+        return None
+
+    def step(self) -> Step:
+        """Execute one instruction and describe it; raises VMError once done."""
+        if self.done:
+            raise VMError("the program has already returned", pc=self.pc)
+        pc, a0, x0 = self.pc, self.a, self.x
+        insn = self.program[pc] if pc < len(self.program) else None
+        kind, a, x, value, writes = step_op(self.ops[pc], pc, a0, x0, self.pkt, self.mem, self.input)
+        self.executed += 1
+        self.a, self.x = a, x
+        if kind == "next":
+            self.pc = value
+            return Step(pc, insn, a0, x0, writes, a, x, value)
+        if kind == "fault":
+            self._end(0, value)
+        else:
+            self._end(value)
+        return Step(pc, insn, a0, x0, writes, a, x, None, self.verdict, self.fault)
+
+    def run(self):
+        """Run to the end; return the verdict."""
+        while not self.done:
+            self.step()
+        return self.verdict
+
+
+_JUMPS = {JEQ_K: lambda a, v: a == v, JGT_K: lambda a, v: a > v,
+          JGE_K: lambda a, v: a >= v, JSET_K: lambda a, v: bool(a & v)}
+_ALU = {ADD_K: lambda a, v: a + v, SUB_K: lambda a, v: a - v, MUL_K: lambda a, v: a * v,
+        DIV_K: lambda a, v: a // v, MOD_K: lambda a, v: a % v, AND_K: lambda a, v: a & v,
+        OR_K: lambda a, v: a | v, XOR_K: lambda a, v: a ^ v,
+        LSH_K: lambda a, v: a << (v & 31), RSH_K: lambda a, v: a >> (v & 31)}
+_X_TO_K = {x_op: k_op for k_op, x_op in zip((*_ALU_K.values(), *_JMP_K.values()),
+                                            (*_ALU_X.values(), *_JMP_X.values()))}
+_SIZES = {LD_ABS: 4, LDH_ABS: 2, LDB_ABS: 1}
+
+
+def step_op(op_tuple, pc: int, a: int, x: int, pkt: bytes, mem: list, inp: _Input):
+    """Execute one pre-decoded op: ``(kind, a, x, value, mem_writes)``.
+
+    ``kind`` is ``"next"`` (value = next pc), ``"ret"`` (value = verdict) or
+    ``"fault"`` (value = the reason).  Written independently of
+    :func:`execute`, op by op, so that each checks the other.
+    """
+    op, k, t, f = op_tuple
+    length = len(pkt) if inp.length is None else inp.length
+    if op in _X_TO_K:          # the X forms are the K forms with v = X
+        op, k = _X_TO_K[op], x
+    if op in _JUMPS:
+        return "next", a, x, t if _JUMPS[op](a, k) else f, ()
+    if op in _ALU:
+        if op in (DIV_K, MOD_K) and k == 0:
+            return "fault", a, x, "division by zero", ()
+        return "next", _ALU[op](a, k) & U32, x, pc + 1, ()
+    if op == JA:
+        return "next", a, x, t, ()
+    if op == NEG:
+        return "next", -a & U32, x, pc + 1, ()
+    if op in (RET_K, RET_A, RET_X):
+        return "ret", a, x, {RET_K: k, RET_A: a, RET_X: x}[op], ()
+    if op in (ST, STX):
+        value = a if op == ST else x
+        mem[k] = value
+        return "next", a, x, pc + 1, ((k, value),)
+    simple = {LD_IMM: (k, x), LDX_IMM: (a, k), TAX: (a, a), TXA: (x, x),
+              LD_LEN: (length, x), LDX_LEN: (a, length)}
+    if op in simple:
+        a, x = simple[op]
+        return "next", a, x, pc + 1, ()
+    if op in (LD_MEM, LDX_MEM):
+        a, x = (mem[k], x) if op == LD_MEM else (a, mem[k])
+        return "next", a, x, pc + 1, ()
+    if op == LD_ANC:
+        v = inp.anc(pkt, k, a, x)
+        if v is None:
+            return "fault", a, x, f"ancillary load k={k:#x} is not available in the {inp.profile} profile", ()
+        if v == EXIT_WITH_A:   # ifidx/hatype without a device: return A
+            return "ret", a, x, a, ()
+        return "next", v, x, pc + 1, ()
+    if op == LD_GEN and f == -1:
+        raise VMError("ran past the last instruction", pc=pc)
+    # Input loads: absolute, indexed, the MSH byte.
+    size = _SIZES.get(op, t)
+    off = (x + k) & U32 if op == LD_IND else k
+    v = inp.load(pkt, off, size) if inp.profile != "socket" or not (
+        off < 0x80000000 and off + size <= len(pkt)) else int.from_bytes(pkt[off:off + size], "big")
+    if v is None:
+        return "fault", a, x, (f"load of {size} byte(s) at offset {isa.to_s32(off)} is out of "
+                               f"bounds (input length {length})"), ()
+    if op == LDX_MSH:
+        return "next", a, (v & 0xf) << 2, pc + 1, ()
+    return "next", v, x, pc + 1, ()
+
+
+def trace(program, data, *, profile: str = "socket", **context):
+    """Run ``program`` and return ``(verdict, [Step, ...])``, one Step per executed instruction."""
+    ex = Execution(program, data, profile=profile, **context)
+    steps = []
+    while not ex.done:
+        steps.append(ex.step())
+    return ex.verdict, steps

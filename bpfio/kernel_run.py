@@ -1,0 +1,259 @@
+"""The live kernel as an execution oracle: what does a program really return?
+
+:class:`SocketOracle` attaches a program to the receiving end of an AF_UNIX
+datagram socket pair and sends it packets.  The kernel trims a datagram to the
+filter's return value (``sk_filter_trim_cap`` with cap 1) or drops it on 0,
+so the received length shows ``min(ret, len)`` -- not the whole 32-bit value,
+and a program that *aborts* (out-of-bounds load, division by a zero X) looks
+exactly like one that returns 0.  To see every bit we rewrite the program
+(:func:`chunk_variant`): each ``ret`` becomes a ``ja`` to a short tail that
+returns one chunk of the value *plus one*.  A dropped datagram then means the
+program aborted, and ``received length - 1`` is the chunk.  The chunk width is
+the largest ``w <= 8`` with ``2**w <= len``; packets shorter than 2 bytes use
+one-bit chunks read through drop/deliver instead.
+
+:class:`SeccompOracle` does the same for seccomp: in a forked child it installs
+one filter per 11-bit chunk that answers ``SECCOMP_RET_ERRNO | (chunk + 1)``
+for the test syscall and ``ALLOW`` for everything else, calls the syscall, and
+reads the chunk back from ``errno``.
+
+Known blind spots (kept out of the random programs and tested separately):
+``ld rand`` (random), ``ld cpu`` (depends on scheduling unless pinned), and
+``ld ifidx``/``ld hatype``, which on a socket without a device end the
+program returning A directly, bypassing the tail.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import struct
+
+from . import isa
+from .insn import Insn, Program
+from .kernel import SO_ATTACH_FILTER, _fprog
+
+ABORTED = None  # what the oracles report for a program that aborted (kernel verdict 0)
+
+
+def chunk_variant(program, shift: int, width: int, *, bit_mode: bool = False) -> Program:
+    """Rewrite every ``ret`` of ``program`` into a jump to a tail that returns a chunk.
+
+    The tail computes ``((V >> shift) & (2**width - 1)) + 1`` where V is the
+    value the original ``ret`` would return; with ``bit_mode`` it returns the
+    bare bit ``(V >> shift) & 1`` (so 0 drops the packet), and ``width == 0``
+    gives a tail that always returns 1 (an abort probe).
+    """
+    prog = list(program)
+    n = len(prog)
+    consts = sorted({i.k for i in prog if i.code == isa.BPF_RET | isa.BPF_K})
+    tails: dict[int, int] = {}
+    out = []
+    pc = n
+    for k in consts:           # per constant: ld #k ; ja common
+        tails[k] = pc
+        pc += 2
+    common = pc
+    for i, insn in enumerate(prog):
+        if insn.code == isa.BPF_RET | isa.BPF_K:
+            out.append(Insn(isa.BPF_JMP | isa.BPF_JA, 0, 0, tails[insn.k] - i - 1))
+        elif insn.code == isa.BPF_RET | isa.BPF_A:
+            out.append(Insn(isa.BPF_JMP | isa.BPF_JA, 0, 0, common - i - 1))
+        else:
+            out.append(insn)
+    for k in consts:
+        here = len(out)
+        out.append(Insn(isa.BPF_LD | isa.BPF_IMM, 0, 0, k))
+        out.append(Insn(isa.BPF_JMP | isa.BPF_JA, 0, 0, common - here - 2))
+    alu = isa.BPF_ALU
+    if width == 0 and not bit_mode:
+        out.append(Insn(isa.BPF_RET | isa.BPF_K, 0, 0, 1))
+        return Program(out)
+    if shift:
+        out.append(Insn(alu | isa.BPF_RSH | isa.BPF_K, 0, 0, shift))
+    mask = 1 if bit_mode else (1 << width) - 1
+    if mask != 0xffffffff:
+        out.append(Insn(alu | isa.BPF_AND | isa.BPF_K, 0, 0, mask))
+    if not bit_mode:
+        out.append(Insn(alu | isa.BPF_ADD | isa.BPF_K, 0, 0, 1))
+    out.append(Insn(isa.BPF_RET | isa.BPF_A, 0, 0, 0))
+    return Program(out)
+
+
+def chunk_plan(length: int) -> list[tuple[int, int, bool]]:
+    """Return the (shift, width, bit_mode) variants that read a full u32 for a packet length."""
+    if length >= 2:
+        width = min(8, length.bit_length() - 1)
+        return [(s, width, False) for s in range(0, 32, width)]
+    return [(0, 0, False)] + [(s, 1, True) for s in range(32)]
+
+
+class SocketOracle:
+    """Run programs on packets in the kernel through AF_UNIX datagram sockets.
+
+    ``run(program, packets)`` returns, per packet, the program's full 32-bit
+    return value or ``None`` when the program aborted.  Sockets are reused:
+    one pair per chunk variant, filters replaced by each new program.
+    """
+
+    def __init__(self):
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.sends = 0
+
+    def close(self):
+        """Close every socket."""
+        for a, b in self._pairs:
+            a.close()
+            b.close()
+        self._pairs.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _pair(self, index: int):
+        while len(self._pairs) <= index:
+            rx, tx = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            self._pairs.append((rx, tx))
+        return self._pairs[index]
+
+    @staticmethod
+    def _attach(sock: socket.socket, program) -> None:
+        fprog, buf = _fprog(program)
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        del buf
+
+    def raw(self, program, packet: bytes) -> int | None:
+        """Send one packet through ``program`` unchanged; return the received length or None if dropped."""
+        rx, tx = self._pair(0)
+        self._attach(rx, program)
+        return self._deliver(rx, tx, packet)
+
+    def _deliver(self, rx, tx, packet: bytes) -> int | None:
+        self.sends += 1
+        tx.send(packet)
+        try:
+            return len(rx.recv(len(packet) + 64, socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            return None
+
+    def run(self, program, packets) -> list[int | None]:
+        """Return each packet's full u32 verdict (None = the program aborted)."""
+        packets = [bytes(p) for p in packets]
+        plans = {}
+        for p in packets:
+            for variant in chunk_plan(len(p)):
+                plans.setdefault(variant, None)
+        slots = {}
+        for index, variant in enumerate(plans):
+            rx, _ = self._pair(index)
+            self._attach(rx, chunk_variant(program, variant[0], variant[1], bit_mode=variant[2]))
+            slots[variant] = index
+        results: list[int | None] = []
+        for p in packets:
+            value = 0
+            aborted = False
+            for shift, width, bit_mode in chunk_plan(len(p)):
+                rx, tx = self._pair(slots[(shift, width, bit_mode)])
+                got = self._deliver(rx, tx, p)
+                if bit_mode:
+                    value |= (got is not None) << shift
+                elif got is None:
+                    aborted = True
+                    break
+                elif width:
+                    value |= (got - 1) << shift
+            results.append(None if aborted else value & 0xffffffff)
+        return results
+
+
+# --- seccomp -----------------------------------------------------------------
+
+SECCOMP_RET_ALLOW = 0x7fff0000
+SECCOMP_RET_ERRNO = 0x00050000
+_SECCOMP_CHUNK = 11   # ERRNO data is capped at 4095: 11 bits + 1 fit
+_RESULT = struct.Struct("<q")
+
+
+def seccomp_variant(program, test_nr: int, shift: int) -> Program:
+    """Guard + ``program`` + a tail answering ERRNO | (chunk + 1) for syscall ``test_nr``.
+
+    Every other syscall is allowed, so the child that installs the filters can
+    still write its answer and exit.  A = 0 is restored after the guard.
+    """
+    guard = [Insn(isa.BPF_LD | isa.BPF_W | isa.BPF_ABS, 0, 0, 0),
+             Insn(isa.BPF_JMP | isa.BPF_JEQ | isa.BPF_K, 1, 0, test_nr),
+             Insn(isa.BPF_RET | isa.BPF_K, 0, 0, SECCOMP_RET_ALLOW),
+             Insn(isa.BPF_LD | isa.BPF_IMM, 0, 0, 0)]
+    body = chunk_variant(program, shift, _SECCOMP_CHUNK)
+    tail = list(body)
+    # chunk_variant ends with add #1; ret a -- turn it into ERRNO | (chunk + 1).
+    assert tail[-1].code == isa.BPF_RET | isa.BPF_A
+    tail.insert(len(tail) - 1, Insn(isa.BPF_ALU | isa.BPF_OR | isa.BPF_K, 0, 0, SECCOMP_RET_ERRNO))
+    return Program(guard + tail)
+
+
+class SeccompOracle:
+    """Run seccomp programs on syscalls in a forked child; return the full u32 verdict.
+
+    ``run(program, nr, args)`` -> the value, or None when the filter killed
+    the child (a division by a zero X makes the program return 0, which is
+    SECCOMP_RET_KILL_THREAD).  x86_64 only.
+    """
+
+    _libc = ctypes.CDLL(None, use_errno=True)
+
+    def run(self, program, nr: int, args=(0,) * 6) -> int | None:
+        """Return what ``program`` returns for syscall ``nr`` with ``args``, or None."""
+        from .kernel import PR_SET_NO_NEW_PRIVS, SECCOMP_SET_MODE_FILTER, SYS_seccomp
+        variants = []
+        bufs = []
+        for shift in range(0, 32, _SECCOMP_CHUNK):
+            fprog, buf = _fprog(seccomp_variant(program, nr, shift))
+            fbuf = ctypes.create_string_buffer(fprog, len(fprog))
+            bufs.append((buf, fbuf))
+            variants.append(fbuf)
+        rfd, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: raw syscalls only after the first install
+            try:
+                libc = self._libc
+                if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+                    os._exit(3)
+                out = b""
+                for fbuf in variants:
+                    if libc.syscall(ctypes.c_long(SYS_seccomp), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
+                                    ctypes.c_long(0), ctypes.c_void_p(ctypes.addressof(fbuf))) != 0:
+                        os._exit(4)
+                    ctypes.set_errno(0)
+                    rc = libc.syscall(ctypes.c_long(nr), *(ctypes.c_ulong(a & 0xffffffffffffffff)
+                                                           for a in args))
+                    err = ctypes.get_errno() if rc == -1 else 0
+                    out += _RESULT.pack(err)
+                    os.write(wfd, _RESULT.pack(err))
+                os._exit(0)
+            finally:
+                os._exit(5)
+        os.close(wfd)
+        data = b""
+        while True:
+            chunk = os.read(rfd, 64)
+            if not chunk:
+                break
+            data += chunk
+        os.close(rfd)
+        _, status = os.waitpid(pid, 0)
+        del bufs
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) in (3, 4, 5):
+            raise OSError(f"seccomp oracle child failed (status {os.WEXITSTATUS(status)})")
+        errs = [_RESULT.unpack_from(data, i)[0] for i in range(0, len(data) - len(data) % 8, 8)]
+        if len(errs) < len(variants):
+            return None  # killed by its filter: the program returned 0 (KILL_THREAD)
+        value = 0
+        for i, err in enumerate(errs):
+            value |= (err - 1) << (i * _SECCOMP_CHUNK)
+        return value & 0xffffffff
