@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ..cli import render_error
 from ..pio.config import check_machine, load_machine
 from ..pio.events import EventReader
 from ..pio.machine import FakeClock
@@ -30,7 +31,7 @@ def check(config):
     try:
         if errors:
             for err in errors:
-                click.echo(f"Error: {err}", err=True)
+                click.echo(render_error(err), err=True)
             raise click.exceptions.Exit(1)
         click.echo(f"{config}: ok: {len(m.bindings)} binding(s), engine {m.engine}")
         for name, b in m.bindings.items():
