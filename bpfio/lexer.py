@@ -1,7 +1,11 @@
-"""The ply lexer for the kernel's ``bpf_asm`` language (``tools/bpf/bpf_exp.l``).
+"""The lexer for the kernel's ``bpf_asm`` language (``tools/bpf/bpf_exp.l``).
 
-flex picks the *longest* match and, on a tie, the earliest rule; ply tries
-rules in order.  The rules below are arranged so both give the same tokens:
+It feeds ``ply.yacc`` (``bpfio.parser``) with ply-compatible tokens.  It is a
+single-regex scanner rather than ``ply.lex`` for two reasons: flex picks the
+*longest* match (earliest rule on a tie) while ply.lex takes the first rule
+that matches, and a scanner loop is about three times faster than ply.lex's
+per-token machinery (assembly speed is a benchmarked goal).  The rules are
+arranged so that this scanner produces exactly flex's tokens:
 
 * One word rule classifies identifiers: a whole-word keyword (caseless) wins
   over a label of the same length; any longer word is a label; labels need
@@ -23,9 +27,8 @@ rules in order.  The rules below are arranged so both give the same tokens:
 
 from __future__ import annotations
 
+import bisect
 import re
-
-import ply.lex as lex
 
 from .errors import AsmError
 from .isa import ASM_EXTENSIONS
@@ -57,6 +60,37 @@ def c_number(text: str) -> int:
     return value & 0xffffffff
 
 
+_MASTER = re.compile(r"""
+    (?P<ws>[ \t\n]+)
+  | (?P<cc>/\*(?:[^*]|\*[^/])*\*/)
+  | (?P<semi>;[^\n]*)
+  | (?P<insn>\.insn(?![a-zA-Z0-9_]))
+  | (?P<hash>\#)
+  | (?P<num>0[xX][0-9a-fA-F]+|0[bB][01]+|0[0-7]+|0|[-+]?[1-9][0-9]*)
+  | (?P<word>[a-zA-Z_][a-zA-Z0-9_]*)
+  | (?P<punct>[%:,\[\]()+*&])
+""", re.VERBOSE)
+_PUNCT = {"%": "PERCENT", ":": "COLON", ",": "COMMA", "[": "LBRACKET", "]": "RBRACKET",
+          "(": "LPAREN", ")": "RPAREN", "+": "PLUS", "*": "STAR", "&": "AMP"}
+_REGS = {"x": "X", "a": "A", "m": "M"}
+_MNEMONIC_SET = frozenset(MNEMONICS)
+
+
+class Token:
+    """A token in the shape ply.yacc expects (type, value, lineno, lexpos)."""
+
+    __slots__ = ("type", "value", "lineno", "lexpos", "lexer")
+
+    def __init__(self, type_, value, lexpos):
+        self.type = type_
+        self.value = value
+        self.lexpos = lexpos
+        self.lineno = 0  # computed from lexpos only when an error needs it
+
+    def __repr__(self):
+        return f"Token({self.type}, {self.value!r}, {self.lexpos})"
+
+
 class Lexer:
     """Tokenizer for bpf_asm source; ``tokenize(text)`` returns a token list."""
 
@@ -64,118 +98,99 @@ class Lexer:
               "X", "A", "M", "PERCENT", "COLON", "COMMA", "LBRACKET", "RBRACKET",
               "LPAREN", "RPAREN", "PLUS", "STAR", "AMP", "DOT_INSN")
 
-    t_ignore = " \t"
-
     def __init__(self, *, filename: str = "<input>", defines=None, line_map=None):
         self.filename = filename
         self.defines = defines or {}
         self.line_map = line_map
-        self.lexer = lex.lex(module=self, reflags=re.VERBOSE | re.IGNORECASE,
-                             optimize=False, debug=False)
+        self.text = ""
+        self._newlines = None
 
-    # --- comments and newlines -------------------------------------------------
-    def t_COMMENT_C(self, t):
-        r"/\*([^*]|\*[^/])*\*/"
-        t.lexer.lineno += t.value.count("\n")
+    def tokenize(self, text: str) -> list:
+        """Return every token of ``text``; LABEL before ':' becomes LABELDEF."""
+        self.text, self._newlines = text, None
+        toks: list[Token] = []
+        append = toks.append
+        match = _MASTER.match
+        pos, end = 0, len(text)
+        while pos < end:
+            m = match(text, pos)
+            if m is None:
+                raise self._unknown(text[pos], pos)
+            kind = m.lastgroup
+            value = m.group()
+            if kind == "word":
+                low = value.lower()
+                if low in _MNEMONIC_SET:
+                    append(Token("MNEMONIC", low, pos))
+                elif len(low) == 1:
+                    if low not in _REGS:
+                        raise self._unknown(value, pos)
+                    append(Token(_REGS[low], value, pos))
+                elif low == "len":
+                    append(Token("LEN", value, pos))
+                elif low in ASM_EXTENSIONS:
+                    append(Token("EXT", ASM_EXTENSIONS[low], pos))
+                else:
+                    append(Token("LABEL", value, pos))
+            elif kind == "num":
+                append(Token("NUMBER", (c_number(value), value), pos))
+            elif kind == "punct":
+                append(Token(_PUNCT[value], value, pos))
+            elif kind == "hash":
+                pos = self._hash(text, pos, append)
+                continue
+            elif kind == "insn":
+                append(Token("DOT_INSN", value, pos))
+            pos = m.end()
+        for i in range(len(toks) - 1):
+            if toks[i].type == "LABEL" and toks[i + 1].type == "COLON":
+                toks[i].type = "LABELDEF"
+        return toks
 
-    def t_COMMENT_SEMI(self, t):
-        r";[^\n]*"
-
-    def t_newline(self, t):
-        r"\n+"
-        t.lexer.lineno += len(t.value)
-
-    # --- bpfio extension: `.insn code, jt, jf, k` for instructions bpf_asm cannot spell
-    def t_DOT_INSN(self, t):
-        r"\.insn(?![a-zA-Z0-9_])"
-        return t
-
-    # --- '#': column-0 comment, extension token, or the immediate marker --------
-    def t_HASH(self, t):
-        r"\#"
-        data, pos = t.lexer.lexdata, t.lexpos
-        eol = data.find("\n", pos)
-        eol = len(data) if eol < 0 else eol
-        at_col0 = pos == 0 or data[pos - 1] == "\n"
-        word = _WORD_TAIL.match(data, pos + 1)
+    def _hash(self, text, pos, append) -> int:
+        """Handle '#': column-0 comment, '#len'/'#ext' token, or the immediate marker."""
+        eol = text.find("\n", pos)
+        eol = len(text) if eol < 0 else eol
+        at_col0 = pos == 0 or text[pos - 1] == "\n"
+        word = _WORD_TAIL.match(text, pos + 1)
         if word and word.group(0) in self.defines and not at_col0:
-            return t  # '#NAME' of a #define: the name follows as its own token
-        kw = _HASH_RE.match(data, pos)
+            append(Token("HASH", "#", pos))  # '#NAME' of a #define
+            return pos + 1
+        kw = _HASH_RE.match(text, pos)
         kw_len = kw.end() - pos if kw else 1
         if at_col0 and eol - pos > kw_len:
-            t.lexer.lexpos = eol  # ^#.* comment: longest match wins
-            return None
-        if kw:
-            t.lexer.lexpos = kw.end()
-            name = kw.group(1).lower()
-            if name == "len":
-                t.type, t.value = "LEN", "#len"
-            else:
-                t.type, t.value = "EXT", ASM_EXTENSIONS[name]
-        return t
-
-    def t_NUMBER(self, t):
-        r"0[xX][0-9a-fA-F]+ | 0[bB][01]+ | 0[0-7]+ | 0 | [-+]?[1-9][0-9]*"
-        t.value = (c_number(t.value), t.value)
-        return t
-
-    def t_WORD(self, t):
-        r"[a-zA-Z_][a-zA-Z0-9_]*"
-        low = t.value.lower()
-        if low in MNEMONICS:
-            t.type = "MNEMONIC"
-            t.value = low
-        elif low == "len":
-            t.type = "LEN"
-        elif low in ASM_EXTENSIONS:
-            t.type, t.value = "EXT", ASM_EXTENSIONS[low]
-        elif len(low) == 1:
-            if low in "xam":
-                t.type = {"x": "X", "a": "A", "m": "M"}[low]
-            else:
-                self._unknown(t.value, t.lexpos, t.lexer)
+            return eol  # ^#.* comment: the longest match wins
+        if kw is None:
+            append(Token("HASH", "#", pos))
+            return pos + 1
+        name = kw.group(1).lower()
+        if name == "len":
+            append(Token("LEN", kw.group(0), pos))
         else:
-            t.type = "LABEL"
-        return t
+            append(Token("EXT", ASM_EXTENSIONS[name], pos))
+        return kw.end()
 
-    t_PERCENT = r"%"
-    t_COLON = r":"
-    t_COMMA = r","
-    t_LBRACKET = r"\["
-    t_RBRACKET = r"\]"
-    t_LPAREN = r"\("
-    t_RPAREN = r"\)"
-    t_PLUS = r"\+"
-    t_STAR = r"\*"
-    t_AMP = r"&"
-
-    def t_error(self, t):
-        self._unknown(t.value[0], t.lexpos, t.lexer)
-
-    def _unknown(self, char, pos, lexer):
+    def _unknown(self, char, pos) -> AsmError:
         shown = {"\r": "\\r", "\t": "\\t"}.get(char, char)
-        raise self.error(f"unknown character '{shown}'", pos, lexer.lineno)
+        return self.error(f"unknown character '{shown}'", pos)
 
     # --- positions ----------------------------------------------------------------
-    def error(self, message: str, pos: int, lineno: int) -> AsmError:
+    def lineno(self, pos: int) -> int:
+        """1-based line of a position in the (preprocessed) text."""
+        if self._newlines is None:
+            self._newlines = [i for i, c in enumerate(self.text) if c == "\n"]
+        return bisect.bisect_left(self._newlines, pos) + 1
+
+    def error(self, message: str, pos: int, lineno: int | None = None) -> AsmError:
         """Build an AsmError for a position in the (preprocessed) text."""
-        data = self.lexer.lexdata
+        data = self.text
+        pos = min(pos, len(data))
         start = data.rfind("\n", 0, pos) + 1
         end = data.find("\n", pos)
         source = data[start:len(data) if end < 0 else end]
+        lineno = self.lineno(pos)
         filename, line = self.filename, lineno
         if self.line_map is not None and 0 < lineno <= len(self.line_map):
             filename, line = self.line_map[lineno - 1]
         return AsmError(message, filename=filename, line=line,
                         column=pos - start + 1, source_line=source)
-
-    def tokenize(self, text: str) -> list:
-        """Return every token of ``text``; LABEL before ':' becomes LABELDEF."""
-        lexer = self.lexer
-        lexer.input(text)
-        lexer.lineno = 1
-        toks = list(iter(lexer.token, None))
-        for i, tok in enumerate(toks[:-1]):
-            if tok.type == "LABEL" and toks[i + 1].type == "COLON":
-                tok.type = "LABELDEF"
-        return toks

@@ -72,7 +72,11 @@ class Parser:
     def p_prog(self, p):
         """prog : line
                 | prog line"""
-        p[0] = [p[1]] if len(p) == 2 else p[1] + [p[2]]
+        if len(p) == 2:
+            p[0] = [p[1]]
+        else:
+            p[1].append(p[2])
+            p[0] = p[1]
 
     def p_line(self, p):
         """line : instr
@@ -173,14 +177,11 @@ class Parser:
         lexer = self.lexer
         if tok is None:
             last = self.tokens_seen[-1]
-            pos = last.lexpos + len(str(last.value if isinstance(last.value, str)
-                                        else last.value[1] if isinstance(last.value, tuple)
-                                        else ""))
-            raise lexer.error("syntax error: unexpected end of input", pos, last.lineno)
+            raise lexer.error("syntax error: unexpected end of input", len(lexer.text))
         text = tok.value[1] if isinstance(tok.value, tuple) else tok.value
         if tok.type == "EXT":
-            text = lexer.lexer.lexdata[tok.lexpos:].split()[0] if lexer.lexer.lexdata else "?"
-        raise lexer.error(f"syntax error at '{text}'", tok.lexpos, tok.lineno)
+            text = lexer.text[tok.lexpos:].split()[0]
+        raise lexer.error(f"syntax error at '{text}'", tok.lexpos)
 
     # --- helpers ------------------------------------------------------------------
     @staticmethod
