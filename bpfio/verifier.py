@@ -465,3 +465,18 @@ def conversion_warnings(program, *, profile: str = "socket") -> list[Lint]:
                          f"bytes) reaches net.core.optmem_max ({limit}); "
                          "SO_ATTACH_FILTER fails with ENOMEM")]
     return []
+
+
+def kernel_errno(program, *, profile: str = "socket") -> int:
+    """The errno the live kernel would return for ``program`` (0 = accepted).
+
+    For ``socket`` and ``seccomp`` this is the classic checks plus the
+    conversion limits that :func:`verify` only warns about.
+    """
+    try:
+        verify(program, profile=profile, lints=False)
+    except VerifierError as err:
+        return err.errno
+    for warning in conversion_warnings(program, profile=profile):
+        return _errno.ENOMEM if warning.rule == "convert-too-large" else _errno.EINVAL
+    return 0
