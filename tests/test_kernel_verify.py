@@ -27,7 +27,7 @@ from bpfio.insn import Insn, Program
 from bpfio.verifier import kernel_errno, verify
 
 sys.path.insert(0, str(Path(__file__).parent))
-from kernel_corpus import (libseccomp_programs, mutate, random_program,  # noqa: E402
+from test_kernel_verify_corpus import (libseccomp_programs, mutate, random_program,  # noqa: E402
                            tcpdump_programs)
 
 SOCKET_SKIP = kernel.available("socket")
