@@ -53,7 +53,7 @@ class Faulty:
 
 def with_runner(binding, run):
     """Install a contract-shaped runner in place of a compiled program."""
-    binding._run = run
+    binding._install(None, run)
     return binding
 
 

@@ -127,15 +127,26 @@ class SharedMemory:
 
 
 class Counters:
-    """Per-binding event counters (plain ints; ``handled`` includes ``notified``)."""
+    """Per-binding event counters (plain ints).
 
-    __slots__ = ("events", "handled", "notified", "exits", "aborts", "bad_verdicts",
-                 "insns", "faults", "unserved")
-    FIELDS = __slots__
+    Every event ends either handled by the program (``handled``, which
+    includes ``notified``) or as an exit to userspace (``exits``, which
+    includes ``aborts``, ``bad_verdicts``, ``faults`` and ``unserved`` --
+    exits with no device model), so ``events == handled + exits``.
+    """
+
+    __slots__ = ("handled", "notified", "exits", "aborts", "bad_verdicts", "insns", "faults",
+                 "unserved")
+    FIELDS = ("events", *__slots__)
 
     def __init__(self):
-        for name in self.FIELDS:
+        for name in self.__slots__:
             setattr(self, name, 0)
+
+    @property
+    def events(self) -> int:
+        """All accesses dispatched to the binding."""
+        return self.handled + self.exits
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict, in a stable order."""
@@ -239,6 +250,7 @@ class Binding:
         self._words = self.mem.words
         self._clock = machine.clock
         self._event_ns: int | None = None  # the event's clock reading while a model runs
+        self._access = self._make_access(None)
 
     # -- clock --------------------------------------------------------------
     def now_ns(self) -> int:
@@ -271,62 +283,87 @@ class Binding:
         """Verify ``program`` and swap it in atomically; on any error the old one stays.
 
         ``None`` removes the program (every access then goes to the model).
+        Each event runs entirely under one program: an event already past the
+        port look-up when the swap happens may still finish on the old one.
         """
         prog, run = self.machine._prepare(program, len(self.mem), len(self.notifiers),
                                           self.engine, self.name)
+        self._install(prog, run)
+
+    def _install(self, program: Program | None, run: Callable | None) -> None:
+        """Build this binding's event function around ``run`` and publish it."""
+        access = self._make_access(run)
         with self.lock:
-            self.program, self._run = prog, run
+            self.program, self._run, self._access = program, run, access
+            self.machine._publish(self)
 
     # -- the event path -----------------------------------------------------
-    def _access(self, port: int, size: int, mask: int, direction: int, data: int,
-                vcpu: int):
-        """Run one access: program, then model, then the unmapped default."""
-        c = self.counters
-        with self.lock:
-            ns = self._clock() & _U64
-            c.events += 1
-            run = self._run
-            if run is not None:
-                hz = self.clock_hz
-                verdict, a, n = run(port, size, direction, data, port - self.base, vcpu,
-                                    (ns * hz // _NS_PER_S) & _U64 if hz else 0, ns,
-                                    self._words)
-                c.insns += n
-                if verdict is None:
-                    c.aborts += 1
-                else:
-                    action = verdict & _ACTION
-                    if action == _DONE:
-                        c.handled += 1
-                        return a & mask
-                    if action == _NOTIFY:
-                        index = verdict & _INDEX
-                        if index < len(self.notifiers):
-                            self.notifiers[index].signal()
+    def _make_access(self, run):
+        """Return the event function ``access(port, size, mask, direction, data, vcpu)``.
+
+        It is a closure over everything it needs (cell loads are the cheapest
+        look-ups CPython has); the machine's port table holds it directly.
+        """
+        lock, c, clock, words, base = self.lock, self.counters, self._clock, self._words, self.base
+        notifiers, fallback = self.notifiers, self._fallback
+        n_notifiers = len(notifiers)
+        hz = self.clock_hz
+        masked = self.machine._clock_is_64bit
+
+        if run is None:
+            def access(port, size, mask, direction, data, vcpu):
+                with lock:
+                    ns = clock() if masked else clock() & _U64
+                    c.exits += 1
+                    return fallback(port, size, mask, direction, data, ns)
+        else:
+            def access(port, size, mask, direction, data, vcpu):
+                with lock:
+                    ns = clock() if masked else clock() & _U64
+                    verdict, a, n = run(port, size, direction, data, port - base, vcpu,
+                                        (ns * hz // _NS_PER_S) & _U64 if hz else 0, ns, words)
+                    c.insns += n
+                    if verdict is None:
+                        c.aborts += 1
+                    else:
+                        action = verdict & _ACTION
+                        if action == _DONE:
+                            c.handled += 1
+                            return a & mask
+                        if action == _NOTIFY and verdict & _INDEX < n_notifiers:
+                            try:
+                                notifiers[verdict & _INDEX].signal()
+                            except OSError:  # closed by a detach racing this event
+                                pass
                             c.handled += 1
                             c.notified += 1
                             return a & mask
-                        c.bad_verdicts += 1
-                    elif action != _EXIT:
-                        c.bad_verdicts += 1
-            c.exits += 1
-            device = self.device
-            if device is None:
-                c.unserved += 1
-                return mask
-            self._event_ns = ns
-            try:
-                if direction == _IN:
-                    return device.io_read(port - self.base, size) & mask
-                device.io_write(port - self.base, size, data)
-                return mask
-            except Exception:  # contained: the guest sees the unmapped default
-                c.faults += 1
-                self.machine._record_fault(Fault(self.name, port, size, direction,
-                                                 traceback.format_exc()))
-                return mask
-            finally:
-                self._event_ns = None
+                        if action != _EXIT:
+                            c.bad_verdicts += 1
+                    c.exits += 1
+                    return fallback(port, size, mask, direction, data, ns)
+        access.binding = self
+        return access
+
+    def _fallback(self, port: int, size: int, mask: int, direction: int, data: int, ns: int):
+        """The userspace half of an event (lock held): the model, else the unmapped default."""
+        device = self.device
+        if device is None:
+            self.counters.unserved += 1
+            return mask
+        self._event_ns = ns
+        try:
+            if direction == _IN:
+                return device.io_read(port - self.base, size) & mask
+            device.io_write(port - self.base, size, data)
+            return mask
+        except Exception:  # contained: the guest sees the unmapped default
+            self.counters.faults += 1
+            self.machine._record_fault(Fault(self.name, port, size, direction,
+                                             traceback.format_exc()))
+            return mask
+        finally:
+            self._event_ns = None
 
     def stats(self) -> dict[str, Any]:
         """Counters plus identity, as plain data."""
@@ -354,10 +391,12 @@ class Machine:
         if engine not in ENGINES:
             raise PioError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
         self.clock = clock if clock is not None else time.monotonic_ns
+        # time.monotonic_ns never needs the 64-bit mask an injected clock gets.
+        self._clock_is_64bit = self.clock is time.monotonic_ns
+        self._table: list[Callable | None] = [None] * _PORTS
         self.engine = engine
         self.name = name
         self.bindings: dict[str, Binding] = {}
-        self._table: list[Binding | None] = [None] * _PORTS
         self._lock = threading.Lock()          # attach/detach and the unmapped counters
         self.unmapped = 0
         self._faults: deque[Fault] = deque(maxlen=FAULTS_KEPT)
@@ -399,6 +438,7 @@ class Machine:
         prog, run = self._prepare(program, mem_words, notifiers, engine, name)
         binding = Binding(self, name, base, length, device, mem_words, clock_hz, notifiers, engine)
         binding.program, binding._run = prog, run
+        binding._access = binding._make_access(run)
         hook = getattr(device, "attach", None)
         if callable(hook):
             try:
@@ -413,8 +453,15 @@ class Machine:
         with self._lock:
             self._check_free(name, base, length)  # again: another thread may have won
             self.bindings[name] = binding
-            self._table[base:base + length] = [binding] * length
+            self._table[base:base + length] = [binding._access] * length
         return binding
+
+    def _publish(self, binding: Binding) -> None:
+        """Point the binding's ports at its current event function."""
+        with self._lock:
+            if self.bindings.get(binding.name) is binding:
+                self._table[binding.base:binding.base + binding.length] = \
+                    [binding._access] * binding.length
 
     def _check_free(self, name: str, base: int, length: int) -> None:
         if name in self.bindings:
@@ -423,6 +470,7 @@ class Machine:
         for port in range(base, end):
             other = self._table[port]
             if other is not None:
+                other = other.binding
                 raise PioError(
                     f"binding '{name}' (ports {base:#x}..{end - 1:#x}) overlaps binding "
                     f"'{other.name}' (ports {other.base:#x}..{other.base + other.length - 1:#x})"
@@ -471,7 +519,8 @@ class Machine:
         """The binding a first port dispatches to, or None."""
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < _PORTS:
             raise bad_access(port, 1)
-        return self._table[port]
+        access = self._table[port]
+        return None if access is None else access.binding
 
     # -- accesses -----------------------------------------------------------
     def pio_in(self, port: int, size: int, vcpu: int = 0) -> int:
@@ -482,12 +531,12 @@ class Machine:
             mask = SIZE_MASK[size]
         except (TypeError, KeyError, AttributeError):
             raise bad_access(port, size, vcpu) from None
-        binding = self._table[port]
-        if binding is None:
+        access = self._table[port]
+        if access is None:
             with self._lock:
                 self.unmapped += 1
             return mask
-        return binding._access(port, size, mask, _IN, 0, vcpu)
+        return access(port, size, mask, _IN, 0, vcpu)
 
     def pio_out(self, port: int, size: int, value: int, vcpu: int = 0) -> None:
         """The guest writes ``value`` (``size`` bytes) to ``port``."""
@@ -502,12 +551,12 @@ class Machine:
                 raise TypeError
         except TypeError:
             raise bad_value(port, size, value) from None
-        binding = self._table[port]
-        if binding is None:
+        access = self._table[port]
+        if access is None:
             with self._lock:
                 self.unmapped += 1
             return
-        binding._access(port, size, mask, _OUT, value, vcpu)
+        access(port, size, mask, _OUT, value, vcpu)
 
     def pio_ins(self, port: int, size: int, count: int, vcpu: int = 0) -> list[int]:
         """String IN (``rep insb/w/l``): ``count`` reads of one port, in order."""

@@ -76,7 +76,7 @@ def replay(machine: Machine, events: Iterable[Event], clock: FakeClock | None = 
                 continue
             report.checked += 1
             if got != expected:
-                binding = machine._table[ev.port]
+                binding = machine.binding_at(ev.port)
                 name = binding.name if binding is not None else UNMAPPED
                 mismatches[name] = mismatches.get(name, 0) + 1
                 if len(report.examples) < EXAMPLES_KEPT:
