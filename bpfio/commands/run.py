@@ -1,0 +1,257 @@
+"""``bpfio run``: run a program on packets, a system call or port events."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import BpfError
+from ..isa import U32
+from .common import load, program_options
+
+ENGINES = ("compiled", "interp")
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is not a number ({what})") from None
+
+
+def _hex_packet(ctx, param, values):
+    out = []
+    for text in values:
+        clean = "".join(text.split()).replace(":", "")
+        if clean.startswith(("0x", "0X")):
+            clean = clean[2:]
+        try:
+            out.append(bytes.fromhex(clean))
+        except ValueError:
+            raise click.BadParameter(f"'{text}' is not hex bytes", ctx=ctx, param=param) from None
+    return out
+
+
+def _pairs(ctx, param, values):
+    out = []
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"'{item}': expected NAME=VALUE", ctx=ctx, param=param)
+        out.append((name.strip(), value.strip()))
+    return out
+
+
+def parse_event(text: str):
+    """``in PORT SIZE`` or ``out PORT SIZE VALUE``, then optional offset=/vcpu=/ticks=/ns=."""
+    from ..pio.abi import PIO_IN, PIO_OUT, PioEvent
+    words = text.split()
+    if len(words) < 3 or words[0].lower() not in ("in", "out"):
+        raise click.BadParameter(f"'{text}': expected 'in PORT SIZE' or 'out PORT SIZE VALUE'",
+                                 param_hint="--event")
+    direction = PIO_IN if words[0].lower() == "in" else PIO_OUT
+    port = _int(words[1], "port")
+    size = _int(words[2], "size")
+    rest = words[3:]
+    data = 0
+    if direction == PIO_OUT:
+        if not rest or "=" in rest[0]:
+            raise click.BadParameter(f"'{text}': an OUT needs a VALUE", param_hint="--event")
+        data = _int(rest.pop(0), "value")
+    if not 0 <= port <= 0xffff:
+        raise click.BadParameter(f"'{text}': port must be 0..0xffff", param_hint="--event")
+    if size not in (1, 2, 4):
+        raise click.BadParameter(f"'{text}': size must be 1, 2 or 4", param_hint="--event")
+    if not 0 <= data < 1 << (8 * size):
+        raise click.BadParameter(f"'{text}': value does not fit in {size} byte(s)", param_hint="--event")
+    fields = {"offset": 0, "vcpu": 0, "ticks": 0, "ns": 0}
+    for item in rest:
+        name, sep, value = item.partition("=")
+        if not sep or name not in fields:
+            raise click.BadParameter(f"'{text}': unknown field '{item}' (offset=, vcpu=, ticks=, ns=)",
+                                     param_hint="--event")
+        fields[name] = _int(value, name)
+    return PioEvent(port, size, direction, data, **fields)
+
+
+def _runner(prog, profile, engine):
+    """Return outcome(data, **context) -> (verdict|None, A, executed)."""
+    if engine == "interp":
+        from ..interp import outcome
+        return lambda data, **ctx: outcome(prog, data, profile=profile, **ctx)
+    from ..compiler import compile as compile_program
+    return compile_program(prog, profile=profile).outcome
+
+
+def _format_trace(steps) -> list[str]:
+    from ..disasm import format_insn
+    lines = []
+    for s in steps:
+        text = format_insn(s.insn, s.pc) if s.insn is not None else "?"
+        line = f"  {s.pc:4d}: {text:<24} A={s.a:#010x} X={s.x:#010x}"
+        for index, value in s.mem_writes:
+            line += f" M[{index}]={value:#010x}"
+        if s.next_pc is None:
+            line += f" -> aborted: {s.fault}" if s.fault else f" -> ret {int(s.verdict):#x}"
+        lines.append(line)
+    return lines
+
+
+@click.command("run")
+@click.argument("program", default="-", metavar="[PROGRAM|-]")
+@click.option("--profile", type=click.Choice(("socket", "seccomp", "pio")), default="socket",
+              show_default=True, help="What the program reads and what its verdict means.")
+@click.option("--packet", "packets", multiple=True, callback=_hex_packet, metavar="HEX",
+              help="socket: a packet in hex (repeatable).")
+@click.option("--pcap", "pcap_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="socket: every packet of a pcap or pcapng file.")
+@click.option("--ctx", "ctx_fields", multiple=True, callback=_pairs, metavar="FIELD=VALUE",
+              help="socket: a context field, e.g. ifindex=2, protocol=0x800, ll_off=0, net_off=14.")
+@click.option("--syscall", metavar="NAME|NR", help="seccomp: the system call (name or number).")
+@click.option("--arg", "args", multiple=True, callback=_pairs, metavar="N=VALUE",
+              help="seccomp: argument N (0..5) of the call.")
+@click.option("--arch", default="x86_64", show_default=True, metavar="NAME|NUM",
+              help="seccomp: AUDIT_ARCH (x86_64, i386, aarch64 or a number).")
+@click.option("--ip", "ip", default="0", metavar="VALUE",
+              help="seccomp: the instruction pointer.")
+@click.option("--event", "events", multiple=True, metavar="'in PORT SIZE'|'out PORT SIZE VALUE'",
+              help="pio: a port access (repeatable; shared memory persists between events); "
+                   "append offset=, vcpu=, ticks=, ns= to set those fields.")
+@click.option("--mem-words", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="pio: shared memory words.")
+@click.option("--mem", "mem_init", multiple=True, callback=_pairs, metavar="I=VALUE",
+              help="pio: initial value of shared word I.")
+@click.option("--notifiers", type=click.IntRange(0, 0x10000), default=16, show_default=True,
+              help="pio: notifiers a NOTIFY verdict may name.")
+@click.option("--engine", type=click.Choice(ENGINES), default="compiled", show_default=True,
+              help="compiled: generated Python; interp: the reference interpreter.")
+@click.option("--trace", "show_trace", is_flag=True,
+              help="Print every executed instruction with A and X before it.")
+@click.option("--show-source", is_flag=True, help="Print the generated Python source first.")
+@click.option("--no-verify", is_flag=True, help="Run without the profile's verifier (unsafe input may fail).")
+@program_options
+def run(program, profile, packets, pcap_file, ctx_fields, syscall, args, arch, ip, events,
+        mem_words, mem_init, notifiers, engine, show_trace, show_source, no_verify,
+        include_path, defines, relax):
+    """Run PROGRAM (any format; default: standard input) and print one verdict per input.
+
+    \b
+    socket:  bpfio run filter.bpf --packet 0800450000 --pcap capture.pcap
+             prints the u32 verdict per packet (0 = drop; also after an abort)
+    seccomp: bpfio run --profile seccomp policy.asm --syscall openat --arg 2=0x241
+             prints the action, e.g. 'ERRNO(13) 0x0005000d'
+    pio:     bpfio run --profile pio asm/pmtimer.asm --event 'in 0x608 4'
+             prints the action and, for a handled IN, the value the guest receives
+    """
+    _check_options(profile, packets, pcap_file, ctx_fields, syscall, args, events, mem_init)
+    prog = load(program, include_path, defines, relax)
+    if not no_verify:
+        from ..verifier import verify
+        verify(prog, profile=profile, mem_words=mem_words if profile == "pio" else 16,
+               notifiers=notifiers if profile == "pio" else 0, lints=False)
+    if show_source:
+        from ..compiler import generate
+        click.echo(generate(prog, profile=profile, mode="detail" if profile == "pio" else "fast"),
+                   nl=False)
+    outcome = _runner(prog, profile, engine)
+    if profile == "socket":
+        _run_socket(prog, outcome, packets, pcap_file, ctx_fields, show_trace)
+    elif profile == "seccomp":
+        _run_seccomp(prog, outcome, syscall, args, arch, ip, show_trace)
+    else:
+        _run_pio(prog, outcome, events, mem_words, mem_init, show_trace)
+
+
+def _check_options(profile, packets, pcap_file, ctx_fields, syscall, args, events, mem_init):
+    socket_opts = bool(packets or pcap_file or ctx_fields)
+    if profile != "socket" and socket_opts:
+        raise click.UsageError("--packet, --pcap and --ctx apply to --profile socket")
+    if profile != "seccomp" and (syscall or args):
+        raise click.UsageError("--syscall and --arg apply to --profile seccomp")
+    if profile != "pio" and (events or mem_init):
+        raise click.UsageError("--event and --mem apply to --profile pio")
+    if profile == "socket" and not (packets or pcap_file):
+        raise click.UsageError("give --packet HEX or --pcap FILE")
+    if profile == "seccomp" and not syscall:
+        raise click.UsageError("give --syscall NAME|NR")
+    if profile == "pio" and not events:
+        raise click.UsageError("give --event 'in PORT SIZE' or --event 'out PORT SIZE VALUE'")
+
+
+def _socket_context(fields):
+    from ..interp import SocketContext
+    known = set(SocketContext.__dataclass_fields__) - {"rand"}
+    out = {}
+    for name, value in fields:
+        if name not in known:
+            raise click.BadParameter(f"unknown context field '{name}' (one of {', '.join(sorted(known))})",
+                                     param_hint="--ctx")
+        out[name] = None if value.lower() == "none" else _int(value, name)
+    return out
+
+
+def _run_socket(prog, outcome, packets, pcap_file, ctx_fields, show_trace):
+    context = _socket_context(ctx_fields)
+    inputs = list(packets)
+    if pcap_file:
+        from ..formats import read_input
+        from ..pcap import read_packets
+        raw, name = read_input(pcap_file)
+        inputs += [p.data for p in read_packets(raw, filename=name)]
+    for pkt in inputs:
+        if show_trace:
+            _echo_trace(prog, pkt, "socket", context)
+        verdict = outcome(pkt, **context)[0]
+        click.echo(str(verdict or 0))
+
+
+def _echo_trace(prog, data, profile, context):
+    from ..interp import trace
+    _, steps = trace(prog, data, profile=profile, **context)
+    for line in _format_trace(steps):
+        click.echo(line)
+
+
+def _run_seccomp(prog, outcome, syscall, args, arch, ip, show_trace):
+    from ..seccomp import ARCHES, SeccompData, SeccompResult, syscall_number
+    nr = syscall_number(syscall)
+    values = [0] * 6
+    for name, value in args:
+        index = _int(name, "argument index")
+        if not 0 <= index <= 5:
+            raise click.BadParameter(f"argument index {index} is not 0..5", param_hint="--arg")
+        values[index] = _int(value, f"argument {index}") & 0xffffffffffffffff
+    arch_value = ARCHES.get(arch.lower())
+    if arch_value is None:
+        arch_value = _int(arch, "arch") & U32
+    data = SeccompData(nr, arch_value, _int(ip, "instruction pointer") & 0xffffffffffffffff,
+                       tuple(values))
+    if show_trace:
+        _echo_trace(prog, data, "seccomp", {})
+    result = SeccompResult(outcome(data)[0] or 0)
+    click.echo(f"{result.describe()} {int(result):#010x}")
+
+
+def _run_pio(prog, outcome, events, mem_words, mem_init, show_trace):
+    from ..pio.abi import PIO_IN, decode_verdict
+    mem = [0] * mem_words
+    for name, value in mem_init:
+        index = _int(name, "memory index")
+        if not 0 <= index < mem_words:
+            raise click.BadParameter(f"word {index} is outside 0..{mem_words - 1}", param_hint="--mem")
+        mem[index] = _int(value, f"word {index}") & U32
+    for text in events:
+        event = parse_event(text)
+        if show_trace:
+            _echo_trace(prog, event, "pio", {"mem": list(mem)})
+        verdict, a, _ = outcome(event, mem=mem)
+        if verdict is None:
+            click.echo("EXIT 0x00000000 (aborted)")
+            continue
+        action, data = decode_verdict(verdict)
+        line = f"{action}{f'({data})' if action == 'NOTIFY' else ''} {verdict:#010x}"
+        if action in ("DONE", "NOTIFY") and event.direction == PIO_IN:
+            line += f" in={a & ((1 << (8 * event.size)) - 1):#x}"
+        click.echo(line)
+
+
+__all__ = ["run", "parse_event", "BpfError"]
