@@ -156,3 +156,28 @@ class Model:
         if self.binding is None:
             raise PioError(f"{type(self).__name__} is not attached to a binding")
         return self.binding
+
+
+def device_program(name: str, defines: dict | None = None):
+    """Assemble ``asm/<name>.asm`` (the device's fast-path program) and return it."""
+    from ..assembler import assemble
+    path = asm_dir() / f"{name}.asm"
+    return assemble(path.read_text(), filename=str(path), include_path=(asm_dir(),),
+                    defines=defines)
+
+
+def replay(machine, clock, steps) -> list[int]:
+    """Run access steps on ``machine`` and return the value of every IN, in order.
+
+    Each step is ``(advance_ns, port, size, value)``: the clock (a
+    :class:`~bpfio.pio.machine.FakeClock`) moves forward by ``advance_ns``,
+    then the guest reads (``value`` None) or writes ``value``.
+    """
+    out = []
+    for dt, port, size, value in steps:
+        clock.ns += dt
+        if value is None:
+            out.append(machine.pio_in(port, size))
+        else:
+            machine.pio_out(port, size, value)
+    return out
