@@ -6,9 +6,9 @@ _tabversion = '3.10'
 
 _lr_method = 'LALR'
 
-_lr_signature = 'A AMP COLON COMMA DOT_INSN EXT HASH LABEL LABELDEF LBRACKET LEN LPAREN M MNEMONIC NUMBER PERCENT PLUS RBRACKET RPAREN STAR Xprog : line\n                | prog lineline : instr\n                | LABELDEF COLON instrinstr : MNEMONIC operand\n                 | DOT_INSN value COMMA value COMMA value COMMA valueoperand :operand : HASH valueoperand : bareoperand : LENoperand : EXToperand : M LBRACKET value RBRACKEToperand : LBRACKET value RBRACKEToperand : LBRACKET X PLUS value RBRACKET\n                   | LBRACKET PERCENT X PLUS value RBRACKEToperand : bare STAR LPAREN LBRACKET value RBRACKET AMP value RPARENoperand : xregoperand : A\n                   | PERCENT Aoperand : cond_src COMMA LABELoperand : cond_src COMMA LABEL COMMA LABELcond_src : HASH value\n                    | xregxreg : X\n                | PERCENT Xvalue : NUMBER\n                 | LABELbare : NUMBER\n                | LABEL'
+_lr_signature = 'A AMP COLON COMMA DOT_INSN EXT HASH LABEL LABELDEF LBRACKET LEN LPAREN M NUMBER OP_ALU OP_JA OP_JCOND OP_JINV OP_LD OP_LDHB OP_LDI OP_LDX OP_LDXB OP_NOARG OP_RET OP_STORE PERCENT PLUS RBRACKET RPAREN STAR Xprog : line\n                | prog lineline : instr\n                | LABELDEF COLON instrinstr : OP_LD ld_operand\n                 | OP_LDHB ldhb_operand\n                 | OP_LDI ldi_operand\n                 | OP_LDX ldx_operand\n                 | OP_LDXB msh\n                 | OP_STORE mem\n                 | OP_JA target\n                 | OP_JCOND cond\n                 | OP_JINV cond1\n                 | OP_ALU alu_operand\n                 | OP_NOARG\n                 | OP_RET ret_operandinstr : DOT_INSN value COMMA value COMMA value COMMA valueld_operand : imm\n                      | len\n                      | ext\n                      | mem\n                      | ind\n                      | absldhb_operand : ind\n                        | abs\n                        | extldi_operand : imm\n                       | valueldx_operand : imm\n                       | len\n                       | mem\n                       | mshalu_operand : imm\n                       | xregret_operand : imm\n                       | xreg\n                       | aregimm : HASH valuelen : LENext : EXTmem : M LBRACKET value RBRACKETabs : LBRACKET value RBRACKETind : LBRACKET X PLUS value RBRACKET\n               | LBRACKET PERCENT X PLUS value RBRACKETmsh : value STAR LPAREN LBRACKET value RBRACKET AMP value RPARENtarget : LABELxreg : X\n                | PERCENT Xareg : A\n                | PERCENT Acond : cond1\n                | cond2cond1 : cond_src COMMA LABELcond2 : cond_src COMMA LABEL COMMA LABELcond_src : HASH value\n                    | X\n                    | PERCENT Xvalue : NUMBER\n                 | LABEL'
     
-_lr_action_items = {'LABELDEF':([0,1,2,3,5,7,9,11,12,13,16,18,19,21,22,24,25,26,27,33,34,39,42,45,51,53,56,59,61,],[4,4,-1,-3,-7,-2,-5,-9,-10,-11,-24,-17,-18,-29,-28,-26,-27,-4,-8,-19,-25,-13,-20,-12,-14,-21,-15,-6,-16,]),'MNEMONIC':([0,1,2,3,5,7,8,9,11,12,13,16,18,19,21,22,24,25,26,27,33,34,39,42,45,51,53,56,59,61,],[5,5,-1,-3,-7,-2,5,-5,-9,-10,-11,-24,-17,-18,-29,-28,-26,-27,-4,-8,-19,-25,-13,-20,-12,-14,-21,-15,-6,-16,]),'DOT_INSN':([0,1,2,3,5,7,8,9,11,12,13,16,18,19,21,22,24,25,26,27,33,34,39,42,45,51,53,56,59,61,],[6,6,-1,-3,-7,-2,6,-5,-9,-10,-11,-24,-17,-18,-29,-28,-26,-27,-4,-8,-19,-25,-13,-20,-12,-14,-21,-15,-6,-16,]),'$end':([1,2,3,5,7,9,11,12,13,16,18,19,21,22,24,25,26,27,33,34,39,42,45,51,53,56,59,61,],[0,-1,-3,-7,-2,-5,-9,-10,-11,-24,-17,-18,-29,-28,-26,-27,-4,-8,-19,-25,-13,-20,-12,-14,-21,-15,-6,-16,]),'COLON':([4,],[8,]),'HASH':([5,],[10,]),'LEN':([5,],[12,]),'EXT':([5,],[13,]),'M':([5,],[14,]),'LBRACKET':([5,14,37,],[15,29,44,]),'A':([5,17,],[19,33,]),'PERCENT':([5,15,],[17,32,]),'NUMBER':([5,6,10,15,29,36,40,44,47,49,57,58,],[22,24,24,24,24,24,24,24,24,24,24,24,]),'LABEL':([5,6,10,15,29,35,36,40,44,47,48,49,57,58,],[21,25,25,25,25,42,25,25,25,25,53,25,25,25,]),'X':([5,15,17,32,],[16,31,34,41,]),'STAR':([11,21,22,],[28,-29,-28,]),'COMMA':([16,18,20,23,24,25,27,34,42,43,54,],[-24,-23,35,36,-26,-27,-22,-25,48,49,57,]),'RBRACKET':([24,25,30,38,46,50,52,],[-26,-27,39,45,51,55,56,]),'RPAREN':([24,25,60,],[-26,-27,61,]),'LPAREN':([28,],[37,]),'PLUS':([31,41,],[40,47,]),'AMP':([55,],[58,]),}
+_lr_action_items = {'LABELDEF':([0,1,2,3,15,18,20,21,22,23,24,25,26,28,29,32,33,34,35,36,37,38,39,40,41,42,43,44,45,47,48,49,50,51,52,53,58,60,61,62,63,65,66,67,68,70,72,73,83,84,88,91,92,94,100,103,105,109,111,],[4,4,-1,-3,-15,-2,-5,-18,-19,-20,-21,-22,-23,-39,-40,-6,-24,-25,-26,-7,-27,-28,-58,-59,-8,-29,-30,-31,-32,-9,-10,-11,-46,-12,-51,-52,-13,-14,-33,-34,-47,-16,-35,-36,-37,-49,-4,-38,-48,-50,-42,-53,-53,-41,-43,-54,-44,-17,-45,]),'OP_LD':([0,1,2,3,15,18,19,20,21,22,23,24,25,26,28,29,32,33,34,35,36,37,38,39,40,41,42,43,44,45,47,48,49,50,51,52,53,58,60,61,62,63,65,66,67,68,70,72,73,83,84,88,91,92,94,100,103,105,109,111,],[5,5,-1,-3,-15,-2,5,-5,-18,-19,-20,-21,-22,-23,-39,-40,-6,-24,-25,-26,-7,-27,-28,-58,-59,-8,-29,-30,-31,-32,-9,-10,-11,-46,-12,-51,-52,-13,-14,-33,-34,-47,-16,-35,-36,-37,-49,-4,-38,-48,-50,-42,-53,-53,-41,-43,-54,-44,-17,-45,]),'OP_LDHB':([0,1,2,3,15,18,19,20,21,22,23,24,25,26,28,29,32,33,34,35,36,37,38,39,40,41,42,43,44,45,47,48,49,50,51,52,53,58,60,61,62,63,65,66,67,68,70,72,73,83,84,88,91,92,94,100,103,105,109,111,],[6,6,-1,-3,-15,-2,6,-5,-18,-19,-20,-21,-22,-23,-39,-40,-6,-24,-25,-26,-7,-27,-28,-58,-59,-8,-29,-30,-31,-32,-9,-10,-11,-46,-12,-51,-52,-13,-14,-33,-34,-47,-16,-35,-36,-37,-49,-4,-38,-48,-50,-42,-53,-53,-41,-43,-54,-44,-17,-45,]),'OP_LDI':([0,1,2,3,15,18,19,20,21,22,23,24,25,26,28,29,32,33,34,35,36,37,38,39,40,41,42,43,44,45,47,48,49,50,51,52,53,58,60,61,62,63,65,66,67,68,70,72,73,83,84,88,91,92,94,100,103,105,109,111,],[7,7,-1,-3,-15,-2,7,-5,-18,-19,-20,-21,-22,-23,-39,-40,-6,-24,-25,-26,-7,-27,-28,-58,-59,-8,-29,-30,-31,-32,-9,-10,-11,-46,-12,-51,-52,-13,-14,-33,-34,-47,-16,-35,-36,-37,-49,-4,-38,-48,-50,-42,-53,-53,-41,-43,-54,-44,-17,-45,]),'OP_LDX':([0,1,2,3,15,18,19,20,21,22,23,24,25,26,28,29,32,33,34,35,36,37,38,39,40,41,42,43,44,45,47,48,49,50,51,52,53,58,60,61,62,63,65,66,67,68,70,72,73,83,84,88,91,92,94,100,103,105,109,111,],[8,8,-1,-3,-15,-2,8,-5,-18,-19,-20,-21,-22,-23,-39,-40,-6,-24,-25,-26,-7,-27,-28,-58,-59,-8,-29,-30,-31,-32,-9,-10,-11,-46,-12,-51,-52,-13,-14,-33,-34,-47,-16,-35,-36,-37,-49,-4,-38,-48,-50,-42,-53,-53,-41,-43,-54,-44,-17,-45,]),'OP_LDXB':([0,1,2,3,15,18,19,20,21,22,23,24,25,26,28,29,32,33,34,35,36,37,38,39,40,41,42,43,44,45,47,48,49,50,51,52,53,58,60,61,62,63,65,66,67,68,70,72,73,83,84,88,91,92,94,100,103,105,109,111,],[9,9,-1,-3,-15,-2,9,-5,-18,-19,-20,-21,-22,-23,-39,-40,-6,-24,-25,-26,-7,-27,-28,-58,-59,-8,-29,-30,-31,-32,-9,-10,-11,-46,-12,-51,-52,-13,-14,-33,-34,-47,-16,-35,-36,-37,-49,-4,-38,-48,-50,-42,-53,-53,-41,-43,-54,-44,-17,-45,]),'OP_STORE':([0,1,2,3,15,18,19,20,21,22,23,24,25,26,28,29,32,33,34,35,36,37,38,39,40,41,42,43,44,45,47,48,49,50,51,52,53,58,60,61,62,63,65,66,67,68,70,72,73,83,84,88,91,92,94,100,103,105,109,111,],[10,10,-1,-3,-15,-2,10,-5,-18,-19,-20,-21,-22,-23,-39,-40,-6,-24,-25,-26,-7,-27,-28,-58,-59,-8,-29,-30,-31,-32,-9,-10,-11,-46,-12,-51,-52,-13,-14,-33,-34,-47,-16,-35,-36,-37,-49,-4,-38,-48,-50,-42,-53,-53,-41,-43,-54,-44,-17,-45,]),'OP_JA':([0,1,2,3,15,18,19,20,21,22,23,24,25,26,28,29,32,33,34,35,36,37,38,39,40,41,42,43,44,45,47,48,49,50,51,52,53,58,60,61,62,63,65,66,67,68,70,72,73,83,84,88,91,92,94,100,103,105,109,111,],[11,11,-1,-3,-15,-2,11,-5,-18,-19,-20,-21,-22,-23,-39,-40,-6,-24,-25,-26,-7,-27,-28,-58,-59,-8,-29,-30,-31,-32,-9,-10,-11,-46,-12,-51,-52,-13,-14,-33,-34,-47,-16,-35,-36,-37,-49,-4,-38,-48,-50,-42,-53,-53,-41,-43,-54,-44,-17,-45,]),'OP_JCOND':([0,1,2,3,15,18,19,20,21,22,23,24,25,26,28,29,32,33,34,35,36,37,38,39,40,41,42,43,44,45,47,48,49,50,51,52,53,58,60,61,62,63,65,66,67,68,70,72,73,83,84,88,91,92,94,100,103,105,109,111,],[12,12,-1,-3,-15,-2,12,-5,-18,-19,-20,-21,-22,-23,-39,-40,-6,-24,-25,-26,-7,-27,-28,-58,-59,-8,-29,-30,-31,-32,-9,-10,-11,-46,-12,-51,-52,-13,-14,-33,-34,-47,-16,-35,-36,-37,-49,-4,-38,-48,-50,-42,-53,-53,-41,-43,-54,-44,-17,-45,]),'OP_JINV':([0,1,2,3,15,18,19,20,21,22,23,24,25,26,28,29,32,33,34,35,36,37,38,39,40,41,42,43,44,45,47,48,49,50,51,52,53,58,60,61,62,63,65,66,67,68,70,72,73,83,84,88,91,92,94,100,103,105,109,111,],[13,13,-1,-3,-15,-2,13,-5,-18,-19,-20,-21,-22,-23,-39,-40,-6,-24,-25,-26,-7,-27,-28,-58,-59,-8,-29,-30,-31,-32,-9,-10,-11,-46,-12,-51,-52,-13,-14,-33,-34,-47,-16,-35,-36,-37,-49,-4,-38,-48,-50,-42,-53,-53,-41,-43,-54,-44,-17,-45,]),'OP_ALU':([0,1,2,3,15,18,19,20,21,22,23,24,25,26,28,29,32,33,34,35,36,37,38,39,40,41,42,43,44,45,47,48,49,50,51,52,53,58,60,61,62,63,65,66,67,68,70,72,73,83,84,88,91,92,94,100,103,105,109,111,],[14,14,-1,-3,-15,-2,14,-5,-18,-19,-20,-21,-22,-23,-39,-40,-6,-24,-25,-26,-7,-27,-28,-58,-59,-8,-29,-30,-31,-32,-9,-10,-11,-46,-12,-51,-52,-13,-14,-33,-34,-47,-16,-35,-36,-37,-49,-4,-38,-48,-50,-42,-53,-53,-41,-43,-54,-44,-17,-45,]),'OP_NOARG':([0,1,2,3,15,18,19,20,21,22,23,24,25,26,28,29,32,33,34,35,36,37,38,39,40,41,42,43,44,45,47,48,49,50,51,52,53,58,60,61,62,63,65,66,67,68,70,72,73,83,84,88,91,92,94,100,103,105,109,111,],[15,15,-1,-3,-15,-2,15,-5,-18,-19,-20,-21,-22,-23,-39,-40,-6,-24,-25,-26,-7,-27,-28,-58,-59,-8,-29,-30,-31,-32,-9,-10,-11,-46,-12,-51,-52,-13,-14,-33,-34,-47,-16,-35,-36,-37,-49,-4,-38,-48,-50,-42,-53,-53,-41,-43,-54,-44,-17,-45,]),'OP_RET':([0,1,2,3,15,18,19,20,21,22,23,24,25,26,28,29,32,33,34,35,36,37,38,39,40,41,42,43,44,45,47,48,49,50,51,52,53,58,60,61,62,63,65,66,67,68,70,72,73,83,84,88,91,92,94,100,103,105,109,111,],[16,16,-1,-3,-15,-2,16,-5,-18,-19,-20,-21,-22,-23,-39,-40,-6,-24,-25,-26,-7,-27,-28,-58,-59,-8,-29,-30,-31,-32,-9,-10,-11,-46,-12,-51,-52,-13,-14,-33,-34,-47,-16,-35,-36,-37,-49,-4,-38,-48,-50,-42,-53,-53,-41,-43,-54,-44,-17,-45,]),'DOT_INSN':([0,1,2,3,15,18,19,20,21,22,23,24,25,26,28,29,32,33,34,35,36,37,38,39,40,41,42,43,44,45,47,48,49,50,51,52,53,58,60,61,62,63,65,66,67,68,70,72,73,83,84,88,91,92,94,100,103,105,109,111,],[17,17,-1,-3,-15,-2,17,-5,-18,-19,-20,-21,-22,-23,-39,-40,-6,-24,-25,-26,-7,-27,-28,-58,-59,-8,-29,-30,-31,-32,-9,-10,-11,-46,-12,-51,-52,-13,-14,-33,-34,-47,-16,-35,-36,-37,-49,-4,-38,-48,-50,-42,-53,-53,-41,-43,-54,-44,-17,-45,]),'$end':([1,2,3,15,18,20,21,22,23,24,25,26,28,29,32,33,34,35,36,37,38,39,40,41,42,43,44,45,47,48,49,50,51,52,53,58,60,61,62,63,65,66,67,68,70,72,73,83,84,88,91,92,94,100,103,105,109,111,],[0,-1,-3,-15,-2,-5,-18,-19,-20,-21,-22,-23,-39,-40,-6,-24,-25,-26,-7,-27,-28,-58,-59,-8,-29,-30,-31,-32,-9,-10,-11,-46,-12,-51,-52,-13,-14,-33,-34,-47,-16,-35,-36,-37,-49,-4,-38,-48,-50,-42,-53,-53,-41,-43,-54,-44,-17,-45,]),'COLON':([4,],[19,]),'HASH':([5,7,8,12,13,14,16,],[27,27,27,55,55,27,27,]),'LEN':([5,8,],[28,28,]),'EXT':([5,6,],[29,29,]),'M':([5,8,10,],[30,30,30,]),'LBRACKET':([5,6,30,90,],[31,31,74,97,]),'NUMBER':([7,8,9,17,27,31,55,74,85,87,96,97,99,107,108,],[39,39,39,39,39,39,39,39,39,39,39,39,39,39,39,]),'LABEL':([7,8,9,11,17,27,31,55,74,79,82,85,87,96,97,98,99,107,108,],[40,40,40,50,40,40,40,40,40,91,92,40,40,40,40,103,40,40,40,]),'X':([12,13,14,16,31,57,64,69,77,],[56,56,63,63,75,81,83,83,89,]),'PERCENT':([12,13,14,16,31,],[57,57,64,69,77,]),'A':([16,69,],[70,84,]),'STAR':([39,40,46,],[-58,-59,78,]),'COMMA':([39,40,54,56,59,71,80,81,91,93,104,],[-58,-59,79,-56,82,85,-55,-57,98,99,107,]),'RBRACKET':([39,40,76,86,95,101,102,],[-58,-59,88,94,100,105,106,]),'RPAREN':([39,40,110,],[-58,-59,111,]),'PLUS':([75,89,],[87,96,]),'LPAREN':([78,],[90,]),'AMP':([106,],[108,]),}
 
 _lr_action = {}
 for _k, _v in _lr_action_items.items():
@@ -17,7 +17,7 @@ for _k, _v in _lr_action_items.items():
       _lr_action[_x][_k] = _y
 del _lr_action_items
 
-_lr_goto_items = {'prog':([0,],[1,]),'line':([0,1,],[2,7,]),'instr':([0,1,8,],[3,3,26,]),'operand':([5,],[9,]),'bare':([5,],[11,]),'xreg':([5,],[18,]),'cond_src':([5,],[20,]),'value':([6,10,15,29,36,40,44,47,49,57,58,],[23,27,30,38,43,46,50,52,54,59,60,]),}
+_lr_goto_items = {'prog':([0,],[1,]),'line':([0,1,],[2,18,]),'instr':([0,1,19,],[3,3,72,]),'ld_operand':([5,],[20,]),'imm':([5,7,8,14,16,],[21,37,42,61,66,]),'len':([5,8,],[22,43,]),'ext':([5,6,],[23,35,]),'mem':([5,8,10,],[24,44,48,]),'ind':([5,6,],[25,33,]),'abs':([5,6,],[26,34,]),'ldhb_operand':([6,],[32,]),'ldi_operand':([7,],[36,]),'value':([7,8,9,17,27,31,55,74,85,87,96,97,99,107,108,],[38,46,46,71,73,76,80,86,93,95,101,102,104,109,110,]),'ldx_operand':([8,],[41,]),'msh':([8,9,],[45,47,]),'target':([11,],[49,]),'cond':([12,],[51,]),'cond1':([12,13,],[52,58,]),'cond2':([12,],[53,]),'cond_src':([12,13,],[54,59,]),'alu_operand':([14,],[60,]),'xreg':([14,16,],[62,67,]),'ret_operand':([16,],[65,]),'areg':([16,],[68,]),}
 
 _lr_goto = {}
 for _k, _v in _lr_goto_items.items():
@@ -27,33 +27,63 @@ for _k, _v in _lr_goto_items.items():
 del _lr_goto_items
 _lr_productions = [
   ("S' -> prog","S'",1,None,None,None),
-  ('prog -> line','prog',1,'p_prog','parser.py',73),
-  ('prog -> prog line','prog',2,'p_prog','parser.py',74),
-  ('line -> instr','line',1,'p_line','parser.py',78),
-  ('line -> LABELDEF COLON instr','line',3,'p_line','parser.py',79),
-  ('instr -> MNEMONIC operand','instr',2,'p_instr','parser.py',87),
-  ('instr -> DOT_INSN value COMMA value COMMA value COMMA value','instr',8,'p_instr','parser.py',88),
-  ('operand -> <empty>','operand',0,'p_operand_empty','parser.py',98),
-  ('operand -> HASH value','operand',2,'p_operand_imm','parser.py',102),
-  ('operand -> bare','operand',1,'p_operand_bare','parser.py',106),
-  ('operand -> LEN','operand',1,'p_operand_len','parser.py',110),
-  ('operand -> EXT','operand',1,'p_operand_ext','parser.py',114),
-  ('operand -> M LBRACKET value RBRACKET','operand',4,'p_operand_mem','parser.py',118),
-  ('operand -> LBRACKET value RBRACKET','operand',3,'p_operand_abs','parser.py',122),
-  ('operand -> LBRACKET X PLUS value RBRACKET','operand',5,'p_operand_ind','parser.py',126),
-  ('operand -> LBRACKET PERCENT X PLUS value RBRACKET','operand',6,'p_operand_ind','parser.py',127),
-  ('operand -> bare STAR LPAREN LBRACKET value RBRACKET AMP value RPAREN','operand',9,'p_operand_msh','parser.py',131),
-  ('operand -> xreg','operand',1,'p_operand_x','parser.py',135),
-  ('operand -> A','operand',1,'p_operand_a','parser.py',139),
-  ('operand -> PERCENT A','operand',2,'p_operand_a','parser.py',140),
-  ('operand -> cond_src COMMA LABEL','operand',3,'p_operand_cond1','parser.py',144),
-  ('operand -> cond_src COMMA LABEL COMMA LABEL','operand',5,'p_operand_cond2','parser.py',149),
-  ('cond_src -> HASH value','cond_src',2,'p_cond_src','parser.py',154),
-  ('cond_src -> xreg','cond_src',1,'p_cond_src','parser.py',155),
-  ('xreg -> X','xreg',1,'p_xreg','parser.py',159),
-  ('xreg -> PERCENT X','xreg',2,'p_xreg','parser.py',160),
-  ('value -> NUMBER','value',1,'p_value','parser.py',163),
-  ('value -> LABEL','value',1,'p_value','parser.py',164),
-  ('bare -> NUMBER','bare',1,'p_bare','parser.py',168),
-  ('bare -> LABEL','bare',1,'p_bare','parser.py',169),
+  ('prog -> line','prog',1,'p_prog','parser.py',74),
+  ('prog -> prog line','prog',2,'p_prog','parser.py',75),
+  ('line -> instr','line',1,'p_line','parser.py',83),
+  ('line -> LABELDEF COLON instr','line',3,'p_line','parser.py',84),
+  ('instr -> OP_LD ld_operand','instr',2,'p_instr','parser.py',92),
+  ('instr -> OP_LDHB ldhb_operand','instr',2,'p_instr','parser.py',93),
+  ('instr -> OP_LDI ldi_operand','instr',2,'p_instr','parser.py',94),
+  ('instr -> OP_LDX ldx_operand','instr',2,'p_instr','parser.py',95),
+  ('instr -> OP_LDXB msh','instr',2,'p_instr','parser.py',96),
+  ('instr -> OP_STORE mem','instr',2,'p_instr','parser.py',97),
+  ('instr -> OP_JA target','instr',2,'p_instr','parser.py',98),
+  ('instr -> OP_JCOND cond','instr',2,'p_instr','parser.py',99),
+  ('instr -> OP_JINV cond1','instr',2,'p_instr','parser.py',100),
+  ('instr -> OP_ALU alu_operand','instr',2,'p_instr','parser.py',101),
+  ('instr -> OP_NOARG','instr',1,'p_instr','parser.py',102),
+  ('instr -> OP_RET ret_operand','instr',2,'p_instr','parser.py',103),
+  ('instr -> DOT_INSN value COMMA value COMMA value COMMA value','instr',8,'p_instr_insn','parser.py',109),
+  ('ld_operand -> imm','ld_operand',1,'p_ld_operand','parser.py',113),
+  ('ld_operand -> len','ld_operand',1,'p_ld_operand','parser.py',114),
+  ('ld_operand -> ext','ld_operand',1,'p_ld_operand','parser.py',115),
+  ('ld_operand -> mem','ld_operand',1,'p_ld_operand','parser.py',116),
+  ('ld_operand -> ind','ld_operand',1,'p_ld_operand','parser.py',117),
+  ('ld_operand -> abs','ld_operand',1,'p_ld_operand','parser.py',118),
+  ('ldhb_operand -> ind','ldhb_operand',1,'p_ldhb_operand','parser.py',122),
+  ('ldhb_operand -> abs','ldhb_operand',1,'p_ldhb_operand','parser.py',123),
+  ('ldhb_operand -> ext','ldhb_operand',1,'p_ldhb_operand','parser.py',124),
+  ('ldi_operand -> imm','ldi_operand',1,'p_ldi_operand','parser.py',128),
+  ('ldi_operand -> value','ldi_operand',1,'p_ldi_operand','parser.py',129),
+  ('ldx_operand -> imm','ldx_operand',1,'p_ldx_operand','parser.py',133),
+  ('ldx_operand -> len','ldx_operand',1,'p_ldx_operand','parser.py',134),
+  ('ldx_operand -> mem','ldx_operand',1,'p_ldx_operand','parser.py',135),
+  ('ldx_operand -> msh','ldx_operand',1,'p_ldx_operand','parser.py',136),
+  ('alu_operand -> imm','alu_operand',1,'p_alu_operand','parser.py',140),
+  ('alu_operand -> xreg','alu_operand',1,'p_alu_operand','parser.py',141),
+  ('ret_operand -> imm','ret_operand',1,'p_ret_operand','parser.py',145),
+  ('ret_operand -> xreg','ret_operand',1,'p_ret_operand','parser.py',146),
+  ('ret_operand -> areg','ret_operand',1,'p_ret_operand','parser.py',147),
+  ('imm -> HASH value','imm',2,'p_imm','parser.py',151),
+  ('len -> LEN','len',1,'p_len','parser.py',155),
+  ('ext -> EXT','ext',1,'p_ext','parser.py',159),
+  ('mem -> M LBRACKET value RBRACKET','mem',4,'p_mem','parser.py',163),
+  ('abs -> LBRACKET value RBRACKET','abs',3,'p_abs','parser.py',167),
+  ('ind -> LBRACKET X PLUS value RBRACKET','ind',5,'p_ind','parser.py',171),
+  ('ind -> LBRACKET PERCENT X PLUS value RBRACKET','ind',6,'p_ind','parser.py',172),
+  ('msh -> value STAR LPAREN LBRACKET value RBRACKET AMP value RPAREN','msh',9,'p_msh','parser.py',176),
+  ('target -> LABEL','target',1,'p_target','parser.py',180),
+  ('xreg -> X','xreg',1,'p_xreg','parser.py',184),
+  ('xreg -> PERCENT X','xreg',2,'p_xreg','parser.py',185),
+  ('areg -> A','areg',1,'p_areg','parser.py',189),
+  ('areg -> PERCENT A','areg',2,'p_areg','parser.py',190),
+  ('cond -> cond1','cond',1,'p_cond','parser.py',194),
+  ('cond -> cond2','cond',1,'p_cond','parser.py',195),
+  ('cond1 -> cond_src COMMA LABEL','cond1',3,'p_cond1','parser.py',199),
+  ('cond2 -> cond_src COMMA LABEL COMMA LABEL','cond2',5,'p_cond2','parser.py',204),
+  ('cond_src -> HASH value','cond_src',2,'p_cond_src','parser.py',209),
+  ('cond_src -> X','cond_src',1,'p_cond_src','parser.py',210),
+  ('cond_src -> PERCENT X','cond_src',2,'p_cond_src','parser.py',211),
+  ('value -> NUMBER','value',1,'p_value','parser.py',215),
+  ('value -> LABEL','value',1,'p_value','parser.py',216),
 ]

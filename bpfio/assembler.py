@@ -47,31 +47,6 @@ _JUMPS = {"jeq": (BPF_JEQ, False), "jgt": (BPF_JGT, False), "jge": (BPF_JGE, Fal
           "jset": (BPF_JSET, False), "jneq": (BPF_JEQ, True), "jne": (BPF_JEQ, True),
           "jlt": (BPF_JGE, True), "jle": (BPF_JGT, True)}
 
-# Which operand shapes each mnemonic takes (mirrors bpf_exp.y's rules), with help text.
-_SHAPES = {
-    "ld": ({"imm", "len", "ext", "mem", "ind", "abs"}, "#k, len, an extension, M[k], [k] or [x + k]"),
-    "ldh": ({"ind", "abs", "ext"}, "[k], [x + k] or an extension"),
-    "ldb": ({"ind", "abs", "ext"}, "[k], [x + k] or an extension"),
-    "ldi": ({"imm", "bare"}, "#k or k"),
-    "ldx": ({"imm", "len", "mem", "msh"}, "#k, len, M[k] or 4*([k]&0xf)"),
-    "ldxi": ({"imm", "bare"}, "#k or k"),
-    "ldxb": ({"msh"}, "4*([k]&0xf)"),
-    "st": ({"mem"}, "M[k]"),
-    "stx": ({"mem"}, "M[k]"),
-    "jmp": ({"bare"}, "a label"),
-    "ja": ({"bare"}, "a label"),
-    "neg": ({"none"}, "no operand"),
-    "tax": ({"none"}, "no operand"),
-    "txa": ({"none"}, "no operand"),
-    "ret": ({"a", "x", "imm"}, "a, x or #k"),
-}
-for _m in _ALU:
-    _SHAPES[_m] = ({"imm", "x"}, "#k or x")
-for _m, (_op, _inv) in _JUMPS.items():
-    _SHAPES[_m] = (({"k1", "x1"}, "#k, label or x, label") if _inv else
-                   ({"k1", "x1", "k2", "x2"}, "#k or x, then one or two labels"))
-
-
 @dataclass
 class AsmWarning:
     """A non-fatal finding (duplicate label, name shadowing...), with its place."""
@@ -103,7 +78,7 @@ class _Item:
     jf: int
     k: int
     stmt: Stmt | None
-    ref_k: tuple | None = None    # (label, pos, lineno) for ja
+    ref_k: tuple | None = None    # (label, pos) for ja
     ref_jt: tuple | None = None
     ref_jf: tuple | None = None
 
@@ -142,11 +117,11 @@ class _Assembler:
         self.relax = relax
         self.warnings: list[AsmWarning] = []
 
-    def error(self, message: str, pos: int, lineno: int) -> AsmError:
-        return self.lexer.error(message, pos, lineno)
+    def error(self, message: str, pos: int) -> AsmError:
+        return self.lexer.error(message, pos)
 
-    def warn(self, message: str, pos: int, lineno: int) -> None:
-        err = self.error(message, pos, lineno)
+    def warn(self, message: str, pos: int) -> None:
+        err = self.error(message, pos)
         self.warnings.append(AsmWarning(message, err.filename, err.line, err.column))
 
     # --- stage 1 ----------------------------------------------------------------
@@ -156,12 +131,12 @@ class _Assembler:
         for stmt in stmts:
             if len(items) >= BPF_MAXINSNS:
                 raise self.error(f"only {BPF_MAXINSNS} instructions are allowed",
-                                 stmt.pos, stmt.lineno)
+                                 stmt.pos)
             if stmt.label:
-                name, pos, lineno = stmt.label
+                name, pos, _ = stmt.label
                 if name in labels:
                     self.warn(f"duplicate label '{name}' (the first one, at insn "
-                              f"#{labels[name]}, wins as in bpf_asm)", pos, lineno)
+                              f"#{labels[name]}, wins as in bpf_asm)", pos)
                 else:
                     labels[name] = len(items)
             items.append(self.lower(stmt))
@@ -175,9 +150,9 @@ class _Assembler:
             return self.consts.value(v.name)
         except KeyError:
             raise self.error(f"'{v.name}' is not a number or a #define'd constant",
-                             v.pos, v.lineno) from None
+                             v.pos) from None
         except ValueError as exc:
-            raise self.error(f"cannot evaluate '{v.name}': {exc}", v.pos, v.lineno) from None
+            raise self.error(f"cannot evaluate '{v.name}': {exc}", v.pos) from None
 
     def lower(self, s: Stmt) -> _Item:
         """Encode one statement; jump targets stay symbolic."""
@@ -187,11 +162,8 @@ class _Assembler:
                                       (jt, "jt", 0xff, s.values[1]), (jf, "jf", 0xff, s.values[2])):
                 if val > top:
                     raise self.error(f".insn {name} {val:#x} does not fit in "
-                                     f"{top.bit_length()} bits", v.pos, v.lineno)
+                                     f"{top.bit_length()} bits", v.pos)
             return _Item(code, jt, jf, k, s)
-        allowed, expected = _SHAPES[s.mnemonic]
-        if s.shape not in allowed:
-            raise self.error(f"'{s.mnemonic}' takes {expected}", s.pos, s.lineno)
         m, shape, vals = s.mnemonic, s.shape, s.values
         item = _Item(0, 0, 0, 0, s)
         if m in _LOADS or m == "ldi":
@@ -219,17 +191,14 @@ class _Assembler:
                 mul, off, mask = (self.number(v) for v in vals)
                 if mul != 4 or mask != 0xf:
                     raise self.error("ldxb offset not supported: only 4*([k]&0xf) exists",
-                                     s.pos, s.lineno)
+                                     s.pos)
                 item.code, item.k = BPF_LDX | BPF_MSH | BPF_B, off
         elif m in ("st", "stx"):
             item.code = BPF_ST if m == "st" else BPF_STX
             item.k = self.number(vals[0])
         elif m in ("jmp", "ja"):
-            if vals[0].name is None:
-                raise self.error(f"'{m}' needs a label, not the number {vals[0].text}",
-                                 vals[0].pos, vals[0].lineno)
             item.code = BPF_JMP | BPF_JA
-            item.ref_k = (vals[0].name, vals[0].pos, vals[0].lineno)
+            item.ref_k = (vals[0].name, vals[0].pos, 0)
         elif m in _JUMPS:
             op, inverted = _JUMPS[m]
             src = BPF_X if shape[0] == "x" else BPF_K
@@ -260,9 +229,9 @@ class _Assembler:
 
     # --- stage 2 ----------------------------------------------------------------
     def lookup(self, ref, labels) -> int:
-        name, pos, lineno = ref
+        name, pos, _ = ref
         if name not in labels:
-            raise self.error(f"no such label '{name}'", pos, lineno)
+            raise self.error(f"no such label '{name}'", pos)
         return labels[name]
 
     def resolve(self, items: list[_Item], labels: dict) -> list[Insn]:
@@ -281,13 +250,13 @@ class _Assembler:
             for attr in ("jt", "jf"):
                 ref = getattr(item, "ref_" + attr)
                 if ref is not None:
-                    (name, pos, lineno), target = ref
+                    (name, pos, _), target = ref
                     delta = target - i - 1
                     if not 0 <= delta <= 255:
                         hint = "" if delta < 0 else " (use --relax for ja trampolines)"
                         raise self.error(f"insn #{i} jumps to insn #{target} ('{name}'), which "
                                          f"is out of range: conditional offsets are 0..255{hint}",
-                                         pos, lineno)
+                                         pos)
                     setattr(item, attr, delta)
             out.append(Insn(item.code, item.jt, item.jf, item.k & 0xffffffff))
         return out
@@ -307,7 +276,7 @@ class _Assembler:
                 nxt = items[item.index0 + 1] if item.index0 + 1 < len(items) else None
                 for attr in ("ref_jt", "ref_jf"):
                     if getattr(item, attr) is None and nxt is not None:
-                        setattr(item, attr, (("<next>", item.stmt.pos, item.stmt.lineno), nxt))
+                        setattr(item, attr, (("<next>", item.stmt.pos, 0), nxt))
         changed = True
         while changed:
             changed = False

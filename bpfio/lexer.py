@@ -60,6 +60,25 @@ def c_number(text: str) -> int:
     return value & 0xffffffff
 
 
+# Mnemonic -> token class: mnemonics in one class take the same operands.
+MNEMONIC_CLASS = {"ld": "OP_LD", "ldh": "OP_LDHB", "ldb": "OP_LDHB", "ldi": "OP_LDI",
+                  "ldxi": "OP_LDI", "ldx": "OP_LDX", "ldxb": "OP_LDXB", "st": "OP_STORE",
+                  "stx": "OP_STORE", "jmp": "OP_JA", "ja": "OP_JA", "jeq": "OP_JCOND",
+                  "jgt": "OP_JCOND", "jge": "OP_JCOND", "jset": "OP_JCOND", "jneq": "OP_JINV",
+                  "jne": "OP_JINV", "jlt": "OP_JINV", "jle": "OP_JINV", "neg": "OP_NOARG",
+                  "tax": "OP_NOARG", "txa": "OP_NOARG", "ret": "OP_RET",
+                  **{m: "OP_ALU" for m in ("add", "sub", "mul", "div", "mod", "and", "or",
+                                           "xor", "lsh", "rsh")}}
+assert set(MNEMONIC_CLASS) == set(MNEMONICS)
+_CLASS_HELP = {"OP_LD": "#k, len, an extension word, M[k], [k] or [x + k]",
+               "OP_LDHB": "[k], [x + k] or an extension word", "OP_LDI": "#k or k",
+               "OP_LDX": "#k, len, M[k] or 4*([k]&0xf)", "OP_LDXB": "4*([k]&0xf)",
+               "OP_STORE": "M[k]", "OP_JA": "one label", "OP_JCOND": "#k or x, then one or two labels",
+               "OP_JINV": "#k or x, then exactly one label", "OP_NOARG": "no operand",
+               "OP_RET": "a, x or #k", "OP_ALU": "#k or x"}
+OPERAND_HELP = {m: _CLASS_HELP[c] for m, c in MNEMONIC_CLASS.items()}
+OPERAND_HELP[".insn"] = "code, jt, jf, k"
+
 _MASTER = re.compile(r"""
     (?P<ws>[ \t\n]+)
   | (?P<cc>/\*(?:[^*]|\*[^/])*\*/)
@@ -94,7 +113,7 @@ class Token:
 class Lexer:
     """Tokenizer for bpf_asm source; ``tokenize(text)`` returns a token list."""
 
-    tokens = ("MNEMONIC", "LABEL", "LABELDEF", "NUMBER", "LEN", "EXT", "HASH",
+    tokens = (*sorted(set(MNEMONIC_CLASS.values())), "LABEL", "LABELDEF", "NUMBER", "LEN", "EXT", "HASH",
               "X", "A", "M", "PERCENT", "COLON", "COMMA", "LBRACKET", "RBRACKET",
               "LPAREN", "RPAREN", "PLUS", "STAR", "AMP", "DOT_INSN")
 
@@ -121,7 +140,7 @@ class Lexer:
             if kind == "word":
                 low = value.lower()
                 if low in _MNEMONIC_SET:
-                    append(Token("MNEMONIC", low, pos))
+                    append(Token(MNEMONIC_CLASS[low], low, pos))
                 elif len(low) == 1:
                     if low not in _REGS:
                         raise self._unknown(value, pos)

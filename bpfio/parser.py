@@ -1,11 +1,10 @@
 """The ply grammar for bpf_asm: tokens -> :class:`Stmt` list (no encoding here).
 
-The grammar is deliberately generic -- a mnemonic followed by one operand
-*shape* -- and ``bpfio.assembler`` checks which shapes each mnemonic takes,
-so that a wrong operand gets a message naming the mnemonic instead of a bare
-"syntax error".  The set of accepted programs is exactly bpf_exp.y's: every
-shape below is one that some bpf_exp.y rule spells, and the assembler rejects
-the mnemonic/shape pairs bpf_exp.y has no rule for.
+The lexer sorts mnemonics into classes that take the same operands (``ldh``
+and ``ldb``; all ALU ops; ...), so the grammar stays small -- one rule per
+operand family, not per mnemonic -- yet accepts exactly bpf_exp.y's programs
+and fails at the same token bison fails at.  The syntax error then also
+names the operands the mnemonic takes.
 
 The tables are shipped in ``bpfio/_parsetab.py`` (regenerate with
 ``python -m bpfio.parser``) so start-up does not rebuild them.
@@ -18,8 +17,7 @@ from dataclasses import dataclass, field
 
 import ply.yacc as yacc
 
-from .errors import AsmError
-from .lexer import Lexer
+from .lexer import Lexer, OPERAND_HELP
 
 
 @dataclass(slots=True)
@@ -40,10 +38,9 @@ class Stmt:
     mnemonic: str
     shape: str                      # see the grammar below
     values: list = field(default_factory=list)    # Value operands in source order
-    targets: list = field(default_factory=list)   # (label, pos, lineno) jump targets
-    label: tuple | None = None      # (name, pos, lineno) of a label on this insn
+    targets: list = field(default_factory=list)   # (label, pos, 0) jump targets
+    label: tuple | None = None      # (name, pos, 0) of a label on this insn
     pos: int = 0
-    lineno: int = 0
 
 
 class Parser:
@@ -63,12 +60,14 @@ class Parser:
         self.lexer = lexer
         self.tokens_seen = tokens
         if not tokens:
-            raise AsmError("empty program: bpf_asm needs at least one instruction",
-                           filename=lexer.filename, line=1, column=1)
+            raise lexer.error("empty program: bpf_asm needs at least one instruction",
+                              len(lexer.text))
         it = iter(tokens)
         return self.parser.parse(lexer=_TokenFeed(it), tracking=False)
 
     # --- grammar ------------------------------------------------------------------
+    # Mnemonics arrive as token classes (see lexer.MNEMONIC_CLASS) so that, as in
+    # bpf_exp.y, a wrong operand fails at the same token bison fails at.
     def p_prog(self, p):
         """prog : line
                 | prog line"""
@@ -84,93 +83,135 @@ class Parser:
         if len(p) == 2:
             p[0] = p[1]
         else:
-            p[3].label = (p[1], p.slice[1].lexpos, p.slice[1].lineno)
+            p[3].label = (p[1], p.slice[1].lexpos, 0)
             p[0] = p[3]
 
     def p_instr(self, p):
-        """instr : MNEMONIC operand
-                 | DOT_INSN value COMMA value COMMA value COMMA value"""
+        """instr : OP_LD ld_operand
+                 | OP_LDHB ldhb_operand
+                 | OP_LDI ldi_operand
+                 | OP_LDX ldx_operand
+                 | OP_LDXB msh
+                 | OP_STORE mem
+                 | OP_JA target
+                 | OP_JCOND cond
+                 | OP_JINV cond1
+                 | OP_ALU alu_operand
+                 | OP_NOARG
+                 | OP_RET ret_operand"""
         tok = p.slice[1]
-        if tok.type == "DOT_INSN":
-            p[0] = Stmt(".insn", "insn", [p[2], p[4], p[6], p[8]], pos=tok.lexpos,
-                        lineno=tok.lineno)
-            return
-        shape, values, targets = p[2]
-        p[0] = Stmt(p[1], shape, values, targets, pos=tok.lexpos, lineno=tok.lineno)
+        shape, values, targets = p[2] if len(p) == 3 else ("none", [], [])
+        p[0] = Stmt(tok.value, shape, values, targets, pos=tok.lexpos)
 
-    def p_operand_empty(self, p):
-        "operand :"
-        p[0] = ("none", [], [])
+    def p_instr_insn(self, p):
+        "instr : DOT_INSN value COMMA value COMMA value COMMA value"
+        p[0] = Stmt(".insn", "insn", [p[2], p[4], p[6], p[8]], pos=p.slice[1].lexpos)
 
-    def p_operand_imm(self, p):
-        "operand : HASH value"
+    def p_ld_operand(self, p):
+        """ld_operand : imm
+                      | len
+                      | ext
+                      | mem
+                      | ind
+                      | abs"""
+        p[0] = p[1]
+
+    def p_ldhb_operand(self, p):
+        """ldhb_operand : ind
+                        | abs
+                        | ext"""
+        p[0] = p[1]
+
+    def p_ldi_operand(self, p):
+        """ldi_operand : imm
+                       | value"""
+        p[0] = p[1] if isinstance(p[1], tuple) else ("bare", [p[1]], [])
+
+    def p_ldx_operand(self, p):
+        """ldx_operand : imm
+                       | len
+                       | mem
+                       | msh"""
+        p[0] = p[1]
+
+    def p_alu_operand(self, p):
+        """alu_operand : imm
+                       | xreg"""
+        p[0] = p[1]
+
+    def p_ret_operand(self, p):
+        """ret_operand : imm
+                       | xreg
+                       | areg"""
+        p[0] = p[1]
+
+    def p_imm(self, p):
+        "imm : HASH value"
         p[0] = ("imm", [p[2]], [])
 
-    def p_operand_bare(self, p):
-        "operand : bare"
-        p[0] = ("bare", [p[1]], [])
-
-    def p_operand_len(self, p):
-        "operand : LEN"
+    def p_len(self, p):
+        "len : LEN"
         p[0] = ("len", [], [])
 
-    def p_operand_ext(self, p):
-        "operand : EXT"
-        p[0] = ("ext", [Value(p[1], None, p.slice[1].lexpos, p.slice[1].lineno)], [])
+    def p_ext(self, p):
+        "ext : EXT"
+        p[0] = ("ext", [Value(p[1], None, p.slice[1].lexpos, 0)], [])
 
-    def p_operand_mem(self, p):
-        "operand : M LBRACKET value RBRACKET"
+    def p_mem(self, p):
+        "mem : M LBRACKET value RBRACKET"
         p[0] = ("mem", [p[3]], [])
 
-    def p_operand_abs(self, p):
-        "operand : LBRACKET value RBRACKET"
+    def p_abs(self, p):
+        "abs : LBRACKET value RBRACKET"
         p[0] = ("abs", [p[2]], [])
 
-    def p_operand_ind(self, p):
-        """operand : LBRACKET X PLUS value RBRACKET
-                   | LBRACKET PERCENT X PLUS value RBRACKET"""
+    def p_ind(self, p):
+        """ind : LBRACKET X PLUS value RBRACKET
+               | LBRACKET PERCENT X PLUS value RBRACKET"""
         p[0] = ("ind", [p[len(p) - 2]], [])
 
-    def p_operand_msh(self, p):
-        "operand : bare STAR LPAREN LBRACKET value RBRACKET AMP value RPAREN"
+    def p_msh(self, p):
+        "msh : value STAR LPAREN LBRACKET value RBRACKET AMP value RPAREN"
         p[0] = ("msh", [p[1], p[5], p[8]], [])
 
-    def p_operand_x(self, p):
-        "operand : xreg"
+    def p_target(self, p):
+        "target : LABEL"
+        p[0] = ("bare", [self._value(p, 1)], [])
+
+    def p_xreg(self, p):
+        """xreg : X
+                | PERCENT X"""
         p[0] = ("x", [], [])
 
-    def p_operand_a(self, p):
-        """operand : A
-                   | PERCENT A"""
+    def p_areg(self, p):
+        """areg : A
+                | PERCENT A"""
         p[0] = ("a", [], [])
 
-    def p_operand_cond1(self, p):
-        "operand : cond_src COMMA LABEL"
+    def p_cond(self, p):
+        """cond : cond1
+                | cond2"""
+        p[0] = p[1]
+
+    def p_cond1(self, p):
+        "cond1 : cond_src COMMA LABEL"
         kind, values = p[1]
         p[0] = (kind + "1", values, [self._target(p, 3)])
 
-    def p_operand_cond2(self, p):
-        "operand : cond_src COMMA LABEL COMMA LABEL"
+    def p_cond2(self, p):
+        "cond2 : cond_src COMMA LABEL COMMA LABEL"
         kind, values = p[1]
         p[0] = (kind + "2", values, [self._target(p, 3), self._target(p, 5)])
 
     def p_cond_src(self, p):
         """cond_src : HASH value
-                    | xreg"""
-        p[0] = ("k", [p[2]]) if len(p) == 3 else ("x", [])
-
-    def p_xreg(self, p):
-        """xreg : X
-                | PERCENT X"""
+                    | X
+                    | PERCENT X"""
+        p[0] = ("k", [p[2]]) if p.slice[1].type == "HASH" else ("x", [])
 
     def p_value(self, p):
         """value : NUMBER
                  | LABEL"""
-        p[0] = self._value(p, 1)
-
-    def p_bare(self, p):
-        """bare : NUMBER
-                | LABEL"""
         p[0] = self._value(p, 1)
 
     def p_error(self, tok):
@@ -179,22 +220,28 @@ class Parser:
             last = self.tokens_seen[-1]
             raise lexer.error("syntax error: unexpected end of input", len(lexer.text))
         text = tok.value[1] if isinstance(tok.value, tuple) else tok.value
-        if tok.type == "EXT":
+        if tok.type in ("EXT", "LEN") or tok.type.startswith("OP_"):
             text = lexer.text[tok.lexpos:].split()[0]
-        raise lexer.error(f"syntax error at '{text}'", tok.lexpos)
+        hint = ""
+        before = [t for t in self.tokens_seen if t.lexpos < tok.lexpos]
+        mnemonic = next((t for t in reversed(before) if t.type.startswith("OP_")
+                         or t.type == "DOT_INSN"), None)
+        if mnemonic is not None and mnemonic.value in OPERAND_HELP:
+            hint = f" ('{mnemonic.value}' takes {OPERAND_HELP[mnemonic.value]})"
+        raise lexer.error(f"syntax error at '{text}'{hint}", tok.lexpos)
 
     # --- helpers ------------------------------------------------------------------
     @staticmethod
     def _value(p, i):
         tok = p.slice[i]
         if tok.type == "NUMBER":
-            return Value(tok.value[0], None, tok.lexpos, tok.lineno, tok.value[1])
-        return Value(None, tok.value, tok.lexpos, tok.lineno, tok.value)
+            return Value(tok.value[0], None, tok.lexpos, 0, tok.value[1])
+        return Value(None, tok.value, tok.lexpos, 0, tok.value)
 
     @staticmethod
     def _target(p, i):
         tok = p.slice[i]
-        return (tok.value, tok.lexpos, tok.lineno)
+        return (tok.value, tok.lexpos, 0)
 
 
 class _TokenFeed:
