@@ -106,6 +106,20 @@ def empty_pcap(linktype: int) -> bytes:
     return struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 0x40000, linktype)
 
 
+def tcpdump_argv(linktype: str, expr: str, flag: str, tmp: Path) -> list[str]:
+    """The tcpdump command for one corpus line: an empty pcap of that link type in
+    ``tmp``, or ``-i DEV`` for ``IFACE:DEV`` (a live device; libpcap then uses
+    the kernel's ancillary loads for vlan tests)."""
+    if linktype.startswith("IFACE:"):
+        source = ["-i", linktype.split(":", 1)[1]]
+    else:
+        pcap = Path(tmp) / f"{linktype}.pcap"
+        if not pcap.exists():
+            pcap.write_bytes(empty_pcap(LINKTYPES[linktype]))
+        source = ["-r", str(pcap)]
+    return ["tcpdump", *source, "-" + flag] + ([expr] if expr else [])
+
+
 def regen_tcpdump() -> int:
     """tcpdump/NNN.{d,dd,ddd} from ``tcpdump -r empty.pcap -d/-dd/-ddd EXPR``."""
     for old in TCPDUMP_DIR.glob("[0-9][0-9][0-9].*"):
@@ -113,17 +127,61 @@ def regen_tcpdump() -> int:
     exprs = read_exprs()
     with tempfile.TemporaryDirectory() as tmp:
         for i, (linktype, expr) in enumerate(exprs):
-            pcap = Path(tmp) / f"{linktype}.pcap"
-            if not pcap.exists():
-                pcap.write_bytes(empty_pcap(LINKTYPES[linktype]))
             for flag in ("d", "dd", "ddd"):
-                argv = ["tcpdump", "-r", str(pcap), "-" + flag] + ([expr] if expr else [])
+                argv = tcpdump_argv(linktype, expr, flag, Path(tmp))
                 res = run(argv, HERE)
                 if res.returncode != 0:
                     raise SystemExit(f"tcpdump {linktype} {expr!r}: "
                                      f"{res.stderr.decode(errors='replace').strip()}")
                 (TCPDUMP_DIR / f"{i:03d}.{flag}").write_bytes(res.stdout)
     return len(exprs)
+
+
+def image_rows() -> list[tuple[int, int, int, int, int]]:
+    """(code, jt, jf, k, pc) rows for the bpf_image table: every u8 code and a few
+    wider ones with edge k values, plus every ancillary k on the ABS loads."""
+    rows = []
+    codes = list(range(256)) + [0x100, 0x1ff, 0xffff]
+    for code in codes:
+        for k in (0, 5, 0x7fffffff, 0x80000000, 0xffffffff):
+            rows.append((code, 3, 200, k, 7))
+    for code in (0x20, 0x28, 0x30):
+        for k in [0xfffff000 + off for off in range(0, 0x44, 4)] + [0xfff00000, 0xffe00000, 0xfffff001]:
+            rows.append((code, 0, 0, k, 0))
+    for k in (0, 1, 0xfffffff7, 0xfffffff8, 0xffffffff):  # ja: absolute target pc + 1 + k
+        rows.append((0x05, 0, 0, k, 8))
+    return rows
+
+
+def regen_bpf_image() -> int:
+    """tcpdump/bpf_image.tsv: libpcap's own ``bpf_image()`` (what ``tcpdump -d`` prints)
+    for each row of :func:`image_rows`, called through ctypes."""
+    import ctypes
+
+    class BpfInsn(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte),
+                    ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
+
+    lib = ctypes.CDLL("libpcap.so.0.8")
+    lib.bpf_image.restype = ctypes.c_char_p
+    lib.bpf_image.argtypes = [ctypes.POINTER(BpfInsn), ctypes.c_int]
+    lines = ["# code\tjt\tjf\tk\tpc\tbpf_image(insn, pc) from libpcap.so.0.8 (1.10.3)\n"]
+    for code, jt, jf, k, pc in image_rows():
+        insn = BpfInsn(code, jt, jf, k)
+        image = lib.bpf_image(ctypes.byref(insn), pc).decode("ascii")
+        lines.append(f"{code}\t{jt}\t{jf}\t{k}\t{pc}\t{image}\n")
+    (TCPDUMP_DIR / "bpf_image.tsv").write_text("".join(lines))
+    return len(lines) - 1
+
+
+def have_libpcap() -> bool:
+    """True when libpcap's shared library can be loaded."""
+    import ctypes
+    try:
+        ctypes.CDLL("libpcap.so.0.8")
+    except OSError:
+        return False
+    return True
 
 
 def bpf_asm_words(src: Path) -> list[list[int]] | None:
@@ -180,6 +238,8 @@ def regenerate(which: tuple[str, ...] = ("asm", "errors", "tcpdump", "bpfc")) ->
         report["errors"] = regen_errors() if have_bpf_asm() else f"skipped: no {BPF_ASM}"
     if "tcpdump" in which:
         report["tcpdump"] = regen_tcpdump() if have("tcpdump") else "skipped: no tcpdump"
+    if "tcpdump" in which:
+        report["bpf_image"] = regen_bpf_image() if have_libpcap() else "skipped: no libpcap"
     if "bpfc" in which:
         ok = have("bpfc") and (ASM_DIR / "arp.bpf_asm").exists()
         report["bpfc"] = regen_bpfc() if ok else "skipped: no bpfc or no asm outputs"
