@@ -1,6 +1,7 @@
 ; virtio -- a kick storm on a legacy virtio-PCI queue-notify register.
 ; Finds the first virtio device (vendor 0x1af4) on PCI bus 0 and its I/O
-; BAR0 (falling back to VIRTIO_BAR when there is no PCI), does the legacy
+; BAR0 (assigning VIRTIO_BAR, as firmware would, when it reads 0; the
+; default when there is no PCI at all), does the legacy
 ; driver handshake (reset, ACKNOWLEDGE, DRIVER, features, queue 0 size and
 ; PFN, DRIVER_OK), then writes the queue index to BAR0+16 KICKS times, 16
 ; bits wide -- what a driver does per virtqueue_kick().  The host counts the
@@ -53,6 +54,27 @@ main:
         test al, 1
         jz .setup               ; not an I/O BAR: keep the default
         and eax, 0xFFFC
+        jnz .assigned
+        ; BAR0 unassigned (power-on): do the firmware's job -- place it at
+        ; VIRTIO_BAR and enable I/O decoding in the command register.
+        mov eax, VIRTIO_BAR
+        out dx, eax
+        mov eax, ebx
+        or eax, 0x80000004      ; command/status
+        mov dx, 0xCF8
+        out dx, eax
+        mov dx, 0xCFC
+        in ax, dx
+        or ax, 1                ; I/O space enable
+        out dx, ax
+        mov eax, ebx
+        or eax, 0x80000010
+        mov dx, 0xCF8
+        out dx, eax
+        mov dx, 0xCFC
+        in eax, dx
+        and eax, 0xFFFC
+.assigned:
         mov ebp, eax
         print "virtio: device "
         mov eax, [devid]
