@@ -373,3 +373,15 @@ def test_installed_entry_point_subprocess(models):
     p = subprocess.run([sys.executable, "-m", "bpfio", "machine", "run", str(bad)],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "--events" in p.stderr
+
+
+def test_docs_engine_example_runs():
+    """The worked example in docs/engine.md runs as written."""
+    import pathlib
+    import re
+    pytest.importorskip("bpfio.compiler")
+    doc = pathlib.Path(__file__).resolve().parent.parent / "docs" / "engine.md"
+    if not doc.is_file():
+        pytest.skip("docs/engine.md not in this tree")
+    code = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)[0]
+    exec(compile(code, str(doc), "exec"), {"print": lambda *a: None})

@@ -477,3 +477,12 @@ def test_stats_shape(m):
     assert s["events"] == 3 and s["handled"] == 2 and s["unmapped"] == 1
     assert s["fast_path_share"] == pytest.approx(2 / 3)
     assert s["bindings"]["pm"]["insns"] == 8
+
+
+def test_module_docstring_example_runs():
+    import doctest
+
+    import bpfio.pio.machine as mod
+    pytest.importorskip("bpfio.compiler")
+    result = doctest.testmod(mod)
+    assert result.attempted >= 5 and result.failed == 0

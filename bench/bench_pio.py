@@ -1,0 +1,191 @@
+"""PIO engine benchmark: fast path vs Python model vs unmapped vs a real KVM PIO exit.
+
+``run(quick)`` returns rows ``{"group", "name", "value", "unit", "baseline",
+"ratio", "goal"}``; ``baseline`` names the row in the same run that ``ratio``
+(= value / baseline value) compares against.  Timings are the best of
+several repeats of ``timeit`` (ns per access, the whole ``machine.pio_in``
+call: validation, table look-up, lock, clock, program, mask).
+
+Rows:
+* ``fast_path_in``      -- a PM-timer program (``asm/pmtimer.asm``) handles the read (compiled).
+* ``fast_path_in_interp`` -- the same on the reference interpreter.
+* ``model_in``          -- the same register served by a Python device model only.
+* ``unmapped_in``       -- a port nothing is bound to.
+* ``kvm_exit``          -- one real KVM PIO exit round trip on this machine: a tiny guest
+  looping on ``in`` (bpfio.kvm.bench_exit_roundtrip, exits answered by a null handler).
+* ``kvm_exit_engine``   -- the same guest with the engine answering (fast path) in the VMM.
+* ``bindings_N``        -- fast path cost with N bindings attached, accesses round robin.
+* ``rss_growth``        -- resident memory growth over many events (KiB).
+
+Run: ``python -m bench.bench_pio`` (or ``--quick``), or ``bpfio bench``.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import time
+import timeit
+
+from bpfio.pio.machine import Machine
+
+PM_PORT = 0x608
+PM_HZ = 3579545
+PM_PROGRAM_FALLBACK = """
+#include <pio.inc>
+    ld [PIO_TICKS]
+    and #0xffffff
+    ret #PIO_DONE
+"""
+
+
+def _pm_program():
+    """asm/pmtimer.asm when it is there, else the equivalent three instructions."""
+    from bpfio.resources import asm_dir
+    from bpfio.formats import load_program
+    path = asm_dir() / "pmtimer.asm"
+    if path.is_file():
+        return load_program(str(path), include_path=(asm_dir(),))
+    from bpfio import assemble
+    return assemble(PM_PROGRAM_FALLBACK)
+
+
+class _PMModel:
+    """The PM timer as a plain Python model (what a VMM would run on an exit)."""
+
+    def attach(self, binding):
+        self.binding = binding
+
+    def io_read(self, offset, size):
+        return self.binding.ticks() & 0xffffff
+
+    def io_write(self, offset, size, value):
+        pass
+
+
+def _ns_per_call(fn, number: int, repeat: int) -> float:
+    best = min(timeit.repeat(fn, number=number, repeat=repeat))
+    return best / number * 1e9
+
+
+def _row(group, name, value, unit, baseline=None, base_value=None, goal=""):
+    ratio = (value / base_value) if base_value else None
+    return {"group": group, "name": name, "value": round(value, 3) if value is not None else None,
+            "unit": unit, "baseline": baseline, "ratio": round(ratio, 4) if ratio else None,
+            "goal": goal}
+
+
+def _pm_machine(engine="compiled", program=None):
+    m = Machine(engine=engine)
+    m.attach(PM_PORT, 4, clock_hz=PM_HZ, program=program or _pm_program(), name="pmtimer")
+    return m
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Measure and return the rows (``quick`` = smaller counts, for CI)."""
+    number = 20_000 if quick else 200_000
+    repeat = 3 if quick else 5
+    rows: list[dict] = []
+    prog = _pm_program()
+
+    fast = _pm_machine("compiled", prog)
+    fast_ns = _ns_per_call(lambda: fast.pio_in(PM_PORT, 4), number, repeat)
+    interp = _pm_machine("interp", prog)
+    interp_ns = _ns_per_call(lambda: interp.pio_in(PM_PORT, 4), max(number // 5, 1000), repeat)
+    model = Machine()
+    model.attach(PM_PORT, 4, clock_hz=PM_HZ, device=_PMModel(), name="pmtimer-model")
+    model_ns = _ns_per_call(lambda: model.pio_in(PM_PORT, 4), number, repeat)
+    unmapped_ns = _ns_per_call(lambda: fast.pio_in(0x700, 4), number, repeat)
+
+    kvm_ns = kvm_engine_ns = None
+    kvm_note = ""
+    try:
+        from bpfio import kvm
+        ok, why = kvm.available()
+        if not ok:
+            kvm_note = f"skipped: {why}"
+        elif not hasattr(kvm, "bench_exit_roundtrip"):
+            kvm_note = "skipped: bpfio.kvm.bench_exit_roundtrip missing"
+        else:
+            n = 20_000 if quick else 200_000
+            kvm_ns = min(kvm.bench_exit_roundtrip(n) for _ in range(3 if quick else 5))
+            kvm_engine_ns = min(kvm.bench_exit_roundtrip(n, _pm_machine("compiled", prog))
+                                for _ in range(3 if quick else 5))
+    except ImportError:
+        kvm_note = "skipped: bpfio.kvm not available"
+
+    g = "pio"
+    rows.append(_row(g, "kvm_exit", kvm_ns, "ns/exit",
+                     goal=kvm_note or "reference: a real KVM_EXIT_IO round trip (null handler)"))
+    base = "kvm_exit" if kvm_ns else None
+    goal_fast = "ratio <= 0.125 (stretch <= 0.1) of kvm_exit"
+    rows.append(_row(g, "fast_path_in", fast_ns, "ns/access", base, kvm_ns, goal_fast))
+    rows.append(_row(g, "fast_path_in_interp", interp_ns, "ns/access", base, kvm_ns,
+                     "reference interpreter, for comparison"))
+    rows.append(_row(g, "model_in", model_ns, "ns/access", base, kvm_ns,
+                     "same register from a Python model (engine cost without a program)"))
+    rows.append(_row(g, "unmapped_in", unmapped_ns, "ns/access", base, kvm_ns, "all-ones read"))
+    rows.append(_row(g, "kvm_exit_engine", kvm_engine_ns, "ns/exit", base, kvm_ns,
+                     kvm_note or "guest loop with the engine answering in the VMM"))
+
+    # Flat cost from 1 to 1000 bindings (accesses round robin over all of them).
+    counts = (1, 10, 100, 1000)
+    first = None
+    for n_bind in counts:
+        m = Machine()
+        ports = [0x1000 + 4 * i for i in range(n_bind)]
+        for p in ports:
+            m.attach(p, 4, clock_hz=PM_HZ, program=prog)
+        seq = (ports * (1000 // n_bind + 1))[:1000]
+        pio_in = m.pio_in
+
+        def sweep():
+            for p in seq:
+                pio_in(p, 4)
+        ns = _ns_per_call(sweep, max(number // 1000, 5), repeat) / len(seq)
+        if first is None:
+            first = ns
+        rows.append(_row("pio-scaling", f"bindings_{n_bind}", ns, "ns/access", "bindings_1",
+                         first, "flat: ratio within 0.9..1.1"))
+        m.close()
+
+    # Memory flat over many events: RSS after a warm-up vs after the full run.
+    events = 1_000_000 if quick else 10_000_000
+    m = _pm_machine("compiled", prog)
+    pio_in = m.pio_in
+    for _ in range(100_000):
+        pio_in(PM_PORT, 4)
+    gc.collect()
+    before = _rss_kib()
+    t0 = time.perf_counter()
+    for _ in range(events):
+        pio_in(PM_PORT, 4)
+    elapsed = time.perf_counter() - t0
+    gc.collect()
+    growth = _rss_kib() - before
+    rows.append(_row("pio-memory", "rss_growth", growth, "KiB", goal=f"flat over {events:,} events "
+                     f"(~0 KiB; {elapsed:.1f} s)"))
+    for mach in (fast, interp, model, m):
+        mach.close()
+    return rows
+
+
+def main(argv=None) -> int:
+    """Print the rows as a table."""
+    quick = "--quick" in (argv if argv is not None else sys.argv[1:])
+    for r in run(quick):
+        ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else "-"
+        value = f"{r['value']:.1f}" if r["value"] is not None else "-"
+        print(f"{r['group']:12} {r['name']:22} {value:>10} {r['unit']:10} "
+              f"{(r['baseline'] or '-'):12} {ratio:>7}  {r['goal']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
