@@ -9,6 +9,7 @@ both accept, on every instruction.
     pytest tests/test_golden_fuzz.py                       # 300 mutants (default)
     BPFIO_GOLDEN_FUZZ_N=20000 pytest tests/test_golden_fuzz.py --run-slow
     BPFIO_GOLDEN_FUZZ_SEED=7 ...                           # another seed
+    pytest tests/test_golden_fuzz.py --run-slow -k lines   # also compare error lines
 
 Skips when the rebuilt bpf_asm is not installed (see tests/golden/README.md).
 """
@@ -71,33 +72,44 @@ def mutate(text: str, r: random.Random) -> str:
     return text
 
 
-def kernel_bpf_asm(source: bytes) -> list[Insn] | None:
-    """The kernel tool's program, or None when it rejects the source."""
+_LINE = re.compile(rb"at line (\d+)")
+
+
+def kernel_bpf_asm(source: bytes) -> tuple[list[Insn] | None, int | None]:
+    """The kernel tool's program (None when it rejects the source) and its error line."""
     res = subprocess.run([BPF_ASM], input=source, capture_output=True, timeout=30)
     if res.returncode != 0 or res.stderr:
-        return None
+        m = _LINE.search(res.stderr)
+        return None, int(m.group(1)) if m else None
     parts = res.stdout.decode().strip().rstrip(",").split(",")
-    return [Insn(*map(int, p.split())) for p in parts[1:]]
+    return [Insn(*map(int, p.split())) for p in parts[1:]], None
 
 
-def bpfio_assemble(source: bytes) -> list[Insn] | None | str:
+def bpfio_assemble(source: bytes) -> tuple[list[Insn] | None | str, int | None]:
+    """bpfio's program (None when rejected, a string for a non-BpfError) and error line."""
     try:
-        return list(bpfio.assemble(source, filename="<fuzz>"))
-    except BpfError:
-        return None
+        return list(bpfio.assemble(source, filename="<fuzz>")), None
+    except BpfError as exc:
+        return None, getattr(exc, "line", None)
     except Exception as exc:  # anything else is a bug: bad input must give a BpfError
-        return f"{type(exc).__name__}: {exc}"
+        return f"{type(exc).__name__}: {exc}", None
 
 
-def run_fuzz(n: int, seed: int) -> list[str]:
+def run_fuzz(n: int, seed: int, *, lines: bool = False) -> list[str]:
+    """Mutate and compare; with ``lines``, also compare the error line bpf_asm names."""
     r = random.Random(seed)
     sources = [p.read_text() for p in sorted((GOLDEN / "asm").glob("*.bpf"))
                if not p.name.startswith("big_")]
     problems = []
     for case in range(n):
         src = mutate(r.choice(sources), r).encode()
-        want = kernel_bpf_asm(src)
-        got = bpfio_assemble(src)
+        want, want_line = kernel_bpf_asm(src)
+        got, got_line = bpfio_assemble(src)
+        if lines:
+            if want is None and got is None and want_line is not None and got_line != want_line:
+                problems.append(f"case {case}: bpf_asm error at line {want_line}, bpfio at "
+                                f"line {got_line}\n  source: {src[:300]!r}")
+            continue
         if isinstance(got, str):
             problems.append(f"case {case}: bpfio raised {got}\n  source: {src[:300]!r}")
         elif (want is None) != (got is None):
@@ -124,3 +136,11 @@ def test_fuzz_against_bpf_asm_long():
     n = int(os.environ.get("BPFIO_GOLDEN_FUZZ_N", "20000"))
     problems = run_fuzz(n, SEED + 1000)
     assert not problems, f"{len(problems)} of {n} mutants disagree:\n" + "\n".join(problems[:12])
+
+
+@pytest.mark.slow
+def test_fuzz_error_lines():
+    """Where both reject and bpf_asm names a line, bpfio names the same line."""
+    n = int(os.environ.get("BPFIO_GOLDEN_FUZZ_N", "3000"))
+    problems = run_fuzz(n, SEED + 2000, lines=True)
+    assert not problems, f"{len(problems)} error lines differ:\n" + "\n".join(problems[:12])
