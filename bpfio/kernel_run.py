@@ -224,7 +224,6 @@ class SeccompOracle:
                 libc = self._libc
                 if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
                     os._exit(3)
-                out = b""
                 for fbuf in variants:
                     if libc.syscall(ctypes.c_long(SYS_seccomp), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
                                     ctypes.c_long(0), ctypes.c_void_p(ctypes.addressof(fbuf))) != 0:
@@ -233,7 +232,6 @@ class SeccompOracle:
                     rc = libc.syscall(ctypes.c_long(nr), *(ctypes.c_ulong(a & 0xffffffffffffffff)
                                                            for a in args))
                     err = ctypes.get_errno() if rc == -1 else 0
-                    out += _RESULT.pack(err)
                     os.write(wfd, _RESULT.pack(err))
                 os._exit(0)
             finally:
@@ -430,3 +428,113 @@ def random_packet(rng, *, max_len: int = 600) -> bytes:
             out += bytes(rng.getrandbits(8) for _ in range(max(0, ((alen + 3) & ~3) - 4)))
         return bytes(out[:length])
     return rng.randbytes(length)
+
+
+# --- differential sweeps (tests and `python -m bpfio.kernel_run`) ---------------
+
+class SweepResult:
+    """Counts of a differential sweep and the first few disagreements."""
+
+    def __init__(self):
+        self.cases = 0
+        self.programs = 0
+        self.agree = {"interp": 0, "compiled": 0}
+        self.aborted = 0
+        self.mismatches: list[tuple] = []
+
+    def __str__(self) -> str:
+        return (f"{self.cases} cases on {self.programs} programs ({self.aborted} aborted): "
+                f"interp {self.agree['interp']}/{self.cases}, compiled {self.agree['compiled']}/{self.cases}")
+
+
+def socket_sweep(cases: int, *, seed: int = 0, packets_per_program: int = 8) -> SweepResult:
+    """Run random verified programs on random packets in the kernel and both engines."""
+    import random
+    from .compiler import compile as compile_program
+    from .interp import outcome
+    from .verifier import verify
+    rng = random.Random(seed)
+    result = SweepResult()
+    with SocketOracle() as oracle:
+        while result.cases < cases:
+            program = random_program(rng)
+            try:
+                verify(program, lints=False)
+            except Exception:
+                continue
+            packets = [random_packet(rng) for _ in range(packets_per_program)]
+            kernel = oracle.run(program, packets)
+            compiled = compile_program(program)
+            result.programs += 1
+            for packet, want in zip(packets, kernel):
+                result.cases += 1
+                result.aborted += want is None
+                got_i = outcome(program, packet)[0]
+                got_c = compiled.outcome(packet)[0]
+                result.agree["interp"] += got_i == want
+                result.agree["compiled"] += got_c == want
+                if (got_i != want or got_c != want) and len(result.mismatches) < 20:
+                    result.mismatches.append((program, packet, want, got_i, got_c))
+    return result
+
+
+def seccomp_sweep(cases: int, *, seed: int = 0) -> SweepResult:
+    """Run random verified seccomp programs on random syscalls in the kernel and both engines."""
+    import random
+    from .compiler import compile as compile_program
+    from .interp import outcome
+    from .seccomp import AUDIT_ARCH_X86_64, SeccompData
+    from .verifier import verify
+    rng = random.Random(seed)
+    oracle = SeccompOracle()
+    result = SweepResult()
+    while result.cases < cases:
+        program = random_program(rng, profile="seccomp")
+        try:
+            verify(program, profile="seccomp", lints=False)
+        except Exception:
+            continue
+        # A syscall number the child never makes itself, so ALLOW covers the rest.
+        nr = rng.choice((39, 102, 104, 110, 186, 1000, 4000))
+        args = tuple(rng.getrandbits(64) if rng.random() < 0.5 else rng.randrange(0, 300)
+                     for _ in range(6))
+        want = oracle.run(program, nr, args)
+        data = SeccompData(nr, AUDIT_ARCH_X86_64, 0, args)
+        result.programs += 1
+        result.cases += 1
+        result.aborted += want is None
+        got_i = outcome(program, data, profile="seccomp")[0]
+        got_c = compile_program(program, profile="seccomp").outcome(data)[0]
+        result.agree["interp"] += got_i == want
+        result.agree["compiled"] += got_c == want
+        if (got_i != want or got_c != want) and len(result.mismatches) < 20:
+            result.mismatches.append((program, data, want, got_i, got_c))
+    return result
+
+
+def main(argv=None) -> int:
+    """``python -m bpfio.kernel_run [--cases N] [--seed S] [--seccomp N]``: print sweep results."""
+    import argparse
+    import time
+    parser = argparse.ArgumentParser(prog="python -m bpfio.kernel_run",
+                                     description="Differential sweep: live kernel vs interpreter vs compiled.")
+    parser.add_argument("--cases", type=int, default=100000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seccomp", type=int, default=0, help="also run N seccomp cases")
+    opts = parser.parse_args(argv)
+    start = time.monotonic()
+    res = socket_sweep(opts.cases, seed=opts.seed)
+    print(f"socket: {res} in {time.monotonic() - start:.0f} s")
+    for m in res.mismatches[:5]:
+        print("  mismatch:", list(m[0]), m[1].hex(), m[2:])
+    ok = not res.mismatches
+    if opts.seccomp:
+        start = time.monotonic()
+        sec = seccomp_sweep(opts.seccomp, seed=opts.seed)
+        print(f"seccomp: {sec} in {time.monotonic() - start:.0f} s")
+        ok = ok and not sec.mismatches
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
