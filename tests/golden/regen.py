@@ -30,7 +30,8 @@ TCPDUMP_DIR = HERE / "tcpdump"
 BPFC_DIR = HERE / "bpfc"
 
 BPF_ASM = os.environ.get("BPF_ASM", "/opt/bpf_asm/bpf_asm")
-LINKTYPES = {"EN10MB": 1, "RAW": 101, "LINUX_SLL": 113}
+LINKTYPES = {"NULL": 0, "EN10MB": 1, "PPP": 9, "RAW": 101, "IEEE802_11": 105, "LOOP": 108,
+             "LINUX_SLL": 113, "IEEE802_11_RADIO": 127, "LINUX_SLL2": 276}
 BPFC_FORMATS = {"C": "C", "xt_bpf": "xt_bpf", "tcpdump": "tcpdump"}
 LINE_RE = re.compile(r"at line (\d+)")
 
