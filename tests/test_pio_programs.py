@@ -335,3 +335,34 @@ def test_engines_agree(events):
         results.append((out, list(b.mem), b.counters.as_dict(), b.notifier(0).read()))
         mach.close()
     assert results[0] == results[1]
+
+
+def test_clock_read_lazily_for_programs_that_cannot_see_time():
+    """A program without time loads does not read the clock; the model still gets one reading."""
+    calls = []
+
+    def clock():
+        calls.append(1)
+        return 5_000_000_000
+
+    m = Machine(clock=clock, engine=ENGINES[0])
+
+    class Model:
+        def attach(self, b):
+            self.b = b
+
+        def io_read(self, offset, size):
+            return self.b.now_ns() // 10 ** 9 + self.b.now_ns() // 10 ** 9
+
+        def io_write(self, offset, size, value):
+            pass
+
+    m.attach(0x70, 2, device=Model(), program=HDR + """
+        ld [PIO_OFFSET]
+        jeq #0, pass
+        ret #PIO_DONE
+    pass: ret #PIO_EXIT
+    """)
+    m.pio_in(0x71, 1)
+    assert calls == []
+    assert m.pio_in(0x70, 1) == 10 and calls == [1]

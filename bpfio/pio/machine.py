@@ -250,6 +250,7 @@ class Binding:
         self._words = self.mem.words
         self._clock = machine.clock
         self._event_ns: int | None = None  # the event's clock reading while a model runs
+        self.program_for_run: Program | None = None
         self._access = self._make_access(None)
 
     # -- clock --------------------------------------------------------------
@@ -292,6 +293,7 @@ class Binding:
 
     def _install(self, program: Program | None, run: Callable | None) -> None:
         """Build this binding's event function around ``run`` and publish it."""
+        self.program_for_run = program
         access = self._make_access(run)
         with self.lock:
             self.program, self._run, self._access = program, run, access
@@ -301,48 +303,61 @@ class Binding:
     def _make_access(self, run):
         """Return the event function ``access(port, size, mask, direction, data, vcpu)``.
 
-        It is a closure over everything it needs (cell loads are the cheapest
-        look-ups CPython has); the machine's port table holds it directly.
+        Its source is generated once per (binding, program) so the hot path
+        carries no dead branches: the clock is read only when the program can
+        see time (it loads ``PIO_TICKS``/``PIO_NS``, or uses indexed loads),
+        otherwise lazily on the way to the model; the 64-bit mask of the
+        reading and the ticks scaling appear only when they are needed.  Every
+        name it uses is a closure cell or a constant.  The machine's port table
+        holds the function itself.
         """
-        lock, c, clock, words, base = self.lock, self.counters, self._clock, self._words, self.base
-        notifiers, fallback = self.notifiers, self._fallback
-        n_notifiers = len(notifiers)
-        hz = self.clock_hz
-        masked = self.machine._clock_is_64bit
-
+        program = self.program_for_run   # None with a bare runner: assume it reads time
+        timed = run is not None and (program is None or clock_fields(program))
+        masked = not self.machine._clock_is_64bit
+        read = "clock() & 0xffffffffffffffff" if masked else "clock()"
+        ticks = (f"(ns * {self.clock_hz} // 1000000000) & 0xffffffffffffffff"
+                 if self.clock_hz else "0")
         if run is None:
-            def access(port, size, mask, direction, data, vcpu):
-                with lock:
-                    ns = clock() if masked else clock() & _U64
-                    c.exits += 1
-                    return fallback(port, size, mask, direction, data, ns)
+            body = [f"        ns = {read}",
+                    "        c.exits += 1",
+                    "        return fallback(port, size, mask, direction, data, ns)"]
         else:
-            def access(port, size, mask, direction, data, vcpu):
-                with lock:
-                    ns = clock() if masked else clock() & _U64
-                    verdict, a, n = run(port, size, direction, data, port - base, vcpu,
-                                        (ns * hz // _NS_PER_S) & _U64 if hz else 0, ns, words)
-                    c.insns += n
-                    if verdict is None:
-                        c.aborts += 1
-                    else:
-                        action = verdict & _ACTION
-                        if action == _DONE:
-                            c.handled += 1
-                            return a & mask
-                        if action == _NOTIFY and verdict & _INDEX < n_notifiers:
-                            try:
-                                notifiers[verdict & _INDEX].signal()
-                            except OSError:  # closed by a detach racing this event
-                                pass
-                            c.handled += 1
-                            c.notified += 1
-                            return a & mask
-                        if action != _EXIT:
-                            c.bad_verdicts += 1
-                    c.exits += 1
-                    return fallback(port, size, mask, direction, data, ns)
+            body = [f"        ns = {read}" if timed else "        ns = 0",
+                    f"        verdict, a, n = run(port, size, direction, data, port - {self.base},"
+                    f" vcpu, {ticks if timed else '0'}, ns, words)",
+                    "        c.insns += n",
+                    "        if verdict is None:",
+                    "            c.aborts += 1",
+                    "        else:",
+                    f"            action = verdict & {_ACTION}",
+                    f"            if action == {_DONE}:",
+                    "                c.handled += 1",
+                    "                return a & mask",
+                    f"            if action == {_NOTIFY} and verdict & {_INDEX} < n_notifiers:",
+                    "                try:",
+                    f"                    notifiers[verdict & {_INDEX}].signal()",
+                    "                except OSError:  # closed by a detach racing this event",
+                    "                    pass",
+                    "                c.handled += 1",
+                    "                c.notified += 1",
+                    "                return a & mask",
+                    f"            if action != {_EXIT}:",
+                    "                c.bad_verdicts += 1",
+                    "        c.exits += 1",
+                    "        return fallback(port, size, mask, direction, data, "
+                    + ("ns)" if timed else f"{read})")]
+        source = "\n".join([
+            "def make(lock, c, clock, words, notifiers, n_notifiers, fallback, run):",
+            "    def access(port, size, mask, direction, data, vcpu):",
+            "      with lock:",
+            *body,
+            "    return access"])
+        namespace: dict[str, Any] = {}
+        exec(compile(source, f"<bpfio pio access {self.name}>", "exec"), namespace)
+        access = namespace["make"](self.lock, self.counters, self._clock, self._words,
+                                   self.notifiers, len(self.notifiers), self._fallback, run)
         access.binding = self
+        access.source = source
         return access
 
     def _fallback(self, port: int, size: int, mask: int, direction: int, data: int, ns: int):
@@ -438,6 +453,7 @@ class Machine:
         prog, run = self._prepare(program, mem_words, notifiers, engine, name)
         binding = Binding(self, name, base, length, device, mem_words, clock_hz, notifiers, engine)
         binding.program, binding._run = prog, run
+        binding.program_for_run = prog
         binding._access = binding._make_access(run)
         hook = getattr(device, "attach", None)
         if callable(hook):
@@ -526,7 +542,7 @@ class Machine:
     def pio_in(self, port: int, size: int, vcpu: int = 0) -> int:
         """The guest reads ``size`` bytes at ``port``; return the value it receives."""
         try:
-            if port >> 16 or vcpu >> 32 or port.__class__ is bool:
+            if port >> 16 or vcpu >> 32:
                 raise TypeError
             mask = SIZE_MASK[size]
         except (TypeError, KeyError, AttributeError):
@@ -541,7 +557,7 @@ class Machine:
     def pio_out(self, port: int, size: int, value: int, vcpu: int = 0) -> None:
         """The guest writes ``value`` (``size`` bytes) to ``port``."""
         try:
-            if port >> 16 or vcpu >> 32 or port.__class__ is bool:
+            if port >> 16 or vcpu >> 32:
                 raise TypeError
             mask = SIZE_MASK[size]
         except (TypeError, KeyError, AttributeError):
@@ -585,7 +601,7 @@ class Machine:
     def _mask(port, size, vcpu) -> int:
         """Validate an access; return its value mask."""
         try:
-            if port >> 16 or vcpu >> 32 or port.__class__ is bool:
+            if port >> 16 or vcpu >> 32:
                 raise TypeError
             return SIZE_MASK[size]
         except (TypeError, KeyError, AttributeError):
