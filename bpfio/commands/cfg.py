@@ -1,0 +1,62 @@
+"""``bpfio cfg``: draw a program's control-flow graph (DOT, or SVG/PNG through Graphviz)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import load, program_options
+
+_SUFFIXES = {".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png"}
+
+
+@click.command("cfg")
+@click.argument("program", default="-", metavar="[PROGRAM|-]")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="OUT.dot|OUT.svg|OUT.png",
+              help="Write the graph here; the suffix picks the format (default: DOT on stdout).")
+@click.option("--profile", type=click.Choice(("socket", "seccomp", "pio")), default="socket",
+              show_default=True, help="How return values are explained in the graph.")
+@program_options
+def cfg(program, output, profile, include_path, defines, relax):
+    """Draw the control-flow graph of PROGRAM (any format; default: standard input).
+
+    \b
+    Basic blocks list their instructions; edges are 'true' (green),
+    'false' (red, dashed), 'ja' and fall-through; blocks ending in ret
+    are filled and say what the returned value means for the profile.
+    SVG and PNG need Graphviz 'dot'; without it the DOT text is written
+    instead (OUT with a .dot suffix) and a one-line hint is printed.
+      bpfio cfg filter.bpf -o filter.svg
+      tcpdump -ddd -y EN10MB 'ip and tcp port 80' | bpfio cfg - > f.dot
+    """
+    from ..cfg import dot_available, render, to_dot
+    fmt = "dot"
+    if output is not None:
+        fmt = _SUFFIXES.get(Path(output).suffix.lower())
+        if fmt is None:
+            raise click.BadParameter(f"'{output}': the suffix must be one of "
+                                     f"{', '.join(_SUFFIXES)}", param_hint="-o")
+    prog = load(program, include_path, defines, relax)
+    name = "stdin" if program == "-" else Path(program).name
+    text = to_dot(prog, profile=profile, name=name)
+    if fmt == "dot":
+        if output is None:
+            click.echo(text, nl=False)
+        else:
+            _write(output, text.encode())
+        return
+    if not dot_available():
+        fallback = str(Path(output).with_suffix(".dot"))
+        _write(fallback, text.encode())
+        click.echo(f"hint: Graphviz 'dot' is not installed; wrote DOT text to {fallback} "
+                   f"(render it with: dot -T{fmt} {fallback} -o {output})", err=True)
+        return
+    _write(output, render(text, fmt))
+
+
+def _write(path: str, data: bytes) -> None:
+    try:
+        Path(path).write_bytes(data)
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot write: {exc.strerror}") from None
