@@ -35,7 +35,7 @@ class PcapError(BpfError):
         self.filename = filename
         self.offset = offset
         where = filename if offset is None else f"{filename}: byte {offset}"
-        super().__init__(f"{where}: {message}")
+        super().__init__(f"{where}: error: {message}")
 
 
 class Packet(NamedTuple):

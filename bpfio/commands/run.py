@@ -143,6 +143,7 @@ def run(program, profile, packets, pcap_file, ctx_fields, syscall, args, arch, i
              prints the action and, for a handled IN, the value the guest receives
     """
     _check_options(profile, packets, pcap_file, ctx_fields, syscall, args, events, mem_init)
+    events = [parse_event(text) for text in events]   # usage errors before reading files
     prog = load(program, include_path, defines, relax)
     if not no_verify:
         from ..verifier import verify
@@ -239,8 +240,7 @@ def _run_pio(prog, outcome, events, mem_words, mem_init, show_trace):
         if not 0 <= index < mem_words:
             raise click.BadParameter(f"word {index} is outside 0..{mem_words - 1}", param_hint="--mem")
         mem[index] = _int(value, f"word {index}") & U32
-    for text in events:
-        event = parse_event(text)
+    for event in events:
         if show_trace:
             _echo_trace(prog, event, "pio", {"mem": list(mem)})
         verdict, a, _ = outcome(event, mem=mem)
