@@ -105,15 +105,15 @@ def assemble_source(text: str, *, filename: str = "<input>", include_path=(), de
             raise AsmError(f"source is not UTF-8 text (byte {exc.start})",
                            filename=filename) from None
     source = Preprocessor(include_path=include_path, defines=defines).run(text, filename)
-    lexer = Lexer(filename=filename, defines=source.defines, line_map=source.line_map)
-    stmts = _parser().parse(lexer.tokenize(source.text), lexer)
-    return _Assembler(lexer, source.defines, relax).run(stmts)
+    lexer = Lexer(filename=filename, defines=source.history, line_map=source.line_map)
+    stmts = _parser().parse(source.text, lexer)
+    return _Assembler(lexer, source, relax).run(stmts)
 
 
 class _Assembler:
-    def __init__(self, lexer: Lexer, defines: dict, relax: bool):
+    def __init__(self, lexer: Lexer, source, relax: bool):
         self.lexer = lexer
-        self.consts = ConstEval(defines)
+        self.source = source
         self.relax = relax
         self.warnings: list[AsmWarning] = []
 
@@ -146,8 +146,9 @@ class _Assembler:
     def number(self, v: Value) -> int:
         if v.name is None:
             return v.value
+        consts = ConstEval(self.source.defines_at(self.lexer.lineno(v.pos)))
         try:
-            return self.consts.value(v.name)
+            return consts.value(v.name)
         except KeyError:
             raise self.error(f"'{v.name}' is not a number or a #define'd constant",
                              v.pos) from None

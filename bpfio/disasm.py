@@ -151,6 +151,8 @@ def tcpdump_line(insn: Insn, pc: int) -> str:
     operand = ""
     if info is None or not info.kernel or code == (BPF_LDX | BPF_LEN):
         m, operand = "unimp", f"0x{code:x}"
+        if code & 0x07 == BPF_JMP and code & 0xf0 != BPF_JA:  # bpf_image still shows jt/jf
+            return f"({pc:03d}) {m:<8} {operand:<16} jt {pc + 1 + insn.jt}\tjf {pc + 1 + insn.jf}"
     else:
         m, cls = info.mnemonic, info.cls
         sk = to_s32(k)

@@ -113,7 +113,7 @@ class Token:
 class Lexer:
     """Tokenizer for bpf_asm source; ``tokenize(text)`` returns a token list."""
 
-    tokens = (*sorted(set(MNEMONIC_CLASS.values())), "LABEL", "LABELDEF", "NUMBER", "LEN", "EXT", "HASH",
+    tokens = (*sorted(set(MNEMONIC_CLASS.values())), "LABEL", "NUMBER", "LEN", "EXT", "HASH",
               "X", "A", "M", "PERCENT", "COLON", "COMMA", "LBRACKET", "RBRACKET",
               "LPAREN", "RPAREN", "PLUS", "STAR", "AMP", "DOT_INSN")
 
@@ -125,7 +125,11 @@ class Lexer:
         self._newlines = None
 
     def tokenize(self, text: str) -> list:
-        """Return every token of ``text``; LABEL before ':' becomes LABELDEF."""
+        """Return every token of ``text`` (raises AsmError on an unknown character)."""
+        return list(self.tokens_of(text))
+
+    def tokens_of(self, text: str):
+        """Yield the tokens of ``text`` one at a time (the parser pulls them lazily)."""
         self.text, self._newlines = text, None
         toks: list[Token] = []
         append = toks.append
@@ -142,9 +146,12 @@ class Lexer:
                 if low in _MNEMONIC_SET:
                     append(Token(MNEMONIC_CLASS[low], low, pos))
                 elif len(low) == 1:
-                    if low not in _REGS:
+                    if low in _REGS:
+                        append(Token(_REGS[low], value, pos))
+                    elif value in self.defines:  # bpfio: a one-letter #define'd name
+                        append(Token("LABEL", value, pos))
+                    else:
                         raise self._unknown(value, pos)
-                    append(Token(_REGS[low], value, pos))
                 elif low == "len":
                     append(Token("LEN", value, pos))
                 elif low in ASM_EXTENSIONS:
@@ -157,14 +164,13 @@ class Lexer:
                 append(Token(_PUNCT[value], value, pos))
             elif kind == "hash":
                 pos = self._hash(text, pos, append)
-                continue
             elif kind == "insn":
                 append(Token("DOT_INSN", value, pos))
-            pos = m.end()
-        for i in range(len(toks) - 1):
-            if toks[i].type == "LABEL" and toks[i + 1].type == "COLON":
-                toks[i].type = "LABELDEF"
-        return toks
+            if kind != "hash":
+                pos = m.end()
+            if toks:
+                yield from toks
+                toks.clear()
 
     def _hash(self, text, pos, append) -> int:
         """Handle '#': column-0 comment, '#len'/'#ext' token, or the immediate marker."""
@@ -172,7 +178,8 @@ class Lexer:
         eol = len(text) if eol < 0 else eol
         at_col0 = pos == 0 or text[pos - 1] == "\n"
         word = _WORD_TAIL.match(text, pos + 1)
-        if word and word.group(0) in self.defines and not at_col0:
+        if (word and word.group(0) in self.defines and not at_col0
+                and word.group(0).lower() not in _REGS):
             append(Token("HASH", "#", pos))  # '#NAME' of a #define
             return pos + 1
         kw = _HASH_RE.match(text, pos)

@@ -12,6 +12,7 @@ The tables are shipped in ``bpfio/_parsetab.py`` (regenerate with
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 
@@ -55,15 +56,21 @@ class Parser:
                                 errorlog=yacc.NullLogger())
         self.lexer = None
 
-    def parse(self, tokens: list, lexer: Lexer) -> list[Stmt]:
-        """Parse a token list (from ``lexer.tokenize``) into statements."""
+    def parse(self, text: str, lexer: Lexer) -> list[Stmt]:
+        """Parse ``text`` into statements, lexing lazily as bison does.
+
+        Tokens are produced on demand, so a syntax error is reported before
+        an unknown character further down, in the same order as bpf_asm.
+        """
         self.lexer = lexer
-        self.tokens_seen = tokens
-        if not tokens:
+        self.tokens_seen = []
+        tokens = lexer.tokens_of(text)
+        first = next(tokens, None)
+        if first is None:
             raise lexer.error("empty program: bpf_asm needs at least one instruction",
-                              len(lexer.text))
-        it = iter(tokens)
-        return self.parser.parse(lexer=_TokenFeed(it), tracking=False)
+                              len(text))
+        feed = _TokenFeed(itertools.chain((first,), tokens), self.tokens_seen)
+        return self.parser.parse(lexer=feed, tracking=False)
 
     # --- grammar ------------------------------------------------------------------
     # Mnemonics arrive as token classes (see lexer.MNEMONIC_CLASS) so that, as in
@@ -79,7 +86,7 @@ class Parser:
 
     def p_line(self, p):
         """line : instr
-                | LABELDEF COLON instr"""
+                | LABEL COLON instr"""
         if len(p) == 2:
             p[0] = p[1]
         else:
@@ -245,21 +252,28 @@ class Parser:
 
 
 class _TokenFeed:
-    """Adapts a token iterator to ply's ``lexer.token()`` protocol."""
+    """Adapts a token iterator to ply's ``lexer.token()`` protocol, keeping what it gave."""
 
-    def __init__(self, it):
+    def __init__(self, it, seen: list):
         self._it = it
+        self._seen = seen
 
     def token(self):
-        return next(self._it, None)
+        tok = next(self._it, None)
+        if tok is not None:
+            self._seen.append(tok)
+        return tok
 
 
 def write_tables() -> str:
     """Regenerate ``bpfio/_parsetab.py`` from the grammar; return its path."""
     here = os.path.dirname(__file__)
+    path = os.path.join(here, "_parsetab.py")
+    if os.path.exists(path):
+        os.unlink(path)  # else ply may keep a stale table it can still import
     yacc.yacc(module=Parser.__new__(Parser), tabmodule="_parsetab", outputdir=here,
               write_tables=True, debug=False)
-    return os.path.join(here, "_parsetab.py")
+    return path
 
 
 if __name__ == "__main__":  # pragma: no cover - maintenance entry point

@@ -20,6 +20,7 @@ and the device layouts).
 from __future__ import annotations
 
 import ast
+import bisect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,12 +47,45 @@ class Define:
 
 @dataclass
 class Source:
-    """Preprocessed text plus, for each output line, its (file, line) origin."""
+    """Preprocessed text plus, for each output line, its (file, line) origin.
+
+    ``history`` records every #define/#undef with the output line it sits on,
+    so a name means what it meant on the line that uses it (as with cpp).
+    """
 
     text: str
     line_map: list = field(default_factory=list)
-    defines: dict = field(default_factory=dict)
-    files: dict = field(default_factory=dict)   # filename -> list of lines (for carets)
+    history: dict = field(default_factory=dict)  # name -> [(output line, Define | None)]
+    files: dict = field(default_factory=dict)    # filename -> list of lines (for carets)
+
+    def defines_at(self, line: int) -> "DefinesAt":
+        """The macros in force on 1-based output ``line``."""
+        return DefinesAt(self.history, line)
+
+
+class DefinesAt:
+    """A read-only mapping view of the macros in force on one output line."""
+
+    def __init__(self, history: dict, line: int):
+        self.history = history
+        self.line = line
+
+    def __contains__(self, name) -> bool:
+        return self.get(name) is not None
+
+    def __getitem__(self, name) -> Define:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def get(self, name, default=None):
+        entries = self.history.get(name)
+        if not entries:
+            return default
+        # Entries are in line order; take the last one on an earlier line.
+        i = bisect.bisect_left(entries, self.line, key=lambda e: e[0]) - 1
+        return default if i < 0 or entries[i][1] is None else entries[i][1]
 
 
 def _strip_comment(text: str) -> str:
@@ -162,8 +196,11 @@ class Preprocessor:
 
     def run(self, text: str, filename: str = "<input>") -> Source:
         """Preprocess ``text`` (from ``filename``) and everything it includes."""
-        src = Source("", [], self.defines, {})
+        src = Source("", [], {}, {})
+        for name, d in self.defines.items():
+            src.history[name] = [(0, d)]
         out: list[str] = []
+        self._src = src
         self._file(text, filename, src, out, depth=0)
         src.text = "\n".join(out)
         return src
@@ -226,8 +263,11 @@ class Preprocessor:
                 if body.startswith("("):
                     raise err(f"#define {name}(...): only object-like macros are supported")
                 self.defines[name] = Define(body.strip() or "1", filename, number)
+                src.history.setdefault(name, []).append((len(out), self.defines[name]))
             elif word == "undef":
-                self.defines.pop(self._name(rest, word, err), None)
+                name = self._name(rest, word, err)
+                self.defines.pop(name, None)
+                src.history.setdefault(name, []).append((len(out), None))
             elif word == "include":
                 self._include(rest, filename, src, out, depth, err)
             elif word == "error":
