@@ -61,13 +61,23 @@ class KvmError(BpfError):
     """The VMM cannot start a guest, or a guest stopped for a reason other than HLT."""
 
     def __init__(self, message: str, *, vcpu: int | None = None, reason: str | None = None,
-                 rip: int | None = None):
+                 rip: int | None = None, filename: str | None = None):
+        self.message = message
         self.vcpu = vcpu
         self.reason = reason
         self.rip = rip
+        self.filename = filename
         where = "" if vcpu is None else f"vcpu {vcpu}: "
         at = "" if rip is None else f" at rip {rip:#x}"
-        super().__init__(f"{where}{message}{at}")
+        text = f"{where}{message}{at}"
+        super().__init__(text if filename is None else f"{filename}: error: {text}")
+
+    def at(self, filename: str) -> "KvmError":
+        """The same error, placed in ``filename`` (for the command line)."""
+        if self.filename is not None or ": error:" in str(self).split("\n", 1)[0]:
+            return self
+        return KvmError(self.message, vcpu=self.vcpu, reason=self.reason, rip=self.rip,
+                        filename=filename)
 
 
 def available() -> tuple[bool, str]:
@@ -566,8 +576,11 @@ def build_guest(source, out_dir, *, defines: dict | None = None) -> Path:
     cmd.append(str(source))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
+        # nasm already says "file:line: error: message", the place-first form.
         first = (proc.stderr.strip().splitlines() or ["nasm failed"])[0]
-        raise KvmError(f"nasm: {first}")
+        if ": error:" not in first:
+            first = f"{source}: error: nasm: {first}"
+        raise KvmError(first)
     return out
 
 

@@ -87,12 +87,21 @@ def vm(guest, config, entry, load_addr, mode, vcpus, mem_mib, timeout, offload, 
     Example:
       bpfio vm examples/guests/hello.asm --machine examples/pc.toml --stats
     """
+    try:
+        _run(guest, config, entry, load_addr, mode, vcpus, mem_mib, timeout, offload, stats,
+             defines)
+    except kvm.KvmError as err:
+        raise err.at(guest) from None
+
+
+def _run(guest, config, entry, load_addr, mode, vcpus, mem_mib, timeout, offload, stats,
+         defines):
     ok, why = kvm.available()
     if not ok:
-        raise click.ClickException(f"cannot run guests: {why}")
+        raise kvm.KvmError(f"cannot run guests: {why}")
     path = Path(guest)
     if not path.is_file():
-        raise click.ClickException(f"{guest}: no such file")
+        raise kvm.KvmError("no such file")
     machine = load_machine(config)
     try:
         with tempfile.TemporaryDirectory(prefix="bpfio-vm-") as tmp:
@@ -104,7 +113,7 @@ def vm(guest, config, entry, load_addr, mode, vcpus, mem_mib, timeout, offload, 
                 path = kvm.build_guest(path, tmp, defines=defs)
             image = path.read_bytes()
         if not image:
-            raise click.ClickException(f"{guest}: empty guest image")
+            raise kvm.KvmError("empty guest image")
         try:
             result = kvm.run_guest(image, machine, entry=entry, load=load_addr, mode=mode,
                                    vcpus=vcpus, mem_size=mem_mib << 20,
