@@ -110,7 +110,8 @@ def detect_format(data) -> str:
     for ln in lines:
         if _C_NOISE.match(ln) and not _C_INSN.search(ln):
             continue
-        return "c" if _C_INSN.match(ln.strip()) else "asm"
+        # Assembly never starts with '{' (an unknown character to bpf_asm).
+        return "c" if ln.strip().startswith("{") else "asm"
     return "asm"
 
 
