@@ -30,9 +30,10 @@ from contextlib import nullcontext
 from typing import NamedTuple
 
 from ..errors import PioError
-from .uart import check_memory, inc_constants
+from .base import layout
+from .uart import check_memory
 
-L = inc_constants("pci.inc")
+L = layout("pci")
 ADDR, MAP, SHADOW = L["PCI_ADDR"], L["PCI_MAP"], L["PCI_SHADOW"]
 SLOT_WORDS, SLOTS_MAX = L["PCI_SLOT_WORDS"], L["PCI_SLOTS_MAX"]
 

@@ -28,25 +28,11 @@ first (QEMU's ``impl`` 1..1); bytes past offset 7 read 0xFF and drop writes.
 
 from __future__ import annotations
 
-import re
-import threading
 from collections import deque
 from contextlib import nullcontext
 
 from ..errors import PioError
-from ..resources import asm_dir
-
-_DEFINE = re.compile(r"^#define\s+([A-Za-z_]\w*)\s+(0[xX][0-9a-fA-F]+|\d+)\s*(?:;.*)?$")
-
-
-def inc_constants(filename: str) -> dict[str, int]:
-    """Read the ``#define NAME number`` lines of ``asm/<filename>`` (the layout's one source)."""
-    names: dict[str, int] = {}
-    for line in (asm_dir() / filename).read_text().splitlines():
-        m = _DEFINE.match(line.strip())
-        if m:
-            names[m.group(1)] = int(m.group(2), 0)
-    return names
+from .base import layout
 
 
 def check_memory(binding, needed: int, model: str) -> None:
@@ -56,7 +42,7 @@ def check_memory(binding, needed: int, model: str) -> None:
                        f"{needed}, the binding has {len(binding.mem)}")
 
 
-L = inc_constants("uart.inc")
+L = layout("uart")
 MEM_WORDS = L["UART_MEM_WORDS"]
 SCR_WORD = L["UART_SCR_WORD"]
 FASTRD = L["UART_FASTRD"]

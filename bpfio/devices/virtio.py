@@ -25,9 +25,10 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 from ..errors import PioError
-from .uart import check_memory, inc_constants
+from .base import layout
+from .uart import check_memory
 
-V = inc_constants("virtio.inc")
+V = layout("virtio")
 QVALID, NEED = V["VIRTIO_QVALID"], V["VIRTIO_NEED_NOTIFY"]
 QUEUES_MAX, MEM_WORDS = V["VIRTIO_QUEUES_MAX"], V["VIRTIO_MEM_WORDS"]
 QUEUE_MAX = V["VIRTIO_QUEUE_MAX"]
