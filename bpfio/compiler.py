@@ -78,6 +78,7 @@ class _Emitter:
         self.lines: list[str] = []
         self.count = mode == "detail"
         self.hoist = profile == "socket"
+        self.rest = 0               # instructions of the current run after the one being emitted
 
     # -- what a return looks like ---------------------------------------------
     def ret(self, value: str) -> str:
@@ -142,8 +143,10 @@ class _Emitter:
         if op == LD_ANC:
             if k == SKF_AD_OFF + SKF_AD["ALU_XOR_X"]:
                 return ["A ^= X"]
+            # ifidx/hatype without a device end the run early: uncount its rest.
+            early = self.ret("A") if not self.count else f"return A, A, c - {self.rest}"
             return [f"v = _anc({k - SKF_AD_OFF}, A, X, p, ctx)",
-                    "if v < 0:", f"    {self.ret('A')}", "A = v"]
+                    "if v < 0:", f"    {early}", "A = v"]
         if op == LD_GEN:  # negative absolute offset: header-relative rules
             return [f"v = _load(p, {interp.isa.to_s32(k)}, {t}, ctx.net_off, ctx.ll_off)",
                     "if v is None:", f"    {self.abort()}", "A = v"]
@@ -232,6 +235,7 @@ class _Emitter:
             head, checked, known = self.emit_run_head(pcs, ind, known)
             out += head
             for p in pcs[:-1]:
+                self.rest = pcs[-1] - p
                 out += self.insn(p, ind, p in checked)
             last = pcs[-1]
             op, k, t, f = self.ops[last]
@@ -287,6 +291,7 @@ class _Emitter:
                 if op in _JUMP_OPS:
                     out.append(f"{ind2}b = {t} if {_JUMP_OPS[op].format(v=k)} else {f}")
                     return
+                self.rest = stop - 1 - p
                 out.extend(self.insn(p, ind2, p in checked))
             out.append(f"{ind2}b = {stop}")
 

@@ -44,6 +44,7 @@ from .errors import VMError
 from .isa import (BPF_ABS, BPF_ALU, BPF_B, BPF_H, BPF_IMM, BPF_IND, BPF_JMP, BPF_LD,
                   BPF_LDX, BPF_LEN, BPF_MEM, BPF_MISC, BPF_MSH, BPF_RET, BPF_ST, BPF_STX,
                   BPF_W, OPCODES, SKF_AD, SKF_AD_OFF, U32)
+from .pio.abi import PIO_HDR_LEN, PIO_MEM_DEFAULT
 from .seccomp import SECCOMP_DATA_LEN, SeccompResult, as_seccomp_data
 
 PROFILES = ("socket", "seccomp", "pio")
@@ -212,8 +213,10 @@ _RANDOM_K = SKF_AD_OFF + SKF_AD["RANDOM"]
 
 def pio_input(event, mem) -> _Input:
     """The pio profile's loads: header words of ``event``, then the live words of ``mem``."""
-    from .pio.abi import PIO_HDR_LEN
-    header = event.words()
+    return _pio_words_input(event.words(), mem)
+
+
+def _pio_words_input(header, mem) -> _Input:
     length = PIO_HDR_LEN + 4 * len(mem)
 
     def word(j):
@@ -264,7 +267,6 @@ def _prepare(profile: str, data, context: dict):
         if context:
             raise TypeError(f"pio takes only mem=, got {', '.join(context)}")
         if mem is None:
-            from .pio.abi import PIO_MEM_DEFAULT
             mem = [0] * PIO_MEM_DEFAULT
         return b"", mem, pio_input(data, mem)
     raise ValueError(f"unknown profile '{profile}' (expected one of {', '.join(PROFILES)})")
@@ -556,12 +558,12 @@ def pio_runner(program):
     The result is ``(verdict or None on a runtime fault, A at return, executed)``,
     the same as :meth:`bpfio.compiler.CompiledProgram.pio`.
     """
-    from .pio.abi import PioEvent
     ops = predecode(program, "pio")
 
     def pio(port, size, direction, data, offset, vcpu, ticks, ns, mem):
-        event = PioEvent(port, size, direction, data, offset, vcpu, ticks, ns)
-        return execute(ops, b"", mem, pio_input(event, mem))
+        header = (port, size, direction, data & U32, offset, vcpu, ticks & U32,
+                  (ticks >> 32) & U32, ns & U32, (ns >> 32) & U32)
+        return execute(ops, b"", mem, _pio_words_input(header, mem))
     pio.pio = pio
     return pio
 
