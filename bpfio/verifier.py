@@ -242,6 +242,8 @@ class _Checker:
         path.reverse()
         shown = " -> ".join(map(str, path)) if len(path) <= 12 else (
             " -> ".join(map(str, path[:5])) + " -> ... -> " + " -> ".join(map(str, path[-5:])))
+        if len(path) == 1:
+            return f"M[{k}] is read by the first instruction, before anything stores it"
         reason = (f"M[{k}] may be read before it is written: on the path "
                   f"pc {shown} no instruction stores M[{k}]")
         if via_ret:

@@ -35,6 +35,26 @@ SECCOMP_SKIP = kernel.available("seccomp-batch")
 needs_socket = pytest.mark.skipif(SOCKET_SKIP is not None, reason=str(SOCKET_SKIP))
 needs_seccomp = pytest.mark.skipif(SECCOMP_SKIP is not None, reason=str(SECCOMP_SKIP))
 ORACLE = {"socket": kernel.socket_attach_errnos, "seccomp": kernel.seccomp_check_errnos}
+ENOTSUPP = 524      # kernel-internal errno: the JIT failed and the interpreter is compiled out
+
+# A program every classic check accepts, which Linux 6.18's x86-64 JIT cannot
+# compile ("bpf_jit: fatal error" in dmesg: the code size changed between the
+# converged pass and the final pass), so SO_ATTACH_FILTER returns ENOTSUPP.
+# Found by the 1M sweep, minimised by hand; no classic-BPF checker can predict it.
+I = Insn  # noqa: E741
+JIT_FAILURE = Program([
+    I(0x45, 21, 10, 0x0), I(0x3d, 17, 2, 0x0), I(0x3d, 13, 5, 0x0), I(0x0, 0, 0, 0x0),
+    I(0x40, 0, 0, 0x3c), I(0x25, 2, 16, 0x2c), I(0x3c, 0, 0, 0x0),
+    I(0x30, 0, 0, 0xfffff030), I(0x0, 0, 0, 0x0), I(0x61, 0, 0, 0x0), I(0x3d, 9, 1, 0x0),
+    I(0x6c, 0, 0, 0x0), I(0x5c, 0, 0, 0x0), I(0x4d, 0, 6, 0x0), I(0xa4, 0, 0, 0x0),
+    I(0x4, 0, 0, 0x0), I(0x0, 0, 0, 0x0), I(0x40, 0, 0, 0x2c), I(0x80, 0, 0, 0x0),
+    I(0x2, 0, 0, 0x0), I(0x45, 0, 1, 0x0), I(0x54, 0, 0, 0x0), I(0x16, 0, 0, 0x0)])
+
+
+def split_jit_failures(mismatches):
+    """Separate "we accept, the JIT fails (ENOTSUPP)" from real disagreements."""
+    jit = [m for m in mismatches if m[1] == 0 and m[2] == ENOTSUPP]
+    return [m for m in mismatches if m not in jit], jit
 
 
 def compare(programs, profile):
@@ -80,6 +100,7 @@ def sweep(profile, n, seed, *, chunk=50_000):
 
 def check_sweep(profile, n, seed):
     mismatches, accepted, rules = sweep(profile, n, seed)
+    mismatches, _jit = split_jit_failures(mismatches)
     assert not mismatches, f"{len(mismatches)} disagreements, first: {mismatches[:3]}"
     # The generator must stay useful: about half accepted, every rule exercised.
     assert 0.3 < accepted / n < 0.7, accepted / n
@@ -111,11 +132,23 @@ def test_sweep_full(profile, capsys):
     seed = int(os.environ.get("BPFIO_SWEEP_SEED", str(int(time.time()))))
     start = time.monotonic()
     mismatches, accepted, rules = sweep(profile, n, seed)
+    real, jit = split_jit_failures(mismatches)
     with capsys.disabled():
         print(f"\n{profile}: {n - len(mismatches)}/{n} agree (errno included), "
-              f"{accepted} accepted by the kernel, seed {seed}, "
+              f"{len(jit)} more refused only by the x86-64 JIT (ENOTSUPP), "
+              f"{len(real)} disagreements; {accepted} accepted by the kernel, seed {seed}, "
               f"{time.monotonic() - start:.0f} s; rules: {dict(rules.most_common())}")
-    assert not mismatches, mismatches[:5]
+        for prog, mine, theirs in jit[:5]:
+            print(f"  JIT failure: {prog}")
+    assert not real, real[:5]
+
+
+def test_known_x86_jit_failure():
+    # Every classic rule passes; only the JIT can refuse it.
+    assert verify(JIT_FAILURE, lints=False) == []
+    assert kernel_errno(JIT_FAILURE) == 0
+    if SOCKET_SKIP is None:
+        assert kernel.socket_attach_errnos([JIT_FAILURE])[0] in (0, ENOTSUPP)
 
 
 @needs_socket
