@@ -411,3 +411,26 @@ def test_replay_real_kvm_traces(trace, events, vcpus):
     if vcpus == 1:   # one vCPU: the replay must reproduce every recorded read
         assert report.checked > 0 and report.total_mismatches == 0
     m.close()
+
+
+EXAMPLES = os.path.normpath(os.path.join(DATA, os.pardir, os.pardir, os.pardir, "examples"))
+EXAMPLE_CONFIGS = sorted(f for f in (os.listdir(EXAMPLES) if os.path.isdir(EXAMPLES) else [])
+                         if f.endswith(".toml"))
+
+
+@pytest.mark.parametrize("config", EXAMPLE_CONFIGS or [pytest.param("-", marks=pytest.mark.skip(
+    reason="no examples/*.toml in this tree"))])
+def test_example_configs_check_and_replay(config, runner, cli):
+    """Every shipped example config checks clean; its workload replays without faults."""
+    pytest.importorskip("bpfio.compiler")
+    path = os.path.join(EXAMPLES, config)
+    r = runner.invoke(cli, ["machine", "check", path])
+    assert r.exit_code == 0, r.stderr
+    events = path[:-5] + ".jsonl"
+    if not os.path.isfile(events):
+        return
+    r = runner.invoke(cli, ["machine", "run", path, "--events", events, "--json"])
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.output)
+    assert doc["bad_lines"] == 0 and doc["faults"] == 0
+    assert doc["events"] > 0 and sum(doc["mismatches"].values()) == 0

@@ -60,7 +60,11 @@ def check(config):
               show_default=True, help="Event file format.")
 @click.option("--skip-bad", is_flag=True, help="Count malformed lines and continue.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counters as JSON.")
-def run(config, events_file, fmt, skip_bad, as_json):
+@click.option("--engine", type=click.Choice(["compiled", "interp"]), default=None,
+              help="Override the config's engine.")
+@click.option("--faults", "show_faults", is_flag=True,
+              help="Print the recorded device-model tracebacks.")
+def run(config, events_file, fmt, skip_bad, as_json, engine, show_faults):
     """Replay a workload through CONFIG and print per-binding counters.
 
     The clock is a replay clock set from each event's t_ns (or the trace
@@ -68,11 +72,12 @@ def run(config, events_file, fmt, skip_bad, as_json):
     recorded value are compared; mismatches are reported per binding.
     """
     clock = FakeClock(0)
-    m = load_machine(config, clock=clock)
+    m = load_machine(config, clock=clock, engine=engine)
     try:
         reader = EventReader(events_file, fmt=fmt, skip_bad=skip_bad)
         report = replay(m, reader, clock)
         stats = m.stats()
+        faults = m.faults()
     finally:
         m.close()
     if as_json:
@@ -85,5 +90,10 @@ def run(config, events_file, fmt, skip_bad, as_json):
         click.echo(f"{reader.filename}: {report.events} events ({report.accesses} accesses), "
                    f"format {reader.format or 'empty'}")
         click.echo(format_stats(stats, report))
+    if show_faults:
+        for f in faults:
+            direction = "in" if f.direction == 0 else "out"
+            click.echo(f"fault in binding '{f.binding}' ({direction} {f.port:#x} size {f.size}):\n"
+                       f"{f.traceback.rstrip()}", err=True)
     if reader.bad:
         click.echo(f"skipped {reader.bad} malformed line(s); first: {reader.first_bad}", err=True)

@@ -95,16 +95,17 @@ def _load_program(path: Path, defines: dict[str, Any], config_dir: Path):
                         defines={k: v for k, v in defines.items()})
 
 
-def check_machine(path: str | Path, clock: Callable[[], int] | None = None
-                  ) -> tuple[Machine | None, list[ConfigError]]:
+def check_machine(path: str | Path, clock: Callable[[], int] | None = None, *,
+                  engine: str | None = None) -> tuple[Machine | None, list[ConfigError]]:
     """Load a config, collecting every error; return (machine or None, errors).
 
     The machine holds every binding that loaded; it is None when the file
-    itself cannot be read or parsed.
+    itself cannot be read or parsed.  ``engine`` overrides ``[machine] engine``.
     """
     path = Path(path)
     fname = str(path)
     errors: list[ConfigError] = []
+    override = engine
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -139,7 +140,7 @@ def check_machine(path: str | Path, clock: Callable[[], int] | None = None
         else:
             errors.append(ConfigError(f"[machine]: engine {head['engine']!r} is not one of "
                                       f"{', '.join(ENGINES)}", filename=fname))
-    machine = Machine(clock=clock, engine=engine, name=name)
+    machine = Machine(clock=clock, engine=override or engine, name=name)
 
     bindings = doc.get("bindings", {})
     if not isinstance(bindings, dict):
@@ -239,9 +240,10 @@ def _binding_kwargs(bname: str, spec, config_dir: Path, fname: str) -> dict[str,
     return kwargs
 
 
-def load_machine(path: str | Path, clock: Callable[[], int] | None = None) -> Machine:
+def load_machine(path: str | Path, clock: Callable[[], int] | None = None, *,
+                 engine: str | None = None) -> Machine:
     """Load a machine config; raise the first :class:`ConfigError` if any."""
-    machine, errors = check_machine(path, clock=clock)
+    machine, errors = check_machine(path, clock=clock, engine=engine)
     if errors:
         if machine is not None:
             machine.close()
