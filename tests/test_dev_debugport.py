@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import given, settings, strategies as st
 
 from bpfio.devices.base import LocalBinding, device_program, replay
@@ -63,7 +65,7 @@ steps = st.lists(st.tuples(st.just(0), st.sampled_from([0x80, 0xe9]), st.sampled
                            st.one_of(st.none(), st.integers(0, 0xffffffff))), max_size=120)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=int(os.environ.get('BPFIO_DEV_EXAMPLES', 150)), deadline=None)
 @given(trace=steps)
 def test_differential(trace):
     trace = [(dt, p, s, None if v is None else v & ((1 << (8 * s)) - 1)) for dt, p, s, v in trace]

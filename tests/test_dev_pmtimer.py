@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -89,7 +91,7 @@ steps = st.lists(st.tuples(
     st.one_of(st.none(), st.integers(0, 0xff))), max_size=60)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=int(os.environ.get('BPFIO_DEV_EXAMPLES', 150)), deadline=None)
 @given(start=st.integers(0, 1 << 60), trace=steps)
 def test_differential(start, trace):
     trace = [(dt, p, s, None if v is None else v & ((1 << (8 * s)) - 1)) for dt, p, s, v in trace]

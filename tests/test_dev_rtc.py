@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import calendar
 
 from hypothesis import given, settings, strategies as st
@@ -240,7 +242,7 @@ def expand(trace):
     return out
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=int(os.environ.get('BPFIO_DEV_EXAMPLES', 200)), deadline=None)
 @given(start_ns=st.integers(0, 1 << 60), rtc_start=st.integers(0, 4_000_000_000),
        trace=st.lists(step, max_size=60))
 def test_differential(start_ns, rtc_start, trace):
