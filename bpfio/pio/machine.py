@@ -250,8 +250,7 @@ class Binding:
         self._words = self.mem.words
         self._clock = machine.clock
         self._event_ns: int | None = None  # the event's clock reading while a model runs
-        self.program_for_run: Program | None = None
-        self._access = self._make_access(None)
+        self._access = self._make_access(None, None)
 
     # -- clock --------------------------------------------------------------
     def now_ns(self) -> int:
@@ -293,14 +292,13 @@ class Binding:
 
     def _install(self, program: Program | None, run: Callable | None) -> None:
         """Build this binding's event function around ``run`` and publish it."""
-        self.program_for_run = program
-        access = self._make_access(run)
+        access = self._make_access(run, program)
         with self.lock:
             self.program, self._run, self._access = program, run, access
             self.machine._publish(self)
 
     # -- the event path -----------------------------------------------------
-    def _make_access(self, run):
+    def _make_access(self, run: Callable | None, program: Program | None):
         """Return the event function ``access(port, size, mask, direction, data, vcpu)``.
 
         Its source is generated once per (binding, program) so the hot path
@@ -311,7 +309,7 @@ class Binding:
         name it uses is a closure cell or a constant.  The machine's port table
         holds the function itself.
         """
-        program = self.program_for_run   # None with a bare runner: assume it reads time
+        # A bare runner without its Program (tests) is assumed to read time.
         timed = run is not None and (program is None or clock_fields(program))
         masked = not self.machine._clock_is_64bit
         read = "clock() & 0xffffffffffffffff" if masked else "clock()"
@@ -453,8 +451,7 @@ class Machine:
         prog, run = self._prepare(program, mem_words, notifiers, engine, name)
         binding = Binding(self, name, base, length, device, mem_words, clock_hz, notifiers, engine)
         binding.program, binding._run = prog, run
-        binding.program_for_run = prog
-        binding._access = binding._make_access(run)
+        binding._access = binding._make_access(run, prog)
         hook = getattr(device, "attach", None)
         if callable(hook):
             try:
