@@ -30,7 +30,7 @@ from contextlib import nullcontext
 from typing import NamedTuple
 
 from ..errors import PioError
-from .base import layout
+from .base import SIZE_MASK, layout
 from .uart import check_memory
 
 L = layout("pci")
@@ -185,7 +185,10 @@ class PCIHost:
 
     # -- the guest's accesses -------------------------------------------------
     def io_read(self, offset: int, size: int) -> int:
-        """A guest IN at 0xCF8 + offset."""
+        """A guest IN at 0xCF8 + offset (truncated to the access size, as QEMU's memory core)."""
+        return self._read(offset, size) & SIZE_MASK[size]
+
+    def _read(self, offset: int, size: int) -> int:
         if offset == 1:
             return self.rcr
         if offset < 4:

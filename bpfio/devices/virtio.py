@@ -25,7 +25,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 from ..errors import PioError
-from .base import layout
+from .base import SIZE_MASK, layout
 from .uart import check_memory
 
 V = layout("virtio")
@@ -102,7 +102,10 @@ class VirtioNet:
 
     # -- the guest's accesses -------------------------------------------------
     def io_read(self, offset: int, size: int) -> int:
-        """A guest IN at BAR0 + offset."""
+        """A guest IN at BAR0 + offset (truncated to the access size, as QEMU's memory core)."""
+        return self._read(offset, size) & SIZE_MASK[size]
+
+    def _read(self, offset: int, size: int) -> int:
         if offset >= CONFIG_OFF:
             return self._config_read(offset - CONFIG_OFF, size)
         q = self.queue_sel
