@@ -486,3 +486,21 @@ def test_module_docstring_example_runs():
     pytest.importorskip("bpfio.compiler")
     result = doctest.testmod(mod)
     assert result.attempted >= 5 and result.failed == 0
+
+
+@pytest.mark.parametrize("insns,timed", [
+    ([(0x20, 24)], True),            # ld [PIO_TICKS]
+    ([(0x30, 39)], True),            # ldb [PIO_NS_HI + 3]
+    ([(0x28, 22)], False),           # ldh [22]: vcpu low half
+    ([(0x28, 23)], True),            # ldh [23]: reaches byte 24
+    ([(0x20, 40)], False),           # ld [PIO_MEM]
+    ([(0xb1, 30)], True),            # ldx 4*([30]&0xf)
+    ([(0xb1, 12)], False),
+    ([(0x40, 0)], True),             # ld [x + 0]: may reach anything
+    ([(0x60, 3), (0x61, 24)], False),  # ld M[3]; ldx M[24]
+])
+def test_clock_fields(insns, timed):
+    from bpfio.insn import Insn, Program
+    from bpfio.pio.machine import clock_fields
+    prog = Program([Insn(c, 0, 0, k) for c, k in insns] + [Insn(0x06, 0, 0, 0)])
+    assert clock_fields(prog) is timed

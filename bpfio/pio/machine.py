@@ -51,6 +51,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 from ..errors import BpfError, PioError
 from ..insn import Insn, Program
+from ..isa import BPF_ABS, BPF_B, BPF_H, BPF_IND, BPF_LD, BPF_LDX, BPF_MSH, BPF_W
 from . import abi
 from .notify import Notifier
 
@@ -210,17 +211,24 @@ def _to_program(program) -> Program:
 
 
 def clock_fields(program: Program | None) -> bool:
-    """True when a program reads PIO_TICKS/PIO_NS (absolute loads of bytes 24..39)."""
+    """True when a program can read PIO_TICKS/PIO_NS (context bytes 24..39).
+
+    Absolute loads (``ld/ldh/ldb [k]``, ``ldx 4*([k]&0xf)``) are checked by
+    range; an indexed load (``[x + k]``) may reach anything, so it counts.
+    """
     if program is None:
         return False
     lo, hi = abi.CONSTANTS["PIO_TICKS"], abi.PIO_HDR_LEN
     for insn in program:
-        if insn.code & 0x07 in (0x00, 0x01) and insn.code & 0xe0 == 0x20:  # BPF_LD|BPF_ABS
-            width = {0x00: 4, 0x08: 2, 0x10: 1}.get(insn.code & 0x18, 4)
+        cls, mode = insn.code & 0x07, insn.code & 0xe0
+        if cls not in (BPF_LD, BPF_LDX):
+            continue
+        if mode == BPF_IND:
+            return True
+        if mode in (BPF_ABS, BPF_MSH):
+            width = 1 if mode == BPF_MSH else {BPF_W: 4, BPF_H: 2, BPF_B: 1}.get(insn.code & 0x18, 4)
             if insn.k < hi and insn.k + width > lo:
                 return True
-        if insn.code & 0xe0 == 0x40:  # BPF_IND: may reach anything
-            return True
     return False
 
 
