@@ -2,6 +2,7 @@
 """Write the example workloads: real driver access sequences as JSON Lines.
 
     python examples/workloads.py            # rewrite examples/*.jsonl
+    python examples/workloads.py DIR        # write them to DIR instead
     bpfio machine run examples/pit.toml --events examples/pit.jsonl
 
 Each workload is a guest driver's port accesses -- Linux's acpi_pm and i8253
@@ -185,19 +186,107 @@ def io_delay_storm(g: Guest, n: int) -> None:
         g.out(0x80, 0)
 
 
+def uart_init(g: Guest, base: int = 0x3f8) -> None:
+    """Linux early_serial_init: 8N1, no interrupts, no FIFO, DTR|RTS, divisor 1."""
+    g.out(base + 3, 0x03)
+    g.out(base + 1, 0x00)
+    g.out(base + 2, 0x00)
+    g.out(base + 4, 0x03)
+    lcr = g.inp(base + 3)
+    g.out(base + 3, lcr | 0x80)                  # DLAB
+    g.out(base + 0, 0x01)
+    g.out(base + 1, 0x00)
+    g.out(base + 3, lcr & ~0x80)
+
+
+def uart_print(g: Guest, text: bytes, base: int = 0x3f8) -> None:
+    """early_serial_putc: poll LSR until THRE, then write THR."""
+    for ch in text:
+        for _ in range(0xffff):
+            if g.inp(base + 5) & 0x20:
+                break
+        g.out(base, ch)
+
+
+def pci_enumerate(g: Guest) -> None:
+    """pci_check_type1, then bus 0: vendor/device of every devfn, header type, BAR sizing."""
+    g.out(0xcfb, 0x01)
+    saved = g.inp(0xcf8, 4)
+    g.out(0xcf8, 0x80000000, 4)
+    g.inp(0xcf8, 4)
+    g.out(0xcf8, saved, 4)
+    for devfn in range(256):
+        addr = 0x80000000 | devfn << 8
+        g.out(0xcf8, addr, 4)
+        if g.inp(0xcfc, 4) == 0xffffffff:
+            continue
+        g.out(0xcf8, addr | 0x0c, 4)
+        g.inp(0xcfe, 1)                           # header type byte
+        g.out(0xcf8, addr | 0x08, 4)
+        g.inp(0xcfc, 4)                           # class / revision
+        g.out(0xcf8, addr | 0x2c, 4)
+        g.inp(0xcfc, 2)                           # subsystem vendor (word)
+        for bar in range(6):
+            g.out(0xcf8, addr | (0x10 + 4 * bar), 4)
+            orig = g.inp(0xcfc, 4)
+            g.out(0xcfc, 0xffffffff, 4)
+            g.inp(0xcfc, 4)
+            g.out(0xcfc, orig, 4)
+
+
+def virtio_net_init_and_kick(g: Guest, kicks: int, bar: int = 0xc000) -> None:
+    """Legacy virtio-pci driver: reset, features, queues, DRIVER_OK; then queue kicks."""
+    g.out(bar + 18, 0x00)                         # reset
+    g.out(bar + 18, 0x01)                         # ACKNOWLEDGE
+    g.out(bar + 18, 0x03)                         # DRIVER
+    g.out(bar + 4, g.inp(bar + 0, 4) & 0x00000020, 4)
+    for q in range(3):
+        g.out(bar + 14, q, 2)
+        if g.inp(bar + 12, 2):
+            g.out(bar + 8, 0x1000 + q, 4)         # queue PFN
+    g.out(bar + 18, 0x07)                         # DRIVER_OK
+    for i in range(kicks):
+        g.delay(5 * US)
+        g.out(bar + 16, i % 2, 2)                 # TX / RX kick
+        if i % 16 == 15:
+            g.inp(bar + 19)                       # ISR read after an interrupt
+
+
+def pc_boot(g: Guest) -> None:
+    """A boot-like mix of every device on examples/pc.toml."""
+    post_and_debugcon(g)
+    bios_cmos_scan(g)
+    pci_enumerate(g)
+    uart_init(g)
+    uart_print(g, b"Linux version 6.18.0 (bpfio example)\n")
+    linux_quick_pit_calibrate(g, steps=4)
+    linux_acpi_pm(g, reads=200)
+    linux_rtc_get_time(g)
+    linux_setup_pit(g)
+    virtio_net_init_and_kick(g, 300)
+    for i in range(200):                          # runtime: clocks, console, ticks
+        linux_i8253_read(g, 1)
+        g.inp(0x608, 4)
+        if i % 10 == 0:
+            uart_print(g, b"tick\n")
+        g.out(0x70, 0x0c)
+        g.inp(0x71)
+    io_delay_storm(g, 200)
+
+
 # -- workload files --------------------------------------------------------------
 
-def main() -> None:
+def main(out: Path = HERE) -> None:
     g = Guest(HERE / "pmtimer.toml")
     linux_acpi_pm(g, reads=2000)
-    g.write(HERE / "pmtimer.jsonl")
+    g.write(out / "pmtimer.jsonl")
 
     g = Guest(HERE / "pit.toml", access_ns=1000)
     linux_quick_pit_calibrate(g, steps=8)
     linux_pit_calibrate_tsc(g, ms=2)
     linux_setup_pit(g)
     linux_i8253_read(g, 600)
-    g.write(HERE / "pit.jsonl")
+    g.write(out / "pit.jsonl")
 
     g = Guest(HERE / "rtc.toml")
     bios_cmos_scan(g)
@@ -206,13 +295,17 @@ def main() -> None:
     for _ in range(5):
         g.delay(700 * MS)
         linux_rtc_get_time(g)
-    g.write(HERE / "rtc.jsonl")
+    g.write(out / "rtc.jsonl")
 
     g = Guest(HERE / "debugport.toml")
     post_and_debugcon(g)
     io_delay_storm(g, 2000)
-    g.write(HERE / "debugport.jsonl")
+    g.write(out / "debugport.jsonl")
+
+    g = Guest(HERE / "pc.toml", access_ns=1000)
+    pc_boot(g)
+    g.write(out / "pc.jsonl")
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)
