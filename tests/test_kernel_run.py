@@ -72,7 +72,8 @@ def test_chunk_variant_keeps_the_value():
 @needs_socket
 @pytest.mark.parametrize("name,source,packet,expected", _TAILED, ids=[c[0] for c in _TAILED])
 def test_rule_table_matches_the_kernel(oracle, name, source, packet, expected):
-    assert oracle.run(assemble(source), [packet]) == [expected]
+    prog = source if isinstance(source, Program) else assemble(source)
+    assert oracle.run(prog, [packet]) == [expected]
 
 
 @needs_socket
