@@ -110,8 +110,9 @@ def test_rand_differs_between_runs(oracle):
 @needs_socket
 def test_random_programs_match_the_kernel():
     n = int(os.environ.get("BPFIO_KERNEL_SAMPLE", "8000"))
-    res = socket_sweep(n, seed=random.randrange(1 << 30))
-    assert res.mismatches == [], str(res)
+    seed = random.randrange(1 << 30)
+    res = socket_sweep(n, seed=seed)
+    assert res.mismatches == [], f"seed {seed}: {res}: {res.mismatches[:3]}"
     assert res.agree == {"interp": res.cases, "compiled": res.cases}
     assert 0 < res.aborted < res.cases      # both kinds of outcome were exercised
 
@@ -135,9 +136,9 @@ def test_seccomp_rules_match_the_kernel():
 
 @needs_seccomp
 def test_random_seccomp_programs_match_the_kernel():
-    res = seccomp_sweep(int(os.environ.get("BPFIO_SECCOMP_SAMPLE", "150")),
-                        seed=random.randrange(1 << 30))
-    assert res.mismatches == [], str(res)
+    seed = random.randrange(1 << 30)
+    res = seccomp_sweep(int(os.environ.get("BPFIO_SECCOMP_SAMPLE", "150")), seed=seed)
+    assert res.mismatches == [], f"seed {seed}: {res}: {res.mismatches[:3]}"
 
 
 @pytest.mark.slow
