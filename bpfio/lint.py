@@ -32,6 +32,13 @@ _ALU = {
     BPF_LSH: lambda a, b: (a << (b & 31)) & U32,   # X is masked with 31 (kernel)
     BPF_RSH: lambda a, b: a >> (b & 31),
 }
+# Control-flow kind of every opcode, from the one table.
+_NEXT, _COND, _JA, _RET = 0, 1, 2, 3
+_KIND = {code: (_RET if info.is_ret else _COND if info.is_cond_jump else
+                _JA if info.is_jump else _NEXT) for code, info in OPCODES.items()}
+_MEMOP = {code: (1 if info.cls in (BPF_ST, BPF_STX) else
+                 2 if info.cls in (BPF_LD, BPF_LDX) and info.mode == BPF_MEM else 0)
+          for code, info in OPCODES.items()}
 _CMP = {
     BPF_JEQ: lambda a, b: a == b,
     BPF_JGT: lambda a, b: a > b,
@@ -40,33 +47,33 @@ _CMP = {
 }
 
 
-def successors(prog: Program) -> list[tuple[int, ...]]:
+def successors(prog) -> list[tuple[int, ...]]:
     """The real control-flow successors of every pc (``ret`` has none)."""
     succ = []
+    append = succ.append
     for pc, (code, jt, jf, k) in enumerate(prog):
-        info = OPCODES[code]
-        if info.is_ret:
-            succ.append(())
-        elif info.is_cond_jump:
-            succ.append((pc + 1 + jt,) if jt == jf else (pc + 1 + jt, pc + 1 + jf))
-        elif info.is_jump:
-            succ.append((pc + 1 + k,))
+        kind = _KIND[code]
+        if kind == _COND:
+            append((pc + 1 + jt,) if jt == jf else (pc + 1 + jt, pc + 1 + jf))
+        elif kind == _JA:
+            append((pc + 1 + k,))
+        elif kind == _RET:
+            append(())
         else:
-            succ.append((pc + 1,))
+            append((pc + 1,))
     return succ
 
 
 def lint_program(prog: Program, *, profile: str = "socket", mem_words: int = 16,
                  notifiers: int = 0) -> list:
     """Return the warnings for an accepted program (unsorted)."""
-    from .verifier import Lint, format_insn
+    from .verifier import Lint
 
     found: list = []
+    prog = tuple(prog)              # plain tuple indexing is much faster
 
     def warn(pc, rule, message):
-        insn = None if pc is None else prog[pc]
-        found.append(Lint(pc, rule, message, insn,
-                          None if insn is None else format_insn(insn, pc)))
+        found.append(Lint(pc, rule, message, None if pc is None else prog[pc]))
 
     succ = successors(prog)
     n = len(prog)
@@ -89,7 +96,7 @@ def lint_program(prog: Program, *, profile: str = "socket", mem_words: int = 16,
             pc = end
         pc += 1
     for pc, (code, jt, jf, _k) in enumerate(prog):
-        if reach[pc] and OPCODES[code].is_cond_jump and jt == jf:
+        if jt == jf and _KIND[code] == _COND and reach[pc]:
             warn(pc, "same-targets", f"both branches go to pc {pc + 1 + jt}, "
                  "so the comparison has no effect")
     _constants(prog, profile, mem_words, notifiers, warn)
@@ -205,17 +212,17 @@ def _dead_stores(prog, succ, reach, warn) -> None:
     """Stores to M[k] that no path reads before the next store or the end."""
     n = len(prog)
     live = [0] * n                  # bits of M[] read later, at entry of each pc
+    memop = _MEMOP
     for pc in range(n - 1, -1, -1):
         out = 0
         for s in succ[pc]:
             out |= live[s]
         code, _jt, _jf, k = prog[pc]
-        info = OPCODES[code]
-        if info.cls in (BPF_ST, BPF_STX):
+        op = memop[code]
+        if op == 1:
             if reach[pc] and not out >> k & 1:
                 warn(pc, "dead-store", f"the value stored in M[{k}] is never read")
             out &= ~(1 << k)
-        elif info.cls in (BPF_LD, BPF_LDX) and info.mode == BPF_MEM:
+        elif op == 2:
             out |= 1 << k
         live[pc] = out
-

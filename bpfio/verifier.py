@@ -87,7 +87,11 @@ class Lint:
     rule: str           # stable identifier, documented in docs/verifier.md
     message: str        # one sentence
     insn: Insn | None = None
-    disasm: str | None = None
+
+    @property
+    def disasm(self) -> str | None:
+        """The instruction in bpf_asm syntax (None for whole-program warnings)."""
+        return None if self.insn is None else format_insn(self.insn, self.pc)
 
     def __str__(self) -> str:
         where = "program" if self.pc is None else f"pc {self.pc}"
@@ -393,6 +397,22 @@ _EXTENSION_LEN = {"PROTOCOL": 2, "PKTTYPE": 2, "IFINDEX": 4, "HATYPE": 4, "MARK"
                   "CPU": 4, "RANDOM": 4, "ALU_XOR_X": 1}
 
 
+def _static_len(code: int) -> int | None:
+    """eBPF length of an opcode whose expansion does not depend on its fields."""
+    info = OPCODES[code]
+    if code in ABS_LOADS or code in IND_LOADS or code == MSH or code in COND_JUMPS:
+        return None
+    if info.cls == BPF_ALU and info.op in (BPF_DIV, BPF_MOD) and info.src != BPF_K:
+        return 5                                    # the X == 0 test and exit
+    return 2 if code == RET_K else 1
+
+
+_STATIC_LEN = {code: _static_len(code) for code in KERNEL_CODES}
+# The longest expansion of one instruction (MSH with a large offset): used to
+# skip the model for programs that cannot reach any limit.
+_MAX_EXPANSION = 1 + 16 + 5
+
+
 def converted_layout(program, *, profile: str = "socket") -> tuple[list[int], int]:
     """Model ``bpf_convert_filter``: (eBPF address of each insn, total length).
 
@@ -400,30 +420,28 @@ def converted_layout(program, *, profile: str = "socket") -> tuple[list[int], in
     the prologue (3 instructions, 7 once the program loads packet bytes).
     """
     addrs, pos, seen_ld_abs = [], 0, False
+    static = _STATIC_LEN
     for code, jt, jf, k in program:
         addrs.append(pos)
-        info = OPCODES[code]
-        if profile == "seccomp" and code == SECCOMP_LD_ABS:
-            n = 1                                   # rewritten to LDX|W|ABS
-        elif code in ABS_LOADS and k in ANCILLARY_BY_K:
-            n = _EXTENSION_LEN[ANCILLARY_BY_K[k].kernel_name]
-        elif code in ABS_LOADS or code in IND_LOADS:
-            n = _ld_abs_len(k, info.size, code in IND_LOADS)
-            seen_ld_abs = True
-        elif code == MSH:
-            n = 1 + _ld_abs_len(k, 1, False) + 5
-            seen_ld_abs = True
-        elif info.cls == BPF_ALU and info.op in (BPF_DIV, BPF_MOD) and info.src != BPF_K:
-            n = 5                                   # the X == 0 test and exit
-        elif code in COND_JUMPS:
-            n = _cond_jump_slots(code, jt, jf, k)[-1][1] + 1
-        elif code == RET_K:
-            n = 2
-        else:
-            n = 1
+        n = static[code]
+        if n is None:
+            if code in COND_JUMPS:
+                n = _cond_jump_slots(code, jt, jf, k)[-1][1] + 1
+            elif profile == "seccomp" and code == SECCOMP_LD_ABS:
+                n = 1                               # rewritten to LDX|W|ABS
+            elif k in ANCILLARY_BY_K and code in ABS_LOADS:
+                n = _EXTENSION_LEN[ANCILLARY_BY_K[k].kernel_name]
+            elif code == MSH:
+                n = 1 + _ld_abs_len(k, 1, False) + 5
+                seen_ld_abs = True
+            else:
+                n = _ld_abs_len(k, OPCODES[code].size, code in IND_LOADS)
+                seen_ld_abs = True
         pos += n
     base = 7 if seen_ld_abs else 3
-    return [a + base for a in addrs], pos + base
+    if base != 3:
+        addrs = [a + 4 for a in addrs]
+    return [a + 3 for a in addrs], pos + base
 
 
 def _cond_jump_slots(code: int, jt: int, jf: int, k: int) -> list[tuple[int, int]]:
@@ -441,10 +459,14 @@ def _cond_jump_slots(code: int, jt: int, jf: int, k: int) -> list[tuple[int, int
 def conversion_warnings(program, *, profile: str = "socket") -> list[Lint]:
     """Warnings for what the kernel refuses when converting an accepted program."""
     prog = _as_program(program)
+    limit = optmem_max()
+    smallest = min(S16_MAX, (limit - BPF_PROG_HEADER) // 8 - 1)
+    if 7 + 2 + _MAX_EXPANSION * len(prog) < smallest:
+        return []                                   # far from every limit
     addrs, total = converted_layout(prog, profile=profile)
     for pc, (code, jt, jf, k) in enumerate(prog):
         if code == JA:
-            jumps = [(k, 0)]
+            jumps = ((k, 0),)
         elif code in COND_JUMPS:
             jumps = _cond_jump_slots(code, jt, jf, k)
         else:
@@ -457,10 +479,9 @@ def conversion_warnings(program, *, profile: str = "socket") -> list[Lint]:
                 return [Lint(pc, "convert-jump-range",
                              f"after conversion to eBPF this jump sits at or spans more "
                              f"than {S16_MAX} instructions; the kernel refuses the "
-                             "program with EINVAL", prog[pc], format_insn(prog[pc], pc))]
+                             "program with EINVAL", prog[pc])]
     if profile == "socket":
         size = BPF_PROG_HEADER + 8 * total
-        limit = optmem_max()
         if size >= limit:
             return [Lint(None, "convert-too-large",
                          f"the converted program ({total} eBPF instructions, {size} "
