@@ -106,8 +106,8 @@ def assemble_source(text: str, *, filename: str = "<input>", include_path=(), de
                            filename=filename) from None
     source = Preprocessor(include_path=include_path, defines=defines).run(text, filename)
     lexer = Lexer(filename=filename, defines=source.history, line_map=source.line_map)
-    stmts = _parser().parse(source.text, lexer)
-    return _Assembler(lexer, source, relax).run(stmts)
+    asm = _Assembler(lexer, source, relax)
+    return asm.run(_parser().parse(source.text, lexer, asm.resolve_name))
 
 
 class _Assembler:
@@ -144,16 +144,17 @@ class _Assembler:
         return Assembly(Program(insns), self.warnings, labels)
 
     def number(self, v: Value) -> int:
-        if v.name is None:
-            return v.value
-        consts = ConstEval(self.source.defines_at(self.lexer.lineno(v.pos)))
+        return v.value
+
+    def resolve_name(self, name: str, pos: int) -> int:
+        """The value of a #define'd name as of the line that uses it."""
+        consts = ConstEval(self.source.defines_at(self.lexer.lineno(pos)))
         try:
-            return consts.value(v.name)
+            return consts.value(name)
         except KeyError:
-            raise self.error(f"'{v.name}' is not a number or a #define'd constant",
-                             v.pos) from None
+            raise self.error(f"'{name}' is not a number or a #define'd constant", pos) from None
         except ValueError as exc:
-            raise self.error(f"cannot evaluate '{v.name}': {exc}", v.pos) from None
+            raise self.error(f"cannot evaluate '{name}': {exc}", pos) from None
 
     def lower(self, s: Stmt) -> _Item:
         """Encode one statement; jump targets stay symbolic."""
@@ -199,7 +200,7 @@ class _Assembler:
             item.k = self.number(vals[0])
         elif m in ("jmp", "ja"):
             item.code = BPF_JMP | BPF_JA
-            item.ref_k = (vals[0].name, vals[0].pos, 0)
+            item.ref_k = s.targets[0]
         elif m in _JUMPS:
             op, inverted = _JUMPS[m]
             src = BPF_X if shape[0] == "x" else BPF_K

@@ -23,9 +23,9 @@ from .lexer import Lexer, OPERAND_HELP
 
 @dataclass(slots=True)
 class Value:
-    """A number operand: a literal (value set) or a #define name (name set)."""
+    """A number operand: a literal, or a #define'd name (then ``name`` is set too)."""
 
-    value: int | None
+    value: int
     name: str | None
     pos: int
     lineno: int
@@ -56,13 +56,14 @@ class Parser:
                                 errorlog=yacc.NullLogger())
         self.lexer = None
 
-    def parse(self, text: str, lexer: Lexer) -> list[Stmt]:
+    def parse(self, text: str, lexer: Lexer, resolve=None) -> list[Stmt]:
         """Parse ``text`` into statements, lexing lazily as bison does.
 
         Tokens are produced on demand, so a syntax error is reported before
         an unknown character further down, in the same order as bpf_asm.
         """
         self.lexer = lexer
+        self.resolve = resolve
         self.tokens_seen = []
         tokens = lexer.tokens_of(text)
         first = next(tokens, None)
@@ -178,12 +179,12 @@ class Parser:
         p[0] = ("ind", [p[len(p) - 2]], [])
 
     def p_msh(self, p):
-        "msh : value STAR LPAREN LBRACKET value RBRACKET AMP value RPAREN"
-        p[0] = ("msh", [p[1], p[5], p[8]], [])
+        "msh : NUMBER STAR LPAREN LBRACKET value RBRACKET AMP value RPAREN"
+        p[0] = ("msh", [self._value(p, 1), p[5], p[8]], [])
 
     def p_target(self, p):
         "target : LABEL"
-        p[0] = ("bare", [self._value(p, 1)], [])
+        p[0] = ("bare", [], [self._target(p, 1)])
 
     def p_xreg(self, p):
         """xreg : X
@@ -238,12 +239,15 @@ class Parser:
         raise lexer.error(f"syntax error at '{text}'{hint}", tok.lexpos)
 
     # --- helpers ------------------------------------------------------------------
-    @staticmethod
-    def _value(p, i):
+    def _value(self, p, i):
         tok = p.slice[i]
         if tok.type == "NUMBER":
             return Value(tok.value[0], None, tok.lexpos, 0, tok.value[1])
-        return Value(None, tok.value, tok.lexpos, 0, tok.value)
+        # A name in a number position: a #define'd constant, resolved now so that an
+        # unknown name is reported where bison reports its syntax error.
+        if self.resolve is None:
+            raise self.lexer.error(f"syntax error at '{tok.value}'", tok.lexpos)
+        return Value(self.resolve(tok.value, tok.lexpos), tok.value, tok.lexpos, 0, tok.value)
 
     @staticmethod
     def _target(p, i):
