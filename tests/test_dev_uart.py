@@ -3,6 +3,9 @@ against the model alone (differential), plus the Linux polling loops."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -291,3 +294,59 @@ def test_too_little_shared_memory_is_an_error(words):
     from bpfio.errors import PioError
     with pytest.raises(PioError, match="mem_words >= 32"):
         Machine(clock=FakeClock(0)).attach(BASE, 8, device=UART(), mem_words=words)
+
+
+# ---- the example config and workload --------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+BOOT_LOG = (b"Linux version 6.18.0 (bpfio@example) #1 SMP PREEMPT_DYNAMIC\n"
+            b"Command line: console=ttyS0,115200 earlyprintk=serial\n"
+            b"printk: console [ttyS0] enabled\n")
+
+
+class Recording:
+    """Runs accesses on a machine and records them as workload JSON Lines."""
+
+    def __init__(self, m):
+        self.m, self.lines = m, []
+
+    def pio_in(self, port, size, vcpu=0):
+        value = self.m.pio_in(port, size, vcpu)
+        self.lines.append({"op": "in", "port": f"{port:#x}", "size": size, "value": value})
+        return value
+
+    def pio_out(self, port, size, value, vcpu=0):
+        self.m.pio_out(port, size, value, vcpu)
+        self.lines.append({"op": "out", "port": f"{port:#x}", "size": size, "value": value})
+
+
+def console_workload() -> str:
+    """early_printk then the 8250 console printing BOOT_LOG, values from the model alone."""
+    m, u, b = machine(False, FakeClock(0))
+    rec = Recording(m)
+    early_printk(rec, BOOT_LOG)
+    rec.pio_out(BASE + IER, 1, 0x05)
+    console_write(rec, BOOT_LOG)
+    assert u.take_output() == BOOT_LOG + BOOT_LOG.replace(b"\n", b"\r\n")
+    head = ("# Linux early_printk + serial8250_console_write on COM1; IN values from the model\n"
+            "# alone. Regenerate: pytest tests/test_dev_uart.py --update-golden\n")
+    return head + "".join(json.dumps(x) + "\n" for x in rec.lines)
+
+
+def test_example_workload_is_current(request):
+    path = EXAMPLES / "uart-console.jsonl"
+    text = console_workload()
+    if request.config.getoption("--update-golden"):
+        path.write_text(text)
+    assert path.read_text() == text
+
+
+def test_example_config_replays_on_the_fast_path(runner, cli):
+    res = runner.invoke(cli, ["machine", "run", str(EXAMPLES / "uart.toml"), "--events",
+                              str(EXAMPLES / "uart-console.jsonl"), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    com1 = doc["bindings"]["com1"]
+    assert doc["checked"] > 250 and sum(doc["mismatches"].values()) == 0
+    assert com1["handled"] / com1["events"] >= 0.95
+    assert com1["exits"] <= 30             # init writes + one per 17 output bytes
