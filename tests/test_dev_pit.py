@@ -237,3 +237,53 @@ def test_differential(start, trace):
     assert pa.state() == pb.state()
     assert qa.state() == qb.state()
     assert not ma.faults() and not mb.faults()
+
+
+# -- wiring and errors -------------------------------------------------------------
+
+def test_port61_needs_the_pit_first():
+    m = Machine(clock=FakeClock(0))
+    with pytest.raises(Exception, match="no PIT binding named 'pit'"):
+        m.attach(0x61, 1, device=Port61("pit"), clock_hz=HZ, mem_words=8)
+    assert m.binding_at(0x61) is None
+
+
+def test_wrong_clock_rate_is_refused():
+    m = Machine(clock=FakeClock(0))
+    with pytest.raises(Exception, match="clock_hz=1193182"):
+        m.attach(0x40, 4, device=PIT(), clock_hz=1000, mem_words=48)
+    with pytest.raises(Exception, match="mem_words >= 48"):
+        m.attach(0x40, 4, device=PIT(), clock_hz=HZ, mem_words=16)
+
+
+def test_two_vcpus_on_pit_and_port61_do_not_deadlock():
+    """Port 0x61's model takes the PIT lock inside its own; the PIT never takes 0x61's."""
+    import threading
+    clock = FakeClock(0)
+    m, _, _ = machine(clock)
+    errors = []
+
+    def speaker():
+        try:
+            for i in range(3000):
+                m.pio_out(0x61, 1, i & 3, vcpu=1)
+                m.pio_in(0x61, 1, vcpu=1)
+        except Exception as exc:    # pragma: no cover - reported below
+            errors.append(exc)
+
+    def timer():
+        try:
+            for i in range(3000):
+                m.pio_out(0x43, 1, 0xb6 if i % 2 else 0x80)
+                m.pio_out(0x42, 1, i & 0xff)
+                m.pio_in(0x42, 1)
+        except Exception as exc:    # pragma: no cover
+            errors.append(exc)
+
+    threads = [threading.Thread(target=speaker), threading.Thread(target=timer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "deadlock"
+    assert errors == [] and m.faults() == []
