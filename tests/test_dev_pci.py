@@ -3,6 +3,9 @@ model against the model alone, and Linux's type-1 probe and bus-0 scan."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -279,3 +282,56 @@ def test_cf8_dword_write_with_low_bits_is_kept_and_used():
         m.pio_out(0xCF8, 4, 0x80000002)
         assert m.pio_in(0xCF8, 4) == 0x80000002
         assert m.pio_in(0xCFD, 1) == 0x12                # register 3: device ID high byte
+
+
+# ---- the example config and workload --------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+class Recording:
+    """Runs accesses on a machine and records them as workload JSON Lines."""
+
+    def __init__(self, m):
+        self.m, self.lines = m, []
+
+    def pio_in(self, port, size, vcpu=0):
+        value = self.m.pio_in(port, size, vcpu)
+        self.lines.append({"op": "in", "port": f"{port:#x}", "size": size, "value": value})
+        return value
+
+    def pio_out(self, port, size, value, vcpu=0):
+        self.m.pio_out(port, size, value, vcpu)
+        self.lines.append({"op": "out", "port": f"{port:#x}", "size": size, "value": value})
+
+
+def scan_workload() -> str:
+    """pci_check_type1 and the bus-0 scan with BAR sizing, values from the model alone."""
+    m, p, b = machine(False)
+    rec = Recording(m)
+    linux_probe_and_scan(rec)
+    head = ("# Linux pci_check_type1 + bus-0 scan with BAR sizing; IN values from the model\n"
+            "# alone. Regenerate: pytest tests/test_dev_pci.py --update-golden\n")
+    return head + "".join(json.dumps(x) + "\n" for x in rec.lines)
+
+
+def test_example_workload_is_current(request):
+    path = EXAMPLES / "pci-scan.jsonl"
+    text = scan_workload()
+    if request.config.getoption("--update-golden"):
+        path.write_text(text)
+    assert path.read_text() == text
+
+
+def test_example_config_replays_on_the_fast_path(runner, cli):
+    res = runner.invoke(cli, ["machine", "run", str(EXAMPLES / "pci.toml"), "--events",
+                              str(EXAMPLES / "pci-scan.jsonl"), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    pci = doc["bindings"]["pci"]
+    assert doc["checked"] > 80 and sum(doc["mismatches"].values()) == 0
+    # Only config-data writes (command/BAR sizing) exit; every read and 0xCF8 write is fast.
+    writes = sum(1 for line in (EXAMPLES / "pci-scan.jsonl").read_text().splitlines()
+                 if '"out"' in line and '"0xcf' in line and not '"0xcf8"' in line
+                 and not '"0xcfb"' in line)
+    assert pci["exits"] == writes
