@@ -355,6 +355,7 @@ class Debugger:
             raise DbgError(f"no {self.source.noun} #{n} available! (there are {len(self.source)})")
         self.cur = n - 1
         self._drop_execution()
+        self.last_mem = None
         out.append(self.source.title(self.cur))
         return out
 
