@@ -53,7 +53,8 @@ RING_SIZE = L["UART_RING_SIZE"]
 
 # Register bits (PC16550D datasheet names, as QEMU and Linux use them).
 LCR_DLAB = 0x80
-LSR_DR, LSR_OE, LSR_PE, LSR_FE, LSR_BI, LSR_THRE, LSR_TEMT = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40
+LSR_DR, LSR_OE, LSR_PE, LSR_FE, LSR_BI = 0x01, 0x02, 0x04, 0x08, 0x10
+LSR_THRE, LSR_TEMT = 0x20, 0x40
 LSR_INT_ANY = 0x1E                      # OE|PE|FE|BI: a receiver line status interrupt
 IER_RDI, IER_THRI, IER_RLSI, IER_MSI = 0x01, 0x02, 0x04, 0x08
 IIR_NO_INT, IIR_MSI, IIR_THRI, IIR_RDI, IIR_RLSI, IIR_CTI = 0x01, 0x00, 0x02, 0x04, 0x06, 0x0C
