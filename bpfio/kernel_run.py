@@ -315,13 +315,18 @@ def random_program(rng, *, profile: str = "socket", length: int | None = None,
         out.append(Insn(isa.BPF_LD | isa.BPF_IMM, 0, 0, _const(rng)))
         out.append(Insn(isa.BPF_ST, 0, 0, cell))
     body = max(1, n - len(out) - 1)
-    start = len(out)
-    total = start + body + 1
-    for i in range(body):
-        pc = start + i
+    total = len(out) + body + 1
+    while len(out) < total - 1:
+        pc = len(out)
         remaining = total - pc - 1            # instructions after this one
         r = rng.random()
-        if r < 0.25:                          # loads
+        if profile == "socket" and r < 0.03 and remaining > 3:
+            # A netlink attribute search set up to find something: A = offset, X = type.
+            out.append(Insn(isa.BPF_LD | isa.BPF_IMM, 0, 0, 4 * rng.randrange(0, 6)))
+            out.append(Insn(isa.BPF_LDX | isa.BPF_IMM, 0, 0, rng.choice((1, 2, 3, 7))))
+            out.append(Insn(isa.BPF_LD | isa.BPF_W | isa.BPF_ABS, 0, 0,
+                            isa.SKF_AD_OFF + rng.choice((12, 16))))
+        elif r < 0.25:                        # loads
             out.append(_random_load(rng, profile, ctx_len, oracle_safe, cells, words))
         elif r < 0.5:                         # ALU
             op = rng.choice(_ALU_OPS)
@@ -420,14 +425,25 @@ def random_packet(rng, *, max_len: int = 600) -> bytes:
         length = rng.randrange(2, 100)
     else:
         length = rng.randrange(100, max_len)
-    if rng.random() < 0.15:   # a chain of netlink attributes (nla_len, nla_type little-endian)
+    if rng.random() < 0.15:   # netlink attributes (nla_len, nla_type little-endian), some nested
         out = bytearray()
         while len(out) < length:
-            alen = rng.choice((4, 5, 8, 12, 3, 0, 200))
-            out += struct.pack("<HH", alen, rng.choice((1, 2, 3, 0x4001, 7)))
-            out += bytes(rng.getrandbits(8) for _ in range(max(0, ((alen + 3) & ~3) - 4)))
+            out += _random_nla(rng, depth=2)
         return bytes(out[:length])
     return rng.randbytes(length)
+
+
+def _random_nla(rng, depth: int) -> bytes:
+    """One netlink attribute: a leaf, a nest of attributes, or a malformed header."""
+    kind = rng.random()
+    if kind < 0.1:    # malformed lengths
+        return struct.pack("<HH", rng.choice((0, 3, 200, 0xffff)), rng.choice((1, 2, 3)))
+    if kind < 0.45 and depth:
+        body = b"".join(_random_nla(rng, depth - 1) for _ in range(rng.randrange(1, 4)))
+    else:
+        body = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 9)))
+    head = struct.pack("<HH", 4 + len(body), rng.choice((1, 2, 3, 7, 0x8001, 0x4002)))
+    return head + body + bytes(-len(body) % 4)
 
 
 # --- differential sweeps (tests and `python -m bpfio.kernel_run`) ---------------
@@ -538,3 +554,4 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
