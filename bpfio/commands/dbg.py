@@ -180,6 +180,11 @@ def _repl(session, setup) -> int:
                     click.echo(out)
             except BpfError as err:
                 click.echo(render_error(err))
+                if readline is not None and line.strip():
+                    # As bpf_dbg: only commands that worked go into the history.
+                    n = readline.get_current_history_length()
+                    if n and readline.get_history_item(n) == line:
+                        readline.remove_history_item(n - 1)
     finally:
         if readline is not None:
             try:
