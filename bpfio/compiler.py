@@ -39,7 +39,7 @@ from .interp import (ADD_K, ADD_X, AND_K, AND_X, DIV_K, DIV_X, JA, JEQ_K, JEQ_X,
                      LDX_MSH, LSH_K, LSH_X, MOD_K, MOD_X, MUL_K, MUL_X, NEG, OR_K, OR_X,
                      RET_A, RET_K, RET_X, RSH_K, RSH_X, ST, STX, SUB_K, SUB_X, TAX, TXA,
                      XOR_K, XOR_X, predecode)
-from .isa import ANCILLARY_BY_K, SKF_AD, SKF_AD_OFF, U32
+from .isa import SKF_AD, SKF_AD_OFF, U32
 
 _JUMP_OPS = {JEQ_K: "A == {v}", JGT_K: "A > {v}", JGE_K: "A >= {v}", JSET_K: "A & {v}",
              JEQ_X: "A == X", JGT_X: "A > X", JGE_X: "A >= X", JSET_X: "A & X"}

@@ -41,9 +41,8 @@ from typing import Callable, NamedTuple
 
 from . import isa
 from .errors import VMError
-from .isa import (BPF_ABS, BPF_ALU, BPF_B, BPF_H, BPF_IMM, BPF_IND, BPF_JMP, BPF_LD,
-                  BPF_LDX, BPF_LEN, BPF_MEM, BPF_MISC, BPF_MSH, BPF_RET, BPF_ST, BPF_STX,
-                  BPF_W, OPCODES, SKF_AD, SKF_AD_OFF, U32)
+from .isa import (BPF_ABS, BPF_ALU, BPF_IMM, BPF_IND, BPF_JMP, BPF_LD, BPF_LDX, BPF_LEN,
+                  BPF_MEM, BPF_MSH, BPF_RET, BPF_ST, BPF_STX, OPCODES, SKF_AD, SKF_AD_OFF, U32)
 from .pio.abi import PIO_HDR_LEN, PIO_MEM_DEFAULT
 from .seccomp import SECCOMP_DATA_LEN, SeccompResult, as_seccomp_data
 
@@ -155,9 +154,9 @@ def ancillary(offset: int, a: int, x: int, pkt: bytes, ctx: SocketContext) -> in
         if offset == SKF_AD["NLATTR"]:
             return _nla_find(pkt, a, n - a, x)
         nla_len = int.from_bytes(pkt[a:a + 2], "little")
-        if nla_len > n - a or nla_len < 4:
-            return 0 if nla_len > n - a else _nla_find(pkt, a + 4, nla_len - 4, x)
-        return _nla_find(pkt, a + 4, nla_len - 4, x)
+        if nla_len > n - a:
+            return 0
+        return _nla_find(pkt, a + 4, nla_len - 4, x)   # a short nla_len finds nothing
     if offset == SKF_AD["MARK"]:
         return ctx.mark & U32
     if offset == SKF_AD["QUEUE"]:

@@ -12,7 +12,7 @@ from bpfio import assemble, compiler
 from bpfio.compiler import CompiledProgram, compile, generate
 from bpfio.insn import Insn, Program
 from bpfio.interp import Execution, outcome, run, trace
-from bpfio.isa import ANCILLARY, KERNEL_CODES, OPCODES, SECCOMP_CODES
+from bpfio.isa import ANCILLARY, KERNEL_CODES, OPCODES
 from bpfio.kernel_run import random_packet, random_program
 from bpfio.pio.abi import PioEvent
 from bpfio.seccomp import SeccompData, SeccompResult
