@@ -341,8 +341,9 @@ def test_example_workload_is_current(request):
     assert path.read_text() == text
 
 
-def test_example_config_replays_on_the_fast_path(runner, cli):
-    res = runner.invoke(cli, ["machine", "run", str(EXAMPLES / "uart.toml"), "--events",
+@pytest.mark.parametrize("engine", ["compiled", "interp"])
+def test_example_config_replays_on_the_fast_path(runner, cli, engine):
+    res = runner.invoke(cli, ["machine", "run", "--engine", engine, str(EXAMPLES / "uart.toml"), "--events",
                               str(EXAMPLES / "uart-console.jsonl"), "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
@@ -350,3 +351,13 @@ def test_example_config_replays_on_the_fast_path(runner, cli):
     assert doc["checked"] > 250 and sum(doc["mismatches"].values()) == 0
     assert com1["handled"] / com1["events"] >= 0.95
     assert com1["exits"] <= 30             # init writes + one per 17 output bytes
+
+
+def test_docs_python_examples_run():
+    """The Python blocks of docs/devices-b.md (UART and virtio host side) run as written."""
+    import re
+    doc = (EXAMPLES.parent / "docs" / "devices-b.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    assert blocks
+    for code in blocks:
+        exec(compile(code, "docs/devices-b.md", "exec"), {})

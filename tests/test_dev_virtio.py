@@ -250,8 +250,9 @@ def test_example_workload_is_current(request):
     assert path.read_text() == text
 
 
-def test_example_config_replays_on_the_fast_path(runner, cli):
-    res = runner.invoke(cli, ["machine", "run", str(EXAMPLES / "virtio.toml"), "--events",
+@pytest.mark.parametrize("engine", ["compiled", "interp"])
+def test_example_config_replays_on_the_fast_path(runner, cli, engine):
+    res = runner.invoke(cli, ["machine", "run", "--engine", engine, str(EXAMPLES / "virtio.toml"), "--events",
                               str(EXAMPLES / "virtio-kicks.jsonl"), "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
