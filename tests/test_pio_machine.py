@@ -12,6 +12,7 @@ import os
 import selectors
 import sys
 import threading
+import time
 
 import pytest
 
@@ -378,8 +379,7 @@ def test_events_are_atomic_per_binding_under_threads(m):
 
     def run(port, size, direction, data, offset, vcpu, ticks, ns, words):
         v = words[0]
-        for _ in range(20):   # widen the race window without the lock
-            pass
+        time.sleep(0)         # yield the GIL mid-update: without the lock, updates are lost
         words[0] = v + 1
         words[1 + vcpu] += 1
         return DONE, v, 5
@@ -388,7 +388,7 @@ def test_events_are_atomic_per_binding_under_threads(m):
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
-        n = 3000
+        n = 1000
         threads = [threading.Thread(target=lambda v=v: [m.pio_in(0x70, 4, vcpu=v)
                                                         for _ in range(n)]) for v in range(4)]
         for t in threads:
