@@ -226,7 +226,7 @@ step = st.one_of(
               st.just(1), st.none()))
 
 
-@settings(max_examples=int(os.environ.get('BPFIO_DEV_EXAMPLES', 200)), deadline=None)
+@settings(max_examples=int(os.environ.get('BPFIO_DEV_EXAMPLES', 120)), deadline=None)
 @given(start=st.integers(0, 1 << 60), trace=st.lists(step, max_size=80))
 def test_differential(start, trace):
     trace = [(dt, p, s, None if v is None else v & ((1 << (8 * s)) - 1)) for dt, p, s, v in trace]
