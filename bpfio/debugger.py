@@ -47,6 +47,7 @@ COMMANDS = {
     "regs": ("regs", "the register dump of the current state"),
     "input": ("input", "the current packet, system call or event"),
     "mem": ("mem", "scratch/shared words: at the start of the input and now"),
+    "path": ("path", "the instructions run so far on this input, and why each went on"),
     "help": ("help", "this list"),
     "quit": ("quit", "leave the debugger"),
 }
@@ -95,6 +96,7 @@ class Debugger:
         self.cur = 0
         self.exe = None
         self.undo: list[tuple] = []
+        self.trail: list[tuple] = []         # (Step, old M value) per executed instruction
         self.breakpoints: list[int] = []
         self.stopped_at: tuple[int, int] | None = None
         self.passes = self.fails = 0
@@ -137,6 +139,7 @@ class Debugger:
     def _drop_execution(self) -> None:
         self.exe = None
         self.undo = []
+        self.trail = []
         self.stopped_at = None
 
     # -- command dispatch ------------------------------------------------------------
@@ -181,6 +184,7 @@ class Debugger:
         if self.exe is None:
             self.exe = self.source.start(self.cur, self.program)
             self.undo = []
+            self.trail = []
         return self.exe
 
     def _step_one(self, exe):
@@ -188,7 +192,9 @@ class Debugger:
         cls = OPCODES[insn.code].cls
         old = exe.mem[insn.k] if cls in (BPF_ST, BPF_STX) else None
         self.undo.append((exe.pc, exe.a, exe.x, exe.executed, old))
-        return exe.step(), old
+        step = exe.step()
+        self.trail.append((step, old))
+        return step, old
 
     def _dump(self, exe) -> list[str]:
         ret = int(exe.verdict) if exe.done else None
@@ -373,6 +379,7 @@ class Debugger:
                                f"instruction(s) ran on this {self.source.noun})")
             for _ in range(-n):
                 pc, a, x, executed, old = self.undo.pop()
+                self.trail.pop()
                 if old is not None:
                     exe.mem[self.program[pc].k] = old
                 exe.pc, exe.a, exe.x, exe.executed = pc, a, x, executed
@@ -381,8 +388,7 @@ class Debugger:
         out = []
         for _ in range(n):
             step, old = self._step_one(exe)
-            why = fmt.explain(step, self.program, self.profile, old)
-            out.append(f"{fmt.disasm_short(step.insn, step.pc):<34} ; {why}")
+            out.append(self._trace_line(step, old))
             if exe.done:
                 break
         out += ["-- register dump --", *self._dump(exe)]
@@ -390,6 +396,17 @@ class Debugger:
             self._count(exe)
             self._finish(exe, out)
         return out
+
+    def _trace_line(self, step, old) -> str:
+        why = fmt.explain(step, self.program, self.profile, old)
+        return f"{fmt.disasm_short(step.insn, step.pc):<34} ; {why}"
+
+    def cmd_path(self, arg):
+        """The instructions executed so far on the current input, with what each did."""
+        self._need_inputs()
+        self._current()
+        head = f"{self.source.title(self.cur)}: {len(self.trail)} instruction(s) run"
+        return [head, *(self._trace_line(step, old) for step, old in self.trail)]
 
     def _count(self, exe) -> None:
         if int(exe.verdict) > 0:     # unsigned: bpf_dbg's int makes 0x80000000.. a "breakpoint"

@@ -221,6 +221,18 @@ def test_step_back_reaches_the_first_instruction(files):
         d.execute("step -6")
 
 
+def test_path_lists_how_the_program_got_here(files):
+    d = session(files)
+    d.execute("breakpoint 8")
+    assert d.execute("run")[-1] == "(breakpoint)"       # ARP: ldh [12], jeq false -> l8
+    path = d.execute("path")
+    assert path[0] == "packet #1 of 3: 42 bytes: 2 instruction(s) run"
+    assert path[1].startswith("l0: ldh [12]") and path[1].endswith("; A = 0x806 (bytes 12..13)")
+    assert path[2].endswith("; A 0x806 == 0x800: false -> l8")
+    d.execute("step -1")
+    assert d.execute("path")[1:] == path[1:2]
+
+
 def test_select_is_one_based(files):
     """bpf_dbg's `select N` lands on packet N+1; here `select 2` is the second packet."""
     d = session(files)
