@@ -47,6 +47,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from functools import lru_cache
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 from ..errors import BpfError, PioError
@@ -232,6 +233,30 @@ def clock_fields(program: Program | None) -> bool:
     return False
 
 
+@lru_cache(maxsize=256)
+def _access_factory(source: str) -> Callable:
+    """Compile an event-function factory once per distinct source."""
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<bpfio pio access>", "exec"), namespace)
+    return namespace["make"]
+
+
+@lru_cache(maxsize=1024)
+def _runner(code: bytes, engine: str) -> Callable:
+    """Build the runner of a verified program once per (program, engine).
+
+    Runners are pure functions of their arguments (the shared words are
+    passed in), so bindings running the same program share one -- and one
+    copy of its code, which keeps many-binding machines cache-friendly.
+    """
+    prog = Program.from_bytes(code)
+    if engine == "interp":
+        from ..interp import pio_runner
+        return pio_runner(prog).pio
+    from ..compiler import compile as compile_program
+    return compile_program(prog, profile="pio").pio
+
+
 class Binding:
     """One dispatch range: program, device model, shared memory, clock, notifiers.
 
@@ -315,7 +340,9 @@ class Binding:
         otherwise lazily on the way to the model; the 64-bit mask of the
         reading and the ticks scaling appear only when they are needed.  Every
         name it uses is a closure cell or a constant.  The machine's port table
-        holds the function itself.
+        holds the function itself.  Bindings whose source is the same share one
+        code object (per-binding values are cells), so a machine with 1000
+        bindings does not run 1000 copies of the hot code.
         """
         # A bare runner without its Program (tests) is assumed to read time.
         timed = run is not None and (program is None or clock_fields(program))
@@ -330,7 +357,7 @@ class Binding:
                     "        return fallback(port, size, mask, direction, data, ns)"]
         else:
             body = [f"        ns = {read}" if timed else "        ns = 0",
-                    f"        verdict, a, n = run(port, size, direction, data, port - {self.base},"
+                    "        verdict, a, n = run(port, size, direction, data, port - base,"
                     f" vcpu, {ticks if timed else '0'}, ns, words)",
                     "        c.insns += n",
                     "        if verdict is None:",
@@ -356,7 +383,7 @@ class Binding:
         # acquire/try/finally rather than `with lock:`: the same semantics, and
         # measured here at about half the cost (no __enter__/__exit__ calls).
         source = "\n".join([
-            "def make(lock, c, clock, words, notifiers, n_notifiers, fallback, run):",
+            "def make(lock, c, clock, words, notifiers, n_notifiers, fallback, run, base):",
             "    acquire, release = lock.acquire, lock.release",
             "    def access(port, size, mask, direction, data, vcpu):",
             "      acquire()",
@@ -365,10 +392,9 @@ class Binding:
             "      finally:",
             "        release()",
             "    return access"])
-        namespace: dict[str, Any] = {}
-        exec(compile(source, f"<bpfio pio access {self.name}>", "exec"), namespace)
-        access = namespace["make"](self.lock, self.counters, self._clock, self._words,
-                                   self.notifiers, len(self.notifiers), self._fallback, run)
+        access = _access_factory(source)(self.lock, self.counters, self._clock, self._words,
+                                         self.notifiers, len(self.notifiers), self._fallback,
+                                         run, self.base)
         access.binding = self
         access.source = source
         return access
@@ -537,11 +563,7 @@ class Machine:
         from ..verifier import verify
         prog = _to_program(program)
         verify(prog, profile="pio", mem_words=mem_words, notifiers=notifiers)
-        if engine == "interp":
-            from ..interp import pio_runner
-            return prog, pio_runner(prog).pio
-        from ..compiler import compile as compile_program
-        return prog, compile_program(prog, profile="pio").pio
+        return prog, _runner(bytes(prog), engine)
 
     def binding_at(self, port: int) -> Binding | None:
         """The binding a first port dispatches to, or None."""
