@@ -434,3 +434,28 @@ def test_example_configs_check_and_replay(config, runner, cli):
     doc = json.loads(r.output)
     assert doc["bad_lines"] == 0 and doc["faults"] == 0
     assert doc["events"] > 0 and sum(doc["mismatches"].values()) == 0
+
+
+def test_cli_run_stdin_missing_file_and_engine_override(models, runner, cli):
+    cfg = write(models / "m.toml", GOOD.replace('engine = "interp"', ""))
+    r = runner.invoke(cli, ["machine", "run", str(cfg), "--events", "-", "--engine", "interp",
+                            "--json"], input='{"op": "in", "port": "0x71", "size": 1, "value": 6}\n')
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.output)
+    assert doc["engine"] == "interp" and doc["checked"] == 1 and doc["mismatches"] == {}
+    r = runner.invoke(cli, ["machine", "run", str(cfg), "--events", str(models / "none.jsonl")])
+    assert r.exit_code == 1
+    assert r.stderr.strip() == f"error: {models / 'none.jsonl'}: event file not found"
+    r = runner.invoke(cli, ["machine", "run", str(models / "none.toml"), "--events", "-"])
+    assert r.exit_code == 1
+    assert r.stderr.strip() == f"error: {models / 'none.toml'}: config file not found"
+
+
+def test_cli_run_faults_flag_prints_tracebacks(models, runner, cli):
+    cfg = write(models / "m.toml", GOOD)
+    r = runner.invoke(cli, ["machine", "run", str(cfg), "--events", "-", "--faults"],
+                      input='{"op": "in", "port": "0x80", "size": 1}\n')
+    assert r.exit_code == 0
+    assert "fault in binding 'boom' (in 0x80 size 1):" in r.stderr
+    assert "RuntimeError: boom" in r.stderr
+    assert "device-model faults: 1 (contained)" in r.output
