@@ -31,7 +31,10 @@ i8254_common.c, pcspk.c, KVM arch/x86/kvm/i8254.c):
 Deviation, documented: QEMU computes d from the nanosecond difference
 (``muldiv64(now - load_ns, f, 1e9)``); the model and the program use the
 tick difference ``ticks(now) - ticks(load)``, which can differ by one tick.
-Interrupts: there is no timer here; :meth:`PIT.out` gives a channel's OUT
+Mode 1's OUT follows the QEMU source this was checked against (``d < count``);
+a 2023 qemu-devel patch (Damien Zammit, "one-shot PIT") proposes ``d >= count``
+as for mode 0 -- change :func:`out_at` and ``asm/port61.asm`` together if it
+lands.  Interrupts: there is no timer here; :meth:`PIT.out` gives a channel's OUT
 (channel 0 is IRQ0) at the current time for whoever injects interrupts.
 """
 

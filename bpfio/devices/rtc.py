@@ -34,7 +34,9 @@ alarm compares register bytes as the datasheet says (QEMU converts them and
 has a 12-hour quirk); UIP is not held past the second when an update timer
 is pending; a time-register write first brings the other time registers up
 to date (QEMU may re-base from registers last refreshed earlier); the
-century byte follows the date like the others.
+century byte follows the date like the others; a periodic-rate or PIE
+change restarts the periodic phase (QEMU carries the time since the last
+interrupt over).
 """
 
 from __future__ import annotations
