@@ -583,8 +583,7 @@ class Machine:
             raise bad_access(port, size, vcpu) from None
         access = self._table[port]
         if access is None:
-            with self._lock:
-                self.unmapped += 1
+            self._count_unmapped()
             return mask
         return access(port, size, mask, _IN, 0, vcpu)
 
@@ -603,8 +602,7 @@ class Machine:
             raise bad_value(port, size, value) from None
         access = self._table[port]
         if access is None:
-            with self._lock:
-                self.unmapped += 1
+            self._count_unmapped()
             return
         access(port, size, mask, _OUT, value, vcpu)
 
@@ -630,6 +628,12 @@ class Machine:
                 raise bad_value(port, size, v)
         for v in values:
             self.pio_out(port, size, v, vcpu)
+
+    def _count_unmapped(self) -> None:
+        lock = self._lock
+        lock.acquire()
+        self.unmapped += 1
+        lock.release()
 
     @staticmethod
     def _mask(port, size, vcpu) -> int:
