@@ -184,7 +184,7 @@ def to_dot(program, *, profile: str = "socket", name: str = "bpf",
              '  node [shape=box, fontname="monospace", fontsize=10];',
              '  edge [fontname="monospace", fontsize=9];']
     for b in cfg.blocks:
-        rows = [f"{b.start}-{b.end}" if b.end > b.start else f"{b.start}"]
+        rows = [f"pc {b.start}-{b.end}" if b.end > b.start else f"pc {b.start}"]
         for pc in range(b.start, b.end + 1):
             rows.append(f"L{pc}: {format_insn(program[pc], pc, length=n)}")
         last = program[b.end]

@@ -157,6 +157,18 @@ def test_cli_stdout_stdin_and_errors(tmp_path, runner, cli):
     assert res.stderr == "error: pc 0: control goes to pc 1, past the last instruction (0)\n"
 
 
+def test_cli_packet_path_in_bold(tmp_path, runner, cli):
+    from test_dbg import TCP80
+    (tmp_path / "f.asm").write_text(FILTER)
+    res = runner.invoke(cli, ["cfg", str(tmp_path / "f.asm"), "--packet", TCP80.hex()])
+    assert res.exit_code == 0
+    bold = {re.match(r"\s+(b\d+(?: -> b\d+)?) \[", ln).group(1)
+            for ln in res.output.splitlines() if "penwidth=3" in ln}
+    assert bold == {"b0", "b2", "b4", "b7", "b0 -> b2", "b2 -> b4", "b4 -> b7"}
+    res = runner.invoke(cli, ["cfg", str(tmp_path / "f.asm"), "--packet", "zz"])
+    assert res.exit_code == 2 and "'zz' is not hex bytes" in res.stderr
+
+
 @pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is not installed")
 def test_tcpdump_program_graph(runner, cli):
     ddd = subprocess.run(["tcpdump", "-ddd", "-y", "EN10MB", "ip and tcp port 80"],

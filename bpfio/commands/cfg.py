@@ -17,8 +17,10 @@ _SUFFIXES = {".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png"}
               help="Write the graph here; the suffix picks the format (default: DOT on stdout).")
 @click.option("--profile", type=click.Choice(("socket", "seccomp", "pio")), default="socket",
               show_default=True, help="How return values are explained in the graph.")
+@click.option("--packet", "packet_hex", metavar="HEX",
+              help="socket: draw the path this packet takes in bold.")
 @program_options
-def cfg(program, output, profile, include_path, defines, relax):
+def cfg(program, output, profile, packet_hex, include_path, defines, relax):
     """Draw the control-flow graph of PROGRAM (any format; default: standard input).
 
     \b
@@ -39,7 +41,7 @@ def cfg(program, output, profile, include_path, defines, relax):
                                      f"{', '.join(_SUFFIXES)}", param_hint="-o")
     prog = load(program, include_path, defines, relax)
     name = "stdin" if program == "-" else Path(program).name
-    text = to_dot(prog, profile=profile, name=name)
+    text = to_dot(prog, profile=profile, name=name, highlight=_path(prog, profile, packet_hex))
     if fmt == "dot":
         if output is None:
             click.echo(text, nl=False)
@@ -53,6 +55,23 @@ def cfg(program, output, profile, include_path, defines, relax):
                    f"(render it with: dot -T{fmt} {fallback} -o {output})", err=True)
         return
     _write(output, render(text, fmt))
+
+
+def _path(prog, profile, packet_hex) -> set[int]:
+    """The pcs a packet runs through (empty without --packet)."""
+    if packet_hex is None:
+        return set()
+    if profile != "socket":
+        raise click.UsageError("--packet applies to --profile socket")
+    clean = "".join(packet_hex.split()).replace(":", "")
+    try:
+        packet = bytes.fromhex(clean[2:] if clean[:2].lower() == "0x" else clean)
+    except ValueError:
+        raise click.BadParameter(f"'{packet_hex}' is not hex bytes", param_hint="--packet") from None
+    from ..interp import trace
+    from ..verifier import verify
+    verify(prog, profile="socket", lints=False)
+    return {step.pc for step in trace(prog, packet)[1]}
 
 
 def _write(path: str, data: bytes) -> None:
