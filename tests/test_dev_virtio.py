@@ -260,3 +260,21 @@ def test_example_config_replays_on_the_fast_path(runner, cli, engine):
     assert sum(doc["mismatches"].values()) == 0
     assert net["notified"] == 400                      # every kick: a notifier, no exit
     assert net["exits"] == net["events"] - 400         # only setup and ISR reads exit
+
+
+def test_concurrent_kicks_are_all_counted():
+    import threading
+    m, v, b = machine(True)
+    setup_driver(m)
+    exits = b.counters.exits
+
+    def cpu(q):
+        for _ in range(300):
+            m.pio_out(BASE + NOTIFY, 2, q, q)
+    threads = [threading.Thread(target=cpu, args=(q,)) for q in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [b.notifier(q).read() for q in range(3)] == [300, 300, 300]
+    assert b.counters.exits == exits and v.state()["mem"][1] == 0   # no kick exited
