@@ -16,9 +16,12 @@
 ;
 ; Passes on to the model, and why:
 ;   * anything at 0xCF9: the reset control register (a write may reset).
-;   * every config-data write: write masks, write-1-to-clear status bits and
-;     BAR sizing are per-byte rules the model applies; it then updates the
-;     shared copy, so the next read (the size probe) is fast again.
+;   * every config-data write: the target word is computed from
+;     CONFIG_ADDRESS, and cBPF has no indexed store (st M[k] takes a constant
+;     k), so a program cannot update the shadow; the write masks,
+;     write-1-to-clear status bits and BAR sizing are per-byte rules anyway.
+;     The model applies them to the shared copy, so the next read (the size
+;     probe) is fast again.
 ;   * reads that cross a dword (byte lane + width > 4): QEMU reads across;
 ;     a single shifted word cannot.
 #include <pio.inc>
