@@ -459,3 +459,12 @@ def test_cli_run_faults_flag_prints_tracebacks(models, runner, cli):
     assert "fault in binding 'boom' (in 0x80 size 1):" in r.stderr
     assert "RuntimeError: boom" in r.stderr
     assert "device-model faults: 1 (contained)" in r.output
+
+
+def test_cli_check_prints_verifier_lints(models, runner, cli):
+    pytest.importorskip("bpfio.formats")
+    write(models / "never.asm", "ret #0\n")
+    cfg = write(models / "m.toml", '[bindings.x]\nbase = 0x70\nlength = 1\nprogram = "never.asm"\n')
+    r = runner.invoke(cli, ["machine", "check", str(cfg)])
+    assert r.exit_code == 0, r.stderr
+    assert "    warning: " in r.output and "[pio-never-done]" in r.output

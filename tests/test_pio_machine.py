@@ -174,8 +174,8 @@ def test_value_too_wide(m, size, value, message):
     (dict(base=0x70, length=1, notifiers=300), "notifiers 300 is out of range 0..256"),
     (dict(base=0x70, length=1, device=object()), "binding 'pio@0x70': device model object has "
                                                  "no io_read/io_write methods"),
-    (dict(base=0x70, length=1, program=3.0), "program must be a Program, Insn list or "
-                                             "assembly text, not float"),
+    (dict(base=0x70, length=1, program=3.0), "program must be a Program, Insn list, raw "
+                                             "bytes or assembly text, not float"),
 ])
 def test_bad_attach_requests(m, kwargs, message):
     if "program" in kwargs:

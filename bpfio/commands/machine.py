@@ -47,6 +47,8 @@ def check(config):
             if b.notifiers:
                 parts.append(f"{len(b.notifiers)} notifier(s)")
             click.echo(f"  {name}: " + ", ".join(parts))
+            for lint in b.lints:
+                click.echo(f"    warning: {lint}")
     finally:
         if m is not None:
             m.close()

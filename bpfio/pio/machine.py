@@ -207,7 +207,9 @@ def _to_program(program) -> Program:
         return assemble(program, filename="<program>")
     if isinstance(program, (list, tuple)) and all(isinstance(i, Insn) for i in program):
         return Program(program)
-    raise PioError(f"program must be a Program, Insn list or assembly text, "
+    if isinstance(program, (bytes, bytearray)):   # raw struct sock_filter array
+        return Program.from_bytes(bytes(program))
+    raise PioError(f"program must be a Program, Insn list, raw bytes or assembly text, "
                    f"not {type(program).__name__}")
 
 
@@ -279,6 +281,7 @@ class Binding:
         self.lock = threading.Lock()
         self.engine = engine
         self.program: Program | None = None
+        self.lints: list = []      # the verifier's warnings about the program
         self._run: Callable | None = None
         self._words = self.mem.words
         self._clock = machine.clock
@@ -319,9 +322,10 @@ class Binding:
         Each event runs entirely under one program: an event already past the
         port look-up when the swap happens may still finish on the old one.
         """
-        prog, run = self.machine._prepare(program, len(self.mem), len(self.notifiers),
-                                          self.engine, self.name)
+        prog, run, lints = self.machine._prepare(program, len(self.mem), len(self.notifiers),
+                                                 self.engine, self.name)
         self._install(prog, run)
+        self.lints = lints
 
     def _install(self, program: Program | None, run: Callable | None) -> None:
         """Build this binding's event function around ``run`` and publish it."""
@@ -489,9 +493,9 @@ class Machine:
                            f"io_read/io_write methods")
         with self._lock:
             self._check_free(name, base, length)
-        prog, run = self._prepare(program, mem_words, notifiers, engine, name)
+        prog, run, lints = self._prepare(program, mem_words, notifiers, engine, name)
         binding = Binding(self, name, base, length, device, mem_words, clock_hz, notifiers, engine)
-        binding.program, binding._run = prog, run
+        binding.program, binding._run, binding.lints = prog, run, lints
         binding._access = binding._make_access(run, prog)
         hook = getattr(device, "attach", None)
         if callable(hook):
@@ -557,13 +561,13 @@ class Machine:
         self.close()
 
     def _prepare(self, program, mem_words: int, notifiers: int, engine: str, name: str):
-        """Verify and load a program; return (Program, runner) or (None, None)."""
+        """Verify and load a program; return (Program, runner, lints) or (None, None, [])."""
         if program is None:
-            return None, None
+            return None, None, []
         from ..verifier import verify
         prog = _to_program(program)
-        verify(prog, profile="pio", mem_words=mem_words, notifiers=notifiers)
-        return prog, _runner(bytes(prog), engine)
+        lints = verify(prog, profile="pio", mem_words=mem_words, notifiers=notifiers)
+        return prog, _runner(bytes(prog), engine), lints
 
     def binding_at(self, port: int) -> Binding | None:
         """The binding a first port dispatches to, or None."""
