@@ -504,3 +504,27 @@ def test_clock_fields(insns, timed):
     from bpfio.pio.machine import clock_fields
     prog = Program([Insn(c, 0, 0, k) for c, k in insns] + [Insn(0x06, 0, 0, 0)])
     assert clock_fields(prog) is timed
+
+
+@pytest.mark.parametrize("portable", [False, True])
+def test_notifier_wakes_an_asyncio_loop(portable):
+    """An event loop waits on the notifier's fd; kicks before it runs arrive as one count."""
+    import asyncio
+
+    if not portable and not HAVE_EVENTFD:
+        pytest.skip("os.eventfd not available")
+    n = Notifier("q", portable=portable)
+
+    async def consumer():
+        loop = asyncio.get_running_loop()
+        woke = loop.create_future()
+        loop.add_reader(n.fileno(), lambda: woke.done() or woke.set_result(n.read()))
+        try:
+            for _ in range(4):
+                n.signal()
+            return await asyncio.wait_for(woke, 5)
+        finally:
+            loop.remove_reader(n.fileno())
+
+    assert asyncio.run(consumer()) == 4
+    n.close()
