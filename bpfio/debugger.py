@@ -253,8 +253,14 @@ class Debugger:
             prog = load_program(text, include_path=self.include_path, defines=self.defines)
             origin = text
         else:
-            prog = parse_program(text, filename="<load bpf>", include_path=self.include_path,
-                                 defines=self.defines)
+            try:
+                prog = parse_program(text, filename="<load bpf>", include_path=self.include_path,
+                                     defines=self.defines)
+            except BpfError:
+                if not any(c.isspace() or c == "," for c in text):
+                    raise DbgError(f"cannot load '{text}': no such file, and not a program "
+                                   "either") from None
+                raise
             origin = "the command line"
         return self.set_program(prog, origin)
 
@@ -270,7 +276,8 @@ class Debugger:
         self.program = prog
         self.breakpoints = []
         self._reset_run()
-        return [f"bpf: {len(prog)} instructions from {origin} ({self.profile} profile)"]
+        n = len(prog)
+        return [f"bpf: {n} instruction{'s' if n != 1 else ''} from {origin} ({self.profile} profile)"]
 
     def _require(self, profile, what):
         if self.profile != profile:

@@ -330,6 +330,8 @@ def test_program_the_kernel_refuses_is_not_loaded():
     ("load", "usage: load bpf"),
     ("load pcap /nonexistent.pcap", "/nonexistent.pcap"),
     ("load syscall open", "load syscall needs --profile seccomp"),
+    ("load bpf nofile.bpf", "cannot load 'nofile.bpf': no such file, and not a program either"),
+    ("load bpf ld #1", "pc 0 (ld #1): the last instruction must be"),
 ])
 def test_error_messages(cmd, message):
     d = Debugger("socket")

@@ -178,6 +178,8 @@ def _repl(session, setup) -> int:
             try:
                 for out in session.execute(line):
                     click.echo(out)
+            except KeyboardInterrupt:
+                click.echo("(interrupted)")
             except BpfError as err:
                 click.echo(render_error(err))
                 if readline is not None and line.strip():
