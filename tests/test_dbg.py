@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -335,7 +336,7 @@ def test_program_the_kernel_refuses_is_not_loaded():
 ])
 def test_error_messages(cmd, message):
     d = Debugger("socket")
-    with pytest.raises(BpfError, match=message.replace("(", r"\(")):
+    with pytest.raises(BpfError, match=re.escape(message)):
         d.execute(cmd)
 
 
