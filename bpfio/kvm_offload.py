@@ -280,15 +280,20 @@ class CoalescePlan:
 
 
 def _candidates(program, size: int) -> list[int]:
-    """Datamatch candidates: the constants the program compares against."""
+    """Datamatch candidates: 0 and the constants the program compares against, +-1.
+
+    Only candidates are proved; a value the program treats like its
+    neighbours but that is not listed simply keeps exiting (conservative).
+    """
     mask = (1 << (8 * size)) - 1
-    values = []
+    values = [0]
     for insn in program:
         info = isa.OPCODES.get(insn.code)
         if info is not None and info.is_cond_jump and info.src == isa.BPF_K:
-            v = insn.k & _U32
-            if v <= mask and v not in values:
-                values.append(v)
+            k = insn.k & _U32
+            for v in (k, k - 1, k + 1):
+                if 0 <= v <= mask and v not in values:
+                    values.append(v)
     return values[:MAX_DATAMATCH]
 
 
