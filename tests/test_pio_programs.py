@@ -366,3 +366,64 @@ def test_clock_read_lazily_for_programs_that_cannot_see_time():
     m.pio_in(0x71, 1)
     assert calls == []
     assert m.pio_in(0x70, 1) == 10 and calls == [1]
+
+
+# -- slow sweeps (python -m pytest --run-slow tests/test_pio_programs.py) ---------------
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("bpfio.compiler") is None,
+                    reason="bpfio.compiler not built yet")
+def test_engines_agree_sweep():
+    """BPFIO_PIO_SWEEP random accesses (default 200000) give the same results on both engines."""
+    import os
+    import random
+    n = int(os.environ.get("BPFIO_PIO_SWEEP", "200000"))
+    rng = random.Random(1234)
+    events = [(rng.choice("io"), rng.randrange(8), rng.choice((1, 2, 4)), rng.getrandbits(32),
+               rng.randrange(10 ** 9)) for _ in range(n)]
+    results = []
+    for engine in ("interp", "compiled"):
+        clock = FakeClock()
+        mach = Machine(clock=clock, engine=engine)
+        b = mach.attach(0x300, 8, program=DIFF_PROGRAM, device=Recorder(), clock_hz=1193182,
+                        notifiers=1, mem_words=4)
+        digest, t = 0, 0
+        for op, off, size, value, dt in events:
+            t += dt
+            clock.ns = t
+            if op == "i":
+                digest = (digest * 31 + mach.pio_in(0x300 + off, size)) & 0xffffffffffff
+            else:
+                mach.pio_out(0x300 + off, size, value & ((1 << 8 * size) - 1))
+        results.append((digest, list(b.mem), b.counters.as_dict(), b.notifier(0).read()))
+        mach.close()
+    assert results[0] == results[1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("bpfio.compiler") is None,
+                    reason="bpfio.compiler not built yet")
+def test_memory_flat_over_many_events():
+    """Resident memory does not grow over BPFIO_PIO_EVENTS accesses (default 2,000,000)."""
+    import gc
+    import os
+    n = int(os.environ.get("BPFIO_PIO_EVENTS", "2000000"))
+    m = Machine()
+    dev = Recorder()
+    dev.io_read = lambda offset, size: 7          # keep the model from recording calls
+    m.attach(0x608, 4, clock_hz=3579545, program=PMTIMER)
+    m.attach(0x70, 2, device=dev, program=HDR + "ret #PIO_EXIT\n")
+    pio_in = m.pio_in
+
+    def rss_kib():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+    for _ in range(50_000):
+        pio_in(0x608, 4), pio_in(0x70, 1), pio_in(0x700, 1)
+    gc.collect()
+    before = rss_kib()
+    for _ in range(n // 3):
+        pio_in(0x608, 4), pio_in(0x70, 1), pio_in(0x700, 1)
+    gc.collect()
+    assert rss_kib() - before < 2048
