@@ -38,8 +38,9 @@ from .base import layout
 def check_memory(binding, needed: int, model: str) -> None:
     """Raise PioError when ``binding`` has fewer than ``needed`` shared words."""
     if len(binding.mem) < needed:
-        raise PioError(f"binding '{binding.name}': the {model} model needs mem_words >= "
-                       f"{needed}, the binding has {len(binding.mem)}")
+        name = getattr(binding, "name", "?")
+        raise PioError(f"binding '{name}': the {model} model needs mem_words >= {needed}, "
+                       f"the binding has {len(binding.mem)}")
 
 
 L = layout("uart")
