@@ -4,6 +4,7 @@ model against the model alone, and Linux's type-1 probe and bus-0 scan."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -191,6 +192,14 @@ def test_differential_random_traces(ops):
     fast, slow = run(ops, True), run(ops, False)
     assert fast[0] == slow[0]
     assert fast[1] == slow[1]
+
+
+@pytest.mark.slow
+def test_differential_sweep():
+    """The same property at size: BPFIO_DEVICES_EXAMPLES examples (default 5000), --run-slow."""
+    n = int(os.environ.get("BPFIO_DEVICES_EXAMPLES", "5000"))
+    inner = test_differential_random_traces.hypothesis.inner_test
+    settings(max_examples=n, deadline=None)(given(st.lists(OPS, max_size=60))(inner))()
 
 
 # ---- Linux: pci_check_type1, then a bus-0 scan with BAR sizing -----------------

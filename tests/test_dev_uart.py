@@ -4,6 +4,7 @@ against the model alone (differential), plus the Linux polling loops."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -191,6 +192,14 @@ def test_differential_random_traces(ops, start_ns):
     assert fast[0] == slow[0]                       # every IN value
     assert fast[1] == slow[1]                       # final device state, output included
     assert slow[2].handled == 0
+
+
+@pytest.mark.slow
+def test_differential_sweep():
+    """The same property at size: BPFIO_DEVICES_EXAMPLES examples (default 5000), --run-slow."""
+    n = int(os.environ.get("BPFIO_DEVICES_EXAMPLES", "5000"))
+    inner = test_differential_random_traces.hypothesis.inner_test
+    settings(max_examples=n, deadline=None)(given(st.lists(OPS, max_size=80), st.sampled_from([0, 2**32 - 50, 2**64 - 10**9]))(inner))()
 
 
 @settings(max_examples=60, deadline=None)

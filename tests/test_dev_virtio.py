@@ -4,6 +4,7 @@ model against the model alone, and kick storms that never exit."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,14 @@ def test_differential_random_traces(setup, ops):
     assert fast[0] == slow[0]                            # IN values
     assert fast[1] == slow[1]                            # registers and shared words
     assert fast[2] == slow[2]                            # every notifier's signal count
+
+
+@pytest.mark.slow
+def test_differential_sweep():
+    """The same property at size: BPFIO_DEVICES_EXAMPLES examples (default 5000), --run-slow."""
+    n = int(os.environ.get("BPFIO_DEVICES_EXAMPLES", "5000"))
+    inner = test_differential_random_traces.hypothesis.inner_test
+    settings(max_examples=n, deadline=None)(given(st.booleans(), st.lists(OPS, max_size=60))(inner))()
 
 
 @settings(max_examples=40, deadline=None)
