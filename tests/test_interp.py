@@ -221,3 +221,21 @@ def test_unverifiable_instructions_raise_vmerror_not_crash():
 def test_unknown_profile():
     with pytest.raises(ValueError, match="unknown profile"):
         run(asm("ret #1"), b"", profile="bogus")
+
+
+def test_syscall_names_resolve():
+    from bpfio.errors import BpfError
+    from bpfio.seccomp import syscall_name, syscall_number
+    assert syscall_number("getppid") == 110 and syscall_number("0x6e") == 110
+    assert syscall_number("openat") == 257 and syscall_name(257) == "openat"
+    with pytest.raises(BpfError, match="unknown syscall name 'nosuch'"):
+        syscall_number("nosuch")
+
+
+def test_pcap_timestamps_and_wire_length():
+    from bpfio.pcap import Packet, read_packets, write_pcap
+    raw = write_pcap([Packet(b"ab", 60, 1, 0), b"xyz"], nano=True, byteorder=">")
+    pkts = read_packets(raw)
+    assert [(p.data, p.wirelen, p.ts_ns) for p in pkts] == [(b"ab", 60, 0), (b"xyz", 3, 1_000_000_000)]
+    micro = read_packets(write_pcap([b"q", b"r"]))
+    assert micro[1].ts_ns == 1_000_000_000 and micro[0].linktype == 1
