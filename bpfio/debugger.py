@@ -429,7 +429,11 @@ class Debugger:
         if limit < 0:
             raise DbgError("run takes a count of inputs (N >= 0)")
         done = 0
+        # Like gdb's continue: an instruction we are already stopped at (by a breakpoint or
+        # by stepping onto it) runs without stopping again.
         resume = self.stopped_at
+        if self.exe is not None and self.exe.executed:
+            resume = (self.cur, self.exe.pc)
         self.stopped_at = None
         while True:
             exe = self._current()

@@ -200,6 +200,17 @@ def test_run_resumes_after_breakpoint_and_keeps_counts(files):
     assert d.execute("run") == ["bpf passes:1 fails:2"]
 
 
+def test_run_from_a_stepped_onto_breakpoint_continues(files):
+    d = session(files)
+    d.execute("select 2")
+    d.execute("breakpoint 4")                  # only the TCP packet reaches pc 4
+    assert field(d.execute("step 4"), "pc") == "[4]"
+    assert d.execute("run") == ["bpf passes:1 fails:1"]   # like gdb's continue: no stop at pc 4
+    d.execute("step 1")                        # packet 1 in progress
+    out = d.execute("run")
+    assert out[-1] == "(breakpoint)" and d.cur == 1 and field(out, "pc") == "[4]"
+
+
 def test_step_wraps_to_first_packet(files):
     d = session(files)
     d.execute("select 3")
