@@ -120,6 +120,23 @@ def test_docs_example_line_and_dump(files):
     assert dump[9] == "{ 0x06,  0,  0, 0000000000 },"   # C's %#010x of zero
 
 
+@pytest.mark.parametrize("form", ["bpf_asm", "xt_bpf", "c", "tcpdump", "tcpdump-c", "raw", "json", "asm"])
+def test_load_bpf_any_format(files, form):
+    from bpfio.assembler import assemble
+    from bpfio.formats import format_program
+    prog = assemble(FILTER)
+    data = format_program(prog, form)
+    path = files / f"p.{form}"
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    d = Debugger("socket")
+    assert d.execute(f"load bpf {path}") == [f"bpf: 9 instructions from {path} (socket profile)"]
+    assert d.program == prog
+    if form in ("bpf_asm", "json"):               # one-line forms also work inline
+        inline = data.strip() if form == "bpf_asm" else " ".join(data.split())
+        d.execute(f"load bpf {inline}")
+        assert d.program == prog
+
+
 def test_register_dump_layout_and_c_hex(files):
     d = session(files)
     out = d.execute("step")
