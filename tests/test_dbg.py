@@ -486,6 +486,23 @@ def test_pio_exit_mentions_the_missing_model(tmp_path):
     assert any("--machine CONFIG --binding NAME" in ln for ln in out)
 
 
+def test_pio_kvm_pio_trace_and_clock(tmp_path):
+    (tmp_path / "t.asm").write_text("#include <pio.inc>\nld [PIO_TICKS]\nret #PIO_DONE\n")
+    (tmp_path / "t.trace").write_text(
+        "# tracer: nop\n"
+        " qemu-system-x86 4242 [001]  1234.000001: kvm:kvm_pio: pio_read at 0x608 size 4 count 1 val 0x1234\n"
+        " qemu-system-x86 4242 [001]  1234.500000: kvm:kvm_pio: pio_write at 0x60a size 2 count 1 val 0x7\n")
+    d = Debugger("pio", clock_hz=1000)
+    d.execute(f"load bpf {tmp_path / 't.asm'}")
+    assert d.execute(f"load events {tmp_path / 't.trace'} base=0x600")[0].endswith(
+        "base port 0x600 (PIO_OFFSET = port - 0x600)")
+    assert d.execute("select 2") == ["event #2 of 2 (line 3): OUT port 0x60a size 2 value 0x7"]
+    dump = d.execute("input")
+    assert "PIO_OFFSET:   0xa" in dump and "PIO_DATA:     0x7" in dump
+    # 1234.5 s at 1 kHz = 1234500 ticks
+    assert d.execute("step")[0].endswith(f"; A = {1234500:#x} (PIO_TICKS)")
+
+
 # --- pio machine mode ----------------------------------------------------------------------
 
 MODEL = textwrap.dedent("""\
