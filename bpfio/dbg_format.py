@@ -180,6 +180,10 @@ def explain(step, program, profile: str = "socket", old_mem: int | None = None) 
     if step.next_pc is None:
         if step.fault:
             return f"aborted: {step.fault}; returns 0"
+        anc = ANCILLARY_BY_K.get(insn.k)
+        if OPCODES[insn.code].cls == BPF_LD and anc is not None:
+            # ifidx/hatype on a socket without a device: the kernel's converted code exits with A.
+            return f"SKF_AD_{anc.kernel_name} without a device: the program ends returning A = {a:#x}"
         return f"returns {int(step.verdict):#x}"
     info = OPCODES[insn.code]
     cls, k = info.cls, insn.k

@@ -116,7 +116,7 @@ class Packets(Source):
         if v == 0:
             return "0 (drop)"
         if v >= n:
-            return f"{v:#x} (accept: the whole packet, {n} bytes)"
+            return f"{v:#x} (accept: the whole packet, {n} byte{'s' if n != 1 else ''})"
         return f"{v:#x} (accept: the first {v} of {n} bytes)"
 
 

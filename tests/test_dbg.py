@@ -307,6 +307,19 @@ def test_extensions_run():
     assert verdict == "verdict:  0xfffff004 (accept: the whole packet, 42 bytes)"
 
 
+def test_device_fields_without_a_device(files, runner, cli):
+    """`ld ifidx` on a socket without a device ends the program returning A (Linux's converted code)."""
+    (files / "if.asm").write_text("ld #7\nld ifidx\nret #1\n")
+    res = runner.invoke(cli, ["dbg", str(files / "if.asm"), "--packet", "00"], input="step 2\n")
+    assert "; SKF_AD_IFINDEX without a device: the program ends returning A = 0x7" in res.output
+    assert "verdict:  0x7 (accept: the whole packet, 1 byte)" in res.output
+    res = runner.invoke(cli, ["dbg", str(files / "if.asm"), "--packet", "00", "--ctx", "ifindex=5"],
+                        input="step 3\n")
+    assert "; A = 0x5 (SKF_AD_IFINDEX)" in res.output and "verdict:  0x1 " in res.output
+    res = runner.invoke(cli, ["dbg", "--ctx", "ifindex=5", "--profile", "pio"], input="")
+    assert res.exit_code == 2 and "--ctx applies to --profile socket" in res.stderr
+
+
 def test_indexed_word_load_out_of_bounds_aborts():
     """bpf_dbg's `ld [x+k]` out of bounds keeps A and carries on; the kernel returns 0."""
     verdict, out = verdict_of(None, "4,1 0 0 40,64 0 0 0,6 0 0 1,6 0 0 1,")   # ldx #40; ld [x+0]

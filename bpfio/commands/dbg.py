@@ -32,6 +32,8 @@ def _int_option(ctx, param, value):
                    "--syscall implies seccomp.")
 @click.option("--pcap", "pcap_file", metavar="FILE", help="socket: load this capture (pcap/pcapng).")
 @click.option("--packet", "packets", multiple=True, metavar="HEX", help="socket: load a packet.")
+@click.option("--ctx", "ctx_fields", multiple=True, metavar="FIELD=VALUE",
+              help="socket: a context field for ancillary loads, e.g. ifindex=2, protocol=0x800.")
 @click.option("--syscall", "syscalls", multiple=True, metavar="'NAME [ARG...] [arch=A]'",
               help="seccomp: load a system call (repeatable).")
 @click.option("--events", "events_file", metavar="FILE",
@@ -56,7 +58,7 @@ def _int_option(ctx, param, value):
               metavar="DIR", help="Search DIR for #include files (asm/ is always searched).")
 @click.option("-D", "--define", "defines", multiple=True, callback=parse_define,
               metavar="NAME[=VALUE]", help="Define a constant, as cpp -D.")
-def dbg(program, profile, pcap_file, packets, syscalls, events_file, base, mem_words, notifiers,
+def dbg(program, profile, pcap_file, packets, ctx_fields, syscalls, events_file, base, mem_words, notifiers,
         clock_hz, machine_config, binding_name, script, keep_going, include_path, defines):
     """Debug PROGRAM step by step, as the kernel's tools/bpf/bpf_dbg does.
 
@@ -86,7 +88,8 @@ def dbg(program, profile, pcap_file, packets, syscalls, events_file, base, mem_w
     if script == "-" and program == "-":
         raise click.UsageError("standard input cannot hold both the program and the commands")
     session = Debugger(profile, mem_words=mem_words, notifiers=notifiers, clock_hz=clock_hz,
-                       base=base, include_path=include_path, defines=defines)
+                       base=base, include_path=include_path, defines=defines,
+                       context=_context(ctx_fields, profile))
     try:
         setup = _setup(session, program, pcap_file, packets, syscalls, events_file,
                        machine_config, binding_name, include_path, defines)
@@ -100,6 +103,25 @@ def dbg(program, profile, pcap_file, packets, syscalls, events_file, base, mem_w
     finally:
         session.close()
     sys.exit(status)
+
+
+def _context(fields, profile) -> dict:
+    """``--ctx FIELD=VALUE`` options as SocketContext keyword arguments."""
+    from ..interp import SocketContext
+    if fields and profile != "socket":
+        raise click.UsageError("--ctx applies to --profile socket")
+    known = sorted(set(SocketContext.__dataclass_fields__) - {"rand"})
+    out = {}
+    for item in fields:
+        name, eq, value = item.partition("=")
+        if not eq or name not in known:
+            raise click.BadParameter(f"'{item}': expected FIELD=VALUE with FIELD one of "
+                                     f"{', '.join(known)}", param_hint="--ctx")
+        try:
+            out[name] = None if value.lower() == "none" else int(value, 0)
+        except ValueError:
+            raise click.BadParameter(f"'{value}' is not a number", param_hint="--ctx") from None
+    return out
 
 
 def _setup(session, program, pcap_file, packets, syscalls, events_file, machine_config,
