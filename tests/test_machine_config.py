@@ -188,7 +188,7 @@ def test_config_program_syntax_error_names_program_line(models):
     write(models / "p.asm", "ld [0]\nbogus x\nret #0\n")
     cfg = write(models / "m.toml", '[bindings.x]\nbase = 0x70\nlength = 1\nprogram = "p.asm"\n')
     _, errors = check_machine(cfg)
-    assert f"binding 'x': program 'p.asm': " in str(errors[0])
+    assert "binding 'x': program 'p.asm': " in str(errors[0])
     assert "p.asm:2" in str(errors[0])
 
 

@@ -48,13 +48,17 @@ import time
 import traceback
 from collections import deque
 from functools import lru_cache
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import BpfError, PioError
-from ..insn import Insn, Program
-from ..isa import BPF_ABS, BPF_B, BPF_H, BPF_IND, BPF_LD, BPF_LDX, BPF_MSH, BPF_W
+from ..insn import Program
 from . import abi
 from .notify import Notifier
+from .program import clock_fields, load_runner, to_program
+from .state import Counters, FakeClock, Fault, SharedMemory
+
+__all__ = ["Binding", "Counters", "FakeClock", "Fault", "Machine", "SharedMemory", "SIZE_MASK",
+           "bad_access", "bad_value", "clock_fields"]
 
 _IN = abi.PIO_IN
 _OUT = abi.PIO_OUT
@@ -74,95 +78,6 @@ SIZE_MASK = {1: 0xff, 2: 0xffff, 4: 0xffffffff}
 ENGINES = ("compiled", "interp")
 FAULTS_KEPT = 64         # device-model fault records kept (the count is unbounded)
 CLOCK_HZ_MAX = 10 ** 12  # 1 THz: keeps PIO_TICKS meaningful and 64-bit for ~5 h
-
-
-class FakeClock:
-    """A settable clock for tests and replays: ``clock()`` returns ``clock.ns``."""
-
-    __slots__ = ("ns",)
-
-    def __init__(self, ns: int = 0):
-        self.ns = ns
-
-    def __call__(self) -> int:
-        return self.ns
-
-    def advance(self, ns: int) -> int:
-        """Move the clock forward by ``ns`` and return the new reading."""
-        self.ns += ns
-        return self.ns
-
-
-class SharedMemory:
-    """A binding's N shared 32-bit words, seen by its program and its model.
-
-    ``mem[i]`` reads a word, ``mem[i] = v`` stores ``v & 0xffffffff``;
-    indexes are bounds-checked (``IndexError``).  ``mem.words`` is the very
-    list the program reads with ``ld M[k]`` and ``ld [x + PIO_MEM]``.
-    """
-
-    __slots__ = ("words",)
-
-    def __init__(self, n: int):
-        self.words = [0] * n
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-    def __getitem__(self, i):
-        return self.words[i]
-
-    def __setitem__(self, i, value) -> None:
-        if isinstance(i, slice):
-            values = [int(v) & _U32 for v in value]
-            if len(range(*i.indices(len(self.words)))) != len(values):
-                raise ValueError("shared memory has a fixed size: slice assignment must keep it")
-            self.words[i] = values
-        else:
-            self.words[i] = int(value) & _U32
-
-    def __iter__(self):
-        return iter(self.words)
-
-    def __repr__(self) -> str:
-        return f"SharedMemory({self.words!r})"
-
-
-class Counters:
-    """Per-binding event counters (plain ints).
-
-    Every event ends either handled by the program (``handled``, which
-    includes ``notified``) or as an exit to userspace (``exits``, which
-    includes ``aborts``, ``bad_verdicts``, ``faults`` and ``unserved`` --
-    exits with no device model), so ``events == handled + exits``.
-    """
-
-    __slots__ = ("handled", "notified", "exits", "aborts", "bad_verdicts", "insns", "faults",
-                 "unserved")
-    FIELDS = ("events", *__slots__)
-
-    def __init__(self):
-        for name in self.__slots__:
-            setattr(self, name, 0)
-
-    @property
-    def events(self) -> int:
-        """All accesses dispatched to the binding."""
-        return self.handled + self.exits
-
-    def as_dict(self) -> dict[str, int]:
-        """The counters as a plain dict, in a stable order."""
-        return {name: getattr(self, name) for name in self.FIELDS}
-
-
-class Fault(NamedTuple):
-    """One contained device-model exception."""
-
-    binding: str
-    port: int
-    size: int
-    direction: int
-    traceback: str
 
 
 def _check_int(what: str, value, lo: int, hi: int, *, hexa: bool = False) -> int:
@@ -197,66 +112,12 @@ def bad_value(port: int, size: int, value) -> PioError:
                     if value >= 0 else f"port {port:#x}: value {value} is negative",
                     port=port, size=size)
 
-
-def _to_program(program) -> Program:
-    """Accept a Program, a sequence of Insn, or assembly text."""
-    if isinstance(program, Program):
-        return program
-    if isinstance(program, str):
-        from ..assembler import assemble
-        return assemble(program, filename="<program>")
-    if isinstance(program, (list, tuple)) and all(isinstance(i, Insn) for i in program):
-        return Program(program)
-    if isinstance(program, (bytes, bytearray)):   # raw struct sock_filter array
-        return Program.from_bytes(bytes(program))
-    raise PioError(f"program must be a Program, Insn list, raw bytes or assembly text, "
-                   f"not {type(program).__name__}")
-
-
-def clock_fields(program: Program | None) -> bool:
-    """True when a program can read PIO_TICKS/PIO_NS (context bytes 24..39).
-
-    Absolute loads (``ld/ldh/ldb [k]``, ``ldx 4*([k]&0xf)``) are checked by
-    range; an indexed load (``[x + k]``) may reach anything, so it counts.
-    """
-    if program is None:
-        return False
-    lo, hi = abi.CONSTANTS["PIO_TICKS"], abi.PIO_HDR_LEN
-    for insn in program:
-        cls, mode = insn.code & 0x07, insn.code & 0xe0
-        if cls not in (BPF_LD, BPF_LDX):
-            continue
-        if mode == BPF_IND:
-            return True
-        if mode in (BPF_ABS, BPF_MSH):
-            width = 1 if mode == BPF_MSH else {BPF_W: 4, BPF_H: 2, BPF_B: 1}.get(insn.code & 0x18, 4)
-            if insn.k < hi and insn.k + width > lo:
-                return True
-    return False
-
-
 @lru_cache(maxsize=256)
 def _access_factory(source: str) -> Callable:
     """Compile an event-function factory once per distinct source."""
     namespace: dict[str, Any] = {}
     exec(compile(source, "<bpfio pio access>", "exec"), namespace)
     return namespace["make"]
-
-
-@lru_cache(maxsize=1024)
-def _runner(code: bytes, engine: str) -> Callable:
-    """Build the runner of a verified program once per (program, engine).
-
-    Runners are pure functions of their arguments (the shared words are
-    passed in), so bindings running the same program share one -- and one
-    copy of its code, which keeps many-binding machines cache-friendly.
-    """
-    prog = Program.from_bytes(code)
-    if engine == "interp":
-        from ..interp import pio_runner
-        return pio_runner(prog).pio
-    from ..compiler import compile as compile_program
-    return compile_program(prog, profile="pio").pio
 
 
 class Binding:
@@ -565,9 +426,9 @@ class Machine:
         if program is None:
             return None, None, []
         from ..verifier import verify
-        prog = _to_program(program)
+        prog = to_program(program)
         lints = verify(prog, profile="pio", mem_words=mem_words, notifiers=notifiers)
-        return prog, _runner(bytes(prog), engine), lints
+        return prog, load_runner(bytes(prog), engine), lints
 
     def binding_at(self, port: int) -> Binding | None:
         """The binding a first port dispatches to, or None."""
