@@ -148,6 +148,8 @@ def test_bad_device_lists():
         parse_devices(["00.0=e1000"])
     with pytest.raises(PioError, match="SLOT.FN"):
         parse_devices(["zz"])
+    with pytest.raises(PioError, match="must be a list"):
+        parse_devices("00.0=i440fx")
     with pytest.raises(PioError, match="given twice"):
         parse_devices(["03.0=piix3", "03.0=i440fx"])
     with pytest.raises(PioError, match="mem_words >= 260"):

@@ -98,6 +98,8 @@ DEFAULT_DEVICES = ("00.0=i440fx", "01.0=piix3", "03.0=virtio-net")
 
 def parse_devices(specs) -> list[tuple[int, str]]:
     """Parse ``["SS.F=kind", ...]`` into (devfn, kind); errors name the entry."""
+    if isinstance(specs, (str, bytes)) or not hasattr(specs, "__iter__"):
+        raise PioError(f"pci devices must be a list like ['03.0=virtio-net'], not {specs!r}")
     out = []
     for spec in specs:
         try:

@@ -47,9 +47,12 @@ class VirtioNet:
 
     def __init__(self, *, queue_sizes=(256, 256, 64), host_features: int = HOST_FEATURES,
                  mac: str = DEFAULT_MAC, link_up: bool = True):
-        sizes = list(queue_sizes)
+        try:
+            sizes = list(queue_sizes)
+        except TypeError:
+            sizes = []
         if not 1 <= len(sizes) <= QUEUES_MAX or any(
-                not isinstance(n, int) or n < 0 or n & (n - 1) or n > 32768 for n in sizes):
+                not isinstance(n, int) or n < 1 or n & (n - 1) or n > 32768 for n in sizes):
             raise PioError(f"virtio: queue_sizes must be 1..{QUEUES_MAX} powers of two "
                            f"<= 32768, got {queue_sizes!r}")
         try:
