@@ -162,7 +162,7 @@ class Debugger:
             return [w + " " for w in LOAD_WHAT if w.startswith(text)]
         if words[0] == "breakpoint" and len(words) <= 2 and "reset".startswith(text) and text:
             return ["reset"]
-        if words[0] == "load" and words[1] in ("bpf", "pcap", "events"):
+        if words[0] == "load" and _prefix(words[1], LOAD_WHAT) in ("bpf", "pcap", "events"):
             return _paths(text)
         return []
 

@@ -172,6 +172,21 @@ def test_breakpoint_listing_and_messages(files):
         d.execute("breakpoint 9")                      # bpf_dbg ignores it silently
 
 
+def test_completions(files):
+    d = Debugger("socket")
+    assert d.completions("", "") == [c + " " for c in
+                                     ("load", "select", "step", "run", "breakpoint", "disassemble",
+                                      "dump", "regs", "input", "mem", "path", "help", "quit")]
+    assert d.completions("s", "s") == ["select ", "step "]
+    assert d.completions("load ", "") == ["bpf ", "pcap ", "packet ", "syscall ", "events "]
+    assert d.completions("load p", "p") == ["pcap ", "packet "]
+    assert d.completions("breakpoint r", "r") == ["reset"]
+    (files / "sub").mkdir()
+    prefix = str(files / "s")
+    assert d.completions(f"load pc {prefix}", prefix) == [str(files / "sub") + "/"]
+    assert d.completions("step ", "") == []
+
+
 # --- the walk through packets -----------------------------------------------------------
 
 def test_run_counts_and_rewinds(files):
