@@ -40,10 +40,10 @@ from functools import lru_cache
 
 from .errors import VerifierError
 from .insn import Insn, Program
-from .isa import (ANCILLARY_BY_K, BPF_ABS, BPF_ALU, BPF_DIV, BPF_H, BPF_IND,
+from .isa import (ANCILLARY_BY_K, BPF_ABS, BPF_ALU, BPF_B, BPF_DIV, BPF_IND,
                   BPF_JA, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH,
                   BPF_MAXINSNS, BPF_MEM, BPF_MEMWORDS, BPF_MOD, BPF_MSH,
-                  BPF_RET, BPF_RSH, BPF_ST, BPF_STX, BPF_W, KERNEL_CODES,
+                  BPF_RET, BPF_RSH, BPF_ST, BPF_STX, BPF_W, BPF_X, KERNEL_CODES,
                   OPCODES, SECCOMP_CODES, SKF_AD, SKF_AD_OFF, to_s32)
 
 PROFILES = ("socket", "seccomp", "pio")
@@ -69,7 +69,7 @@ JA = BPF_JMP | BPF_JA
 COND_JUMPS = _codes(lambda i: i.is_cond_jump)
 ABS_LOADS = _codes(lambda i: i.cls == BPF_LD and i.mode == BPF_ABS)
 IND_LOADS = _codes(lambda i: i.cls == BPF_LD and i.mode == BPF_IND)
-MSH = BPF_LDX | BPF_MSH | 0x10
+MSH = BPF_LDX | BPF_B | BPF_MSH
 LEN_LOADS = _codes(lambda i: i.mode == BPF_LEN)
 RET_OK = _codes(lambda i: i.is_ret)           # RET K and RET A (RET X is not kernel)
 RET_K = BPF_RET | BPF_K
@@ -408,9 +408,10 @@ def _static_len(code: int) -> int | None:
 
 
 _STATIC_LEN = {code: _static_len(code) for code in KERNEL_CODES}
-# The longest expansion of one instruction (MSH with a large offset): used to
-# skip the model for programs that cannot reach any limit.
-_MAX_EXPANSION = 1 + 16 + 5
+# The longest expansion of one instruction (MSH with a large offset; for
+# seccomp, div/mod by X): used to skip the model for programs that cannot
+# reach any limit.
+_MAX_EXPANSION = {"socket": 1 + 16 + 5, "seccomp": 5}
 
 
 def converted_layout(program, *, profile: str = "socket") -> tuple[list[int], int]:
@@ -419,14 +420,30 @@ def converted_layout(program, *, profile: str = "socket") -> tuple[list[int], in
     Only meaningful for programs the classic checks accept.  Addresses count
     the prologue (3 instructions, 7 once the program loads packet bytes).
     """
-    addrs, pos, seen_ld_abs = [], 0, False
+    addrs, total, _jumps = _convert(program, profile)
+    return addrs, total
+
+
+def _convert(program, profile: str):
+    """(addresses, total length, [(pc, target pc, slot of the eBPF jump)])."""
+    addrs, jumps, pos, seen_ld_abs = [], [], 0, False
     static = _STATIC_LEN
-    for code, jt, jf, k in program:
+    for pc, (code, jt, jf, k) in enumerate(program):
         addrs.append(pos)
         n = static[code]
         if n is None:
             if code in COND_JUMPS:
-                n = _cond_jump_slots(code, jt, jf, k)[-1][1] + 1
+                # A negative immediate is first moved into a register (eBPF imm is signed).
+                slot = 1 if k >= 0x80000000 and not code & BPF_X else 0
+                if jf == 0:
+                    jumps.append((pc, pc + 1 + jt, slot))
+                elif jt == 0 and code & 0xf0 != BPF_JSET:   # JEQ/JGT/JGE invert
+                    jumps.append((pc, pc + 1 + jf, slot))
+                else:                                       # Jxx to jt, then JA to jf
+                    jumps.append((pc, pc + 1 + jt, slot))
+                    slot += 1
+                    jumps.append((pc, pc + 1 + jf, slot))
+                n = slot + 1
             elif profile == "seccomp" and code == SECCOMP_LD_ABS:
                 n = 1                               # rewritten to LDX|W|ABS
             elif k in ANCILLARY_BY_K and code in ABS_LOADS:
@@ -437,49 +454,32 @@ def converted_layout(program, *, profile: str = "socket") -> tuple[list[int], in
             else:
                 n = _ld_abs_len(k, OPCODES[code].size, code in IND_LOADS)
                 seen_ld_abs = True
+        elif code == JA:
+            jumps.append((pc, pc + 1 + k, 0))
         pos += n
     base = 7 if seen_ld_abs else 3
-    if base != 3:
-        addrs = [a + 4 for a in addrs]
-    return [a + 3 for a in addrs], pos + base
-
-
-def _cond_jump_slots(code: int, jt: int, jf: int, k: int) -> list[tuple[int, int]]:
-    """(branch offset, slot in the expansion) of each eBPF jump a JEQ/JGT/JGE/JSET becomes."""
-    info = OPCODES[code]
-    # A negative immediate is first moved into a register (eBPF imm is signed).
-    slot = 1 if info.src == BPF_K and k >= 0x80000000 else 0
-    if jf == 0:
-        return [(jt, slot)]
-    if jt == 0 and info.op != BPF_JSET:             # JEQ/JGT/JGE invert to JNE/JLE/JLT
-        return [(jf, slot)]
-    return [(jt, slot), (jf, slot + 1)]             # Jxx to jt, then JA to jf
+    return [a + base for a in addrs], pos + base, jumps
 
 
 def conversion_warnings(program, *, profile: str = "socket") -> list[Lint]:
     """Warnings for what the kernel refuses when converting an accepted program."""
     prog = _as_program(program)
     limit = optmem_max()
-    smallest = min(S16_MAX, (limit - BPF_PROG_HEADER) // 8 - 1)
-    if 7 + 2 + _MAX_EXPANSION * len(prog) < smallest:
+    smallest = S16_MAX                              # seccomp is not charged to a socket
+    if profile == "socket":
+        smallest = min(smallest, (limit - BPF_PROG_HEADER) // 8 - 1)
+    if 7 + 2 + _MAX_EXPANSION[profile] * len(prog) < smallest:
         return []                                   # far from every limit
-    addrs, total = converted_layout(prog, profile=profile)
-    for pc, (code, jt, jf, k) in enumerate(prog):
-        if code == JA:
-            jumps = ((k, 0),)
-        elif code in COND_JUMPS:
-            jumps = _cond_jump_slots(code, jt, jf, k)
-        else:
-            continue
-        for off, slot in jumps:
-            here = addrs[pc] + slot
-            # The converter's first addressed pass sees 0 for every forward
-            # target, so a jump placed past 32768 fails there already.
-            if addrs[pc + 1 + off] - here - 1 > S16_MAX or here + 1 > S16_MAX + 1:
-                return [Lint(pc, "convert-jump-range",
-                             f"after conversion to eBPF this jump sits at or spans more "
-                             f"than {S16_MAX} instructions; the kernel refuses the "
-                             "program with EINVAL", prog[pc])]
+    addrs, total, jumps = _convert(prog, profile)
+    for pc, target, slot in jumps:
+        here = addrs[pc] + slot
+        # The converter's first addressed pass sees 0 for every forward
+        # target, so a jump placed past 32768 fails there already.
+        if addrs[target] - here - 1 > S16_MAX or here + 1 > S16_MAX + 1:
+            return [Lint(pc, "convert-jump-range",
+                         f"after conversion to eBPF this jump sits at or spans more "
+                         f"than {S16_MAX} instructions; the kernel refuses the "
+                         "program with EINVAL", prog[pc])]
     if profile == "socket":
         size = BPF_PROG_HEADER + 8 * total
         if size >= limit:
