@@ -528,3 +528,37 @@ def test_notifier_wakes_an_asyncio_loop(portable):
 
     assert asyncio.run(consumer()) == 4
     n.close()
+
+
+def test_event_clock_reading_is_private_to_the_event_thread():
+    """While a model runs, other threads calling now_ns() get a fresh reading, not the event's."""
+    clock = FakeClock(100)
+    m = Machine(clock=clock)
+    seen = {}
+    inside = threading.Event()
+    release = threading.Event()
+
+    class Slow:
+        def attach(self, b):
+            self.b = b
+
+        def io_read(self, offset, size):
+            seen["model"] = self.b.now_ns()
+            inside.set()
+            release.wait(5)
+            seen["model_again"] = self.b.now_ns()
+            return 0
+
+        def io_write(self, offset, size, value):
+            pass
+
+    b = m.attach(0x70, 1, device=Slow())
+    t = threading.Thread(target=m.pio_in, args=(0x70, 1))
+    t.start()
+    inside.wait(5)
+    clock.ns = 200
+    seen["host"] = b.now_ns()
+    release.set()
+    t.join(5)
+    assert seen == {"model": 100, "model_again": 100, "host": 200}
+    assert b.now_ns() == 200

@@ -46,6 +46,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from threading import get_ident
 from collections import deque
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Sequence
@@ -112,6 +113,7 @@ def bad_value(port: int, size: int, value) -> PioError:
                     if value >= 0 else f"port {port:#x}: value {value} is negative",
                     port=port, size=size)
 
+
 @lru_cache(maxsize=256)
 def _access_factory(source: str) -> Callable:
     """Compile an event-function factory once per distinct source."""
@@ -146,14 +148,21 @@ class Binding:
         self._run: Callable | None = None
         self._words = self.mem.words
         self._clock = machine.clock
-        self._event_ns: int | None = None  # the event's clock reading while a model runs
+        self._event_ns: int | None = None  # the event's clock reading while a model runs,
+        self._event_tid = 0                # ... and the thread running that event
         self._access = self._make_access(None, None)
 
     # -- clock --------------------------------------------------------------
     def now_ns(self) -> int:
-        """Host nanoseconds: the current event's reading inside a model call, else a fresh one."""
+        """Host nanoseconds: the current event's reading inside a model call, else a fresh one.
+
+        Only the thread running the event sees its reading; any other thread
+        (a consumer, the host) reads the clock afresh.
+        """
         ns = self._event_ns
-        return (self._clock() & _U64) if ns is None else ns
+        if ns is not None and self._event_tid == get_ident():
+            return ns
+        return self._clock() & _U64
 
     def ticks(self, ns: int | None = None) -> int:
         """This binding's clock: floor(ns * clock_hz / 1e9), 64-bit; 0 without clock_hz."""
@@ -270,6 +279,7 @@ class Binding:
         if device is None:
             self.counters.unserved += 1
             return mask
+        self._event_tid = get_ident()
         self._event_ns = ns
         try:
             if direction == _IN:
