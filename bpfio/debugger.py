@@ -224,13 +224,12 @@ class Debugger:
     # -- commands --------------------------------------------------------------------
     def cmd_help(self, arg):
         """List the commands."""
-        width = max(len(u) for u, _ in COMMANDS.values() if len(u) < 40)
+        width = max(len(form) for usage, _ in COMMANDS.values() for form in usage.split(" | "))
         out = []
         for usage, text in COMMANDS.values():
-            if len(usage) > width:
-                out += [usage, " " * (width + 2) + text]
-            else:
-                out.append(f"{usage:<{width}}  {text}")
+            forms = usage.split(" | ")
+            out.append(f"{forms[0]:<{width}}  {text}")
+            out += forms[1:]
         return out
 
     def cmd_quit(self, arg):
