@@ -36,6 +36,7 @@ Example::
 from __future__ import annotations
 
 import random as _random
+from itertools import count as _count
 from dataclasses import dataclass, field, replace
 from typing import Callable, NamedTuple
 
@@ -364,10 +365,8 @@ def execute(ops, pkt: bytes, mem: list, inp: _Input):
     length = n if inp.length is None else inp.length
     a = x = 0
     pc = 0
-    count = 0
-    while True:
+    for count in _count(1):     # counts executed instructions at C speed
         op, k, t, f = ops[pc]
-        count += 1
         if op == JEQ_K:
             pc = t if a == k else f
         elif op == LDH_ABS:
@@ -544,7 +543,7 @@ class Interpreter:
 
     def __call__(self, data, **context):
         """Run on one input; same arguments and result as :func:`run`."""
-        if self.profile == "socket" and not context:  # the hot path: no per-call setup
+        if not context and self.profile == "socket":  # the hot path: no per-call setup
             return execute(self.ops, data, [0] * 16, _DEFAULT_SOCKET)[0] or 0
         pkt, mem, inp = _prepare(self.profile, data, context)
         verdict, _, _ = execute(self.ops, pkt, mem, inp)
