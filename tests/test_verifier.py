@@ -337,3 +337,27 @@ def test_accepted_programs_run_in_the_interpreter(prog, packet):
         return
     from bpfio.interp import run
     assert 0 <= run(prog, packet) <= 0xffffffff
+
+
+pio_insns = st.builds(
+    Insn, st.sampled_from([0x00, 0x01, 0x02, 0x03, 0x04, 0x07, 0x15, 0x16, 0x20, 0x28, 0x30,
+                           0x25, 0x45, 0x60, 0x61, 0x80, 0x81, 0x87, 0xb1, 0x06]),
+    st.integers(0, 3), st.integers(0, 3),
+    st.one_of(st.integers(0, 80), st.sampled_from([0x10000, 0x20000, 0x20001, 0xfffff038])))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(pio_insns, min_size=1, max_size=12), st.integers(1, 8),
+       st.integers(0, 0xffffffff))
+def test_pio_accepted_programs_never_fault_on_static_loads(prog, words, data):
+    # Without [x + k] loads or division by X, a pio-accepted program cannot abort.
+    prog = prog + [DONE]
+    try:
+        verify(prog, profile="pio", mem_words=words, notifiers=2)
+    except VerifierError:
+        return
+    from bpfio.interp import outcome
+    from bpfio.pio.abi import PioEvent
+    event = PioEvent(port=0x60, size=4, direction=1, data=data)
+    verdict, _a, _n = outcome(prog, event, profile="pio", mem=[7] * words)
+    assert verdict is not None
