@@ -63,6 +63,14 @@ class Cfg(NamedTuple):
         """The edges leaving the block that starts at ``start``."""
         return [e for e in self.edges if e.src == start]
 
+    def reachable(self) -> set[int]:
+        """Start pcs of the blocks some input can reach from pc 0 (jumps only go forward)."""
+        seen = {0}
+        for b in self.blocks:                     # pc order is a topological order
+            if b.start in seen:
+                seen.update(e.dst for e in self.edges if e.src == b.start)
+        return seen
+
 
 def _targets(pc: int, insn, n: int) -> list[tuple[int, str]]:
     """Where control goes after ``insn`` at ``pc``: ``[(pc, kind)]``, [] for ret."""
@@ -171,7 +179,8 @@ def to_dot(program, *, profile: str = "socket", name: str = "bpf",
     """Graphviz DOT text for ``program``'s control-flow graph.
 
     Nodes are ``b<start pc>``, one per block, listing its instructions in
-    bpf_asm syntax (jump targets as ``L<pc>``); a ``ret`` block is filled
+    bpf_asm syntax (jump targets as ``L<pc>``); blocks no input reaches are
+    grey and dashed, marked ``(unreachable)``; a ``ret`` block is filled
     (green: accept/allow/handled, red: drop/deny/kill, yellow: depends on A
     or goes to userspace) and ends with ``-> verdict``.  ``highlight`` is a
     set of executed pcs whose blocks and edges are drawn bold.
@@ -180,6 +189,7 @@ def to_dot(program, *, profile: str = "socket", name: str = "bpf",
     cfg = cfg or build_cfg(program)
     n = len(program)
     hot = set(highlight)
+    live = cfg.reachable()
     lines = [f'digraph "{_dot_escape(name)}" {{',
              '  node [shape=box, fontname="monospace", fontsize=10];',
              '  edge [fontname="monospace", fontsize=9];']
@@ -188,10 +198,17 @@ def to_dot(program, *, profile: str = "socket", name: str = "bpf",
         for pc in range(b.start, b.end + 1):
             rows.append(f"L{pc}: {format_insn(program[pc], pc, length=n)}")
         last = program[b.end]
-        attrs = []
+        attrs, styles = [], []
+        if b.start not in live:
+            rows[0] += " (unreachable)"
+            attrs.append('color="gray50", fontcolor="gray50"')
+            styles.append("dashed")
         if OPCODES[last.code].cls == BPF_RET:
             rows.append(f"-> {ret_meaning(last, profile)}")
-            attrs.append(f'style="filled", fillcolor="{_fill(last, profile)}"')
+            styles.insert(0, "filled")
+            attrs.append(f'fillcolor="{_fill(last, profile)}"')
+        if styles:
+            attrs.append(f'style="{",".join(styles)}"')
         if b.start in hot:
             attrs.append("penwidth=3")
         label = "".join(_dot_escape(r) + "\\l" for r in rows)

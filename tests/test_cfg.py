@@ -47,6 +47,10 @@ def test_fall_through_ja_and_equal_branches():
     assert [b.start for b in cfg.blocks] == [0, 2, 3, 4, 5, 7, 8]
     assert Edge(0, 3, "both") in cfg.edges and Edge(3, 5, "always") in cfg.edges
     assert Edge(5, 7, "true") in cfg.edges and Edge(5, 8, "false") in cfg.edges
+    assert cfg.reachable() == {0, 3, 5, 7, 8}
+    text = to_dot(p)
+    assert 'b2 [label="pc 2 (unreachable)\\l' in text and 'b4 [label="pc 4 (unreachable)' in text
+    assert text.count("(unreachable)") == 2 and 'style="filled,dashed"' in text
     # Every block but the ret blocks has an edge out; ret blocks have none.
     for b in cfg.blocks:
         is_ret = p[b.end].code & 0x07 == 0x06
