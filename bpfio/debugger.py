@@ -65,6 +65,14 @@ def _int(text: str, what: str) -> int:
         raise DbgError(f"'{text}' is not a number ({what})") from None
 
 
+def _split(text: str) -> list[str]:
+    """Shell-like words (quotes allowed), or a DbgError."""
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise DbgError(f"cannot split '{text}' into words: {exc}") from None
+
+
 def _prefix(word: str, choices) -> str | None:
     """bpf_dbg's sub-word rule: any prefix of a choice selects it (the first that matches)."""
     for choice in choices:
@@ -308,7 +316,7 @@ class Debugger:
     def _load_syscall(self, text):
         from .seccomp import ARCHES, SeccompData, syscall_number
         self._require("seccomp", "syscall")
-        words = shlex.split(text)
+        words = _split(text)
         fields = {"arch": "x86_64", "ip": "0"}
         args = []
         for w in words[1:]:
@@ -332,7 +340,7 @@ class Debugger:
     def _load_events(self, text):
         from .dbg_inputs import PioEvents, read_accesses
         self._require("pio", "events")
-        words = shlex.split(text)
+        words = _split(text)
         base = self.base
         for w in words[1:]:
             name, eq, value = w.partition("=")

@@ -396,6 +396,11 @@ def test_error_messages(cmd, message):
         d.execute(cmd)
 
 
+def test_unbalanced_quotes():
+    with pytest.raises(DbgError, match="cannot split ''open' into words: No closing quotation"):
+        Debugger("seccomp").execute("load syscall 'open")
+
+
 def test_no_packets_message(files):
     d = session(files, pcap=None)
     with pytest.raises(DbgError, match=r"no packets loaded \(load pcap FILE or load packet HEX\)"):
