@@ -70,7 +70,6 @@ COND_JUMPS = _codes(lambda i: i.is_cond_jump)
 ABS_LOADS = _codes(lambda i: i.cls == BPF_LD and i.mode == BPF_ABS)
 IND_LOADS = _codes(lambda i: i.cls == BPF_LD and i.mode == BPF_IND)
 MSH = BPF_LDX | BPF_B | BPF_MSH
-LEN_LOADS = _codes(lambda i: i.mode == BPF_LEN)
 RET_OK = _codes(lambda i: i.is_ret)           # RET K and RET A (RET X is not kernel)
 RET_K = BPF_RET | BPF_K
 SECCOMP_LD_ABS = BPF_LD | BPF_W | BPF_ABS
