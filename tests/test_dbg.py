@@ -10,6 +10,7 @@ import subprocess
 import textwrap
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from bpfio.debugger import DbgError, Debugger
 from bpfio.errors import BpfError
@@ -684,3 +685,34 @@ def test_installed_entry_point(files):
                           input="run\nquit\n", capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-2:] == ["bpf passes:1 fails:2", "> quit"]
+
+
+# --- no command line ends in a traceback ----------------------------------------------------
+
+WORDS = ["load", "bpf", "pcap", "packet", "syscall", "events", "select", "step", "run",
+         "breakpoint", "reset", "disassemble", "dump", "regs", "input", "mem", "path", "help",
+         "0", "1", "2", "-1", "-3", "5", "99", "0x10", "-0", "abc", "'", "#", "ff00", "arch=i386",
+         "base=0x80", "l3", "L9", "4,40 0 0 12,21 0 1 2048,6 0 0 65535,6 0 0 0,", "ret", "#1", "x"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(profile=st.sampled_from(["socket", "seccomp", "pio"]),
+       script=st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=4), max_size=12))
+def test_random_commands_only_raise_bpf_errors(files, profile, script):
+    if profile == "socket":
+        d = session(files)
+    elif profile == "seccomp":
+        d = session(files, program=SECCOMP, pcap=None, profile="seccomp")
+        d.execute("load syscall open 1 2")
+        d.execute("load syscall read")
+    else:
+        d = session(files, program=COUNTER, pcap=None, profile="pio")
+        events = write_events(files / "r.jsonl", [
+            {"op": "out", "port": 0x80, "size": 1, "value": 1},
+            {"op": "in", "port": 0x81, "size": 2, "value": 1}])
+        d.execute(f"load events {events}")
+    for words in script:
+        try:
+            d.execute(" ".join(words))
+        except BpfError:
+            pass
