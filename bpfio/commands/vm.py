@@ -43,6 +43,11 @@ def summary(result: kvm.RunResult, stats: dict) -> list[str]:
              f"({result.exits_per_second:,.0f}/s), port accesses {result.accesses}",
              f"fast path served {handled} of {events} port accesses"
              + (f" ({100.0 * handled / events:.1f}%)" if events else "")]
+    if result.handler_seconds is not None and result.io_exits:
+        per_exit = result.seconds * 1e6 / result.io_exits
+        in_bpfio = result.handler_seconds * 1e6 / result.io_exits
+        lines.append(f"per PIO exit: {per_exit:.1f} us, of which {in_bpfio:.1f} us in bpfio "
+                     f"(engine + models, {100.0 * result.handler_share:.1f}% of the run)")
     for v in result.vcpus:
         lines.append(f"  vcpu {v.index}: {v.io_exits} PIO exits ({v.string_exits} string), "
                      f"stopped by {v.stop or '?'} at rip {v.rip:#x}")
@@ -117,7 +122,8 @@ def _run(guest, config, entry, load_addr, mode, vcpus, mem_mib, timeout, offload
         try:
             result = kvm.run_guest(image, machine, entry=entry, load=load_addr, mode=mode,
                                    vcpus=vcpus, mem_size=mem_mib << 20,
-                                   timeout=timeout or None, offload=offload)
+                                   timeout=timeout or None, offload=offload,
+                                   timed=stats)
         finally:
             out = uart_output(machine)
             if out:
