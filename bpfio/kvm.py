@@ -330,6 +330,7 @@ class Vm:
         self.vcpus: list[Vcpu] = []
         self.offload = None          # a bpfio.kvm_offload.Offload once enabled
         self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         try:
             self._open(vcpus)
@@ -402,6 +403,7 @@ class Vm:
         threads = [threading.Thread(target=self._thread_main, args=(v, errors),
                                     name=f"bpfio-vcpu{v.index}", daemon=True)
                    for v in self.vcpus]
+        self._threads = threads
         restore = self._install_kick_handler()
         start = time.perf_counter()
         try:
@@ -461,7 +463,7 @@ class Vm:
             self._loop(vcpu)
         except BaseException as err:        # reported by run(); stop the other vCPUs too
             errors.append(err)
-            self._kick([])
+            self._kick([t for t in self._threads if t is not threading.current_thread()])
 
     def _loop(self, vcpu: Vcpu) -> None:
         """The exit loop of one vCPU: KVM_RUN, dispatch the exit, repeat until HLT."""

@@ -305,3 +305,22 @@ def test_every_fd_is_closed_after_runs_and_errors():
 def test_bench_exit_roundtrip_returns_a_positive_time_per_exit():
     ns = kvm.bench_exit_roundtrip(2000)
     assert 10 < ns < 10_000_000
+
+
+@needs_nasm
+def test_an_error_on_one_vcpu_stops_a_spinning_sibling(tmp_path):
+    # vCPU 0 writes to MMIO (fatal); vCPU 1 spins in the guest without exits.
+    src = """
+        test ebx, ebx
+        jnz spin
+        mov eax, 1
+        mov [0x300000], eax
+    spin:
+        jmp spin
+    """
+    import time as _time
+    t0 = _time.perf_counter()
+    with pytest.raises(kvm.KvmError, match="KVM_EXIT_MMIO"):
+        kvm.run_guest(nasm_image(src, tmp_path, "protected"), Recorder(), mode="protected",
+                      vcpus=2, timeout=30)
+    assert _time.perf_counter() - t0 < 10          # not the 30 s timeout
