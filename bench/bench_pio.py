@@ -198,7 +198,7 @@ def run(quick: bool = False) -> list[dict]:
     for n_bind in counts:
         rows.append(_row("pio-scaling", f"bindings_{n_bind}_rr", best[f"bindings_{n_bind}_rr"],
                          "ns/access", "bindings_1_rr", best["bindings_1_rr"],
-                         "informative: round robin over all N (cache working set)"))
+                         "flat: ratio within 0.9..1.1 (cache working set included)"))
     for m in machines:
         m.close()
 
