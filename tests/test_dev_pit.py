@@ -109,12 +109,19 @@ def test_read_back_status_then_count():
     m.pio_out(0x42, 1, 10)
     m.pio_out(0x42, 1, 0)
     clock.ns += ns_for_ticks(3)
+    exits = m.stats()["bindings"]["pit"]["exits"]
     m.pio_out(0x43, 1, 0xc8)                      # read-back ch2: count and status
     assert m.pio_in(0x42, 1) == 0x30              # OUT 0, RW 3, mode 0, binary
     assert read16(m, 0x42) == 7
     clock.ns += ns_for_ticks(10)
     m.pio_out(0x43, 1, 0xe8)                      # status only
     assert m.pio_in(0x42, 1) == 0xb0              # OUT 1 now
+    m.pio_out(0x43, 1, 0xde)                      # count of all three channels
+    m.pio_out(0x43, 1, 0xee)                      # status of all three: count stays first
+    assert m.pio_in(0x40, 1) == 0x86              # ch0 as reset: OUT 1, RW 0, mode 3
+    assert m.pio_in(0x42, 1) == 0xb0              # ch2: status first, then
+    assert read16(m, 0x42) == 0xffff & (10 - 13)  # the count latched by 0xde
+    assert m.stats()["bindings"]["pit"]["exits"] == exits   # read-back is fast path
 
 
 def test_port61_gate_restart_and_out2():
