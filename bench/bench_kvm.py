@@ -9,7 +9,8 @@ Three port handlers serve the same guest:
 For the tiny ``in``-loop guest (``bench_exit_roundtrip``) the rows are ns per
 exit round trip; for the example guests they are PIO exits per second.  The
 engine's share of the per-exit cost is measured inside each guest run: the
-time spent in the port handler (engine and models) over the wall time.  ``--quick`` shortens every loop.
+time spent in the port handler (engine and models) over the wall time.
+``--quick`` shortens every loop.
 
 Run: ``python bench/bench_kvm.py [--quick]`` (or through ``bpfio bench``).
 Rows are empty when /dev/kvm is unusable; guest rows need nasm.

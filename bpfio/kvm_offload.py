@@ -32,7 +32,6 @@ unregistered (``Offload.flush`` checks).
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import threading
@@ -261,7 +260,7 @@ def _jump(op: int, a, b):
 
 @dataclass(frozen=True)
 class EventFdPlan:
-    """An ioeventfd: a ``size``-byte write of ``datamatch`` to ``port`` signals notifier ``index``."""
+    """An ioeventfd: a ``size``-byte write of ``datamatch`` to ``port`` signals ``index``."""
 
     binding: str
     port: int

@@ -12,7 +12,6 @@ import datetime as dt
 import re
 import shutil
 import subprocess
-import threading
 import time
 
 import pytest

@@ -247,7 +247,8 @@ def random_program(rng: random.Random) -> str:
             lines.append(f"{label} {op} #{rng.choice([0, 1, 2, 3, 0x500, 0x502, 4])}, "
                          f"l{target}, l{other}")
         elif kind < 0.8:
-            lines.append(f"{label} {rng.choice(['st M[0]', 'st M[1]', 'stx M[2]', 'add #1', 'and #1', 'tax', 'txa'])}")
+            ops = ["st M[0]", "st M[1]", "stx M[2]", "add #1", "and #1", "tax", "txa"]
+            lines.append(f"{label} {rng.choice(ops)}")
         else:
             lines.append(f"{label} {rng.choice(rets)}")
     lines.append(f"l{n}: {rng.choice(rets)}")
