@@ -78,6 +78,9 @@ def import_model(spec: str) -> type:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(f"model {spec!r}: cannot import module '{module_name}': {exc}") from None
+    except Exception as exc:  # user code: a syntax or runtime error while importing it
+        raise ValueError(f"model {spec!r}: importing '{module_name}' failed: "
+                         f"{type(exc).__name__}: {exc}") from None
     obj = module
     for part in attr.split("."):
         obj = getattr(obj, part, None)
