@@ -7,7 +7,7 @@ import os
 from hypothesis import given, settings, strategies as st
 
 from bpfio.devices.base import LocalBinding, device_program, replay
-from bpfio.devices.debugport import SLOTS, DebugCon, PostPort
+from bpfio.devices.debugport import RING_BYTES, DebugCon, PostPort
 from bpfio.pio.machine import FakeClock, Machine
 
 
@@ -15,8 +15,8 @@ def machine(clock, program=True):
     m = Machine(clock=clock)
     prog = device_program("debugport") if program else None
     post, con = PostPort(), DebugCon()
-    m.attach(0x80, 1, name="post", program=prog, device=post, mem_words=37)
-    m.attach(0xe9, 1, name="debugcon", program=prog, device=con, mem_words=37)
+    m.attach(0x80, 1, name="post", program=prog, device=post, mem_words=38)
+    m.attach(0xe9, 1, name="debugcon", program=prog, device=con, mem_words=38)
     return m, post, con
 
 
@@ -29,7 +29,7 @@ def test_qemu_read_values():
 
 
 def test_post_code_and_count():
-    b = LocalBinding(37)
+    b = LocalBinding(38)
     dev = PostPort()
     dev.attach(b)
     assert dev.post_code is None
@@ -48,7 +48,7 @@ def test_debugcon_keeps_order_across_full_ring():
     assert con.output() == text + b"A"
     s = m.stats()["bindings"]["debugcon"]
     # one exit per full ring (plus the wide write), not one per byte
-    assert s["exits"] == len(text) // (SLOTS + 1) + 1
+    assert s["exits"] == len(text) // (RING_BYTES + 1) + 1
 
 
 def test_post_writes_are_all_fast():
@@ -62,13 +62,16 @@ def test_post_writes_are_all_fast():
 
 
 steps = st.lists(st.tuples(st.just(0), st.sampled_from([0x80, 0xe9]), st.sampled_from([1, 1, 1, 2, 4]),
-                           st.one_of(st.none(), st.integers(0, 0xffffffff))), max_size=120)
+                           st.one_of(st.none(), st.integers(0, 0xffffffff)),
+                           st.one_of(st.just(1), st.integers(1, 200))), max_size=40)
 
 
 @settings(max_examples=int(os.environ.get('BPFIO_DEV_EXAMPLES', 150)), deadline=None)
 @given(trace=steps)
 def test_differential(trace):
-    trace = [(dt, p, s, None if v is None else v & ((1 << (8 * s)) - 1)) for dt, p, s, v in trace]
+    """Bursts (repeat counts up to 200) fill the 128-byte ring, so full-ring exits are covered."""
+    trace = [(dt, p, s, None if v is None else (v + i) & ((1 << (8 * s)) - 1))
+             for dt, p, s, v, n in trace for i in range(n)]
     ca, cb = FakeClock(), FakeClock()
     ma, pa, qa = machine(ca, program=True)
     mb, pb, qb = machine(cb, program=False)

@@ -24,8 +24,8 @@ SHARES = {
     "pmtimer": {"pmtimer": 1.0},
     "pit": {"pit": 0.99, "port61": 0.99},
     "rtc": {"rtc": 0.5},
-    "debugport": {"post": 1.0, "debugcon": 0.96},
-    "pc": {"pmtimer": 1.0, "pit": 0.99, "rtc": 0.5, "post": 1.0, "debugcon": 0.96},
+    "debugport": {"post": 1.0, "debugcon": 0.99},
+    "pc": {"pmtimer": 1.0, "pit": 0.99, "rtc": 0.5, "post": 1.0, "debugcon": 0.99},
 }
 
 

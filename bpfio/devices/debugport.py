@@ -14,7 +14,8 @@ and the higher bytes on the next ports, which belong to other devices, so
 the model keeps the low byte only; a wider read gets 0xff for the bytes past
 this one-port binding.
 
-Output ordering: the program appends bytes to a ring in shared memory; the
+Output ordering: the program appends bytes to a 128-byte ring in shared
+memory (four bytes per word, first byte most significant); the
 model drains the ring before it handles any write itself, and
 :meth:`DebugPort.output` drains it on demand, so the bytes always come out
 in the order the guest wrote them.
@@ -24,11 +25,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .base import Model, layout, split_read
+from .base import Bytes, Model, layout, split_read
 
 L = layout("debugport")
 READBACK, SINK, LAST, COUNT = L["DBG_READBACK"], L["DBG_SINK"], L["DBG_LAST"], L["DBG_COUNT"]
-HEAD, RING, SLOTS = L["DBG_HEAD"], L["DBG_RING"], L["DBG_RING_SLOTS"]
+HEAD, RING = L["DBG_HEAD"], L["DBG_RING"]
+RING_WORDS, RING_BYTES = L["DBG_RING_WORDS"], L["DBG_RING_BYTES"]
 
 
 class DebugPort(Model):
@@ -55,13 +57,19 @@ class DebugPort(Model):
             self.mem[i] = 0
         self.mem[READBACK] = self.readback
         self.mem[SINK] = int(self.sink)
+        self.ring = Bytes(self.mem, RING, RING_BYTES)
         self._out.clear()
 
     # -- the ring ---------------------------------------------------------
+    def _pending(self) -> bytes:
+        return bytes(self.ring[i] for i in range(min(self.mem[HEAD], RING_BYTES)))
+
     def _drain(self) -> None:
-        head = self.mem[HEAD]
-        for i in range(min(head, SLOTS)):
-            self._emit(self.mem[RING + i] & 0xff)
+        """Emit the ring's bytes; zero its words (the program ORs bytes into them)."""
+        for byte in self._pending():
+            self._emit(byte)
+        for i in range(RING_WORDS):
+            self.mem[RING + i] = 0
         self.mem[HEAD] = 0
 
     def _emit(self, byte: int) -> None:
@@ -97,8 +105,7 @@ class DebugPort(Model):
 
     def state(self) -> dict:
         """Comparable state: the logical output (drained + ringed bytes), code, count."""
-        ring = bytes(self.mem[RING + i] & 0xff for i in range(min(self.mem[HEAD], SLOTS)))
-        return {"output": bytes(self._out) + ring, "last": self.mem[LAST],
+        return {"output": bytes(self._out) + self._pending(), "last": self.mem[LAST],
                 "count": self.mem[COUNT], "readback": self.mem[READBACK],
                 "sink": self.mem[SINK]}
 
