@@ -148,11 +148,11 @@ POST = (GUESTS / "bpf" / "post-code.asm").read_text()
 
 def test_post_code_program_is_coalescable_and_the_shipped_debugport_is_not():
     m = Machine()
-    b = m.attach(0x80, 1, program=POST, mem_words=37, name="post",
+    b = m.attach(0x80, 1, program=POST, mem_words=64, name="post",
                  )
     assert coalesce_plans(b) == [CoalescePlan("post", 0x80, 1)]
     ring = m.attach(0xE9, 1, program=(ROOT / "asm" / "debugport.asm").read_text(),
-                    mem_words=37, name="debugcon")
+                    mem_words=64, name="debugcon")
     assert coalesce_plans(ring) == []          # ring full -> PIO_EXIT
     pm = m.attach(0x608, 4, program=(ROOT / "asm" / "pmtimer.asm").read_text(),
                   mem_words=1, clock_hz=3579545, name="pm")
