@@ -148,3 +148,9 @@ def test_real_guest_on_pc_toml(guest, pattern):
     assert re.search(pattern, out.stdout), out.stdout
     share = re.search(r"fast path served (\d+) of (\d+)", out.stdout)
     assert share and int(share.group(1)) / int(share.group(2)) >= 0.95, out.stdout
+
+
+def test_devices_doc_example_runs():
+    docs = EXAMPLES.parent / "docs" / "devices.md"
+    code = re.search(r"```python\n(.*?)```", docs.read_text(), re.S).group(1)
+    exec(compile(code, str(docs), "exec"), {})
