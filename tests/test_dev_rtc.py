@@ -48,6 +48,21 @@ def test_calendar_round_trip_and_known_days():
     assert civil_from_days(calendar.timegm((2024, 2, 29, 12, 0, 0)) // 86400) == (2024, 2, 29)
 
 
+@settings(max_examples=int(os.environ.get('BPFIO_DEV_EXAMPLES', 200)), deadline=None)
+@given(secs=st.integers(0, 253402300799), b=st.sampled_from([0x02, 0x06, 0x00, 0x04]))
+def test_encoding_matches_the_python_calendar(secs, b):
+    """Time registers for any second of years 1970-9999 against datetime, in all four formats."""
+    import datetime
+    m, rtc = machine(FakeClock(0), start=secs)
+    wr(m, 0x0b, b)
+    t = datetime.datetime.fromtimestamp(secs, datetime.timezone.utc)
+    enc = (lambda v: v) if b & 0x04 else (lambda v: (v // 10) << 4 | v % 10)
+    hour = enc(t.hour) if b & 0x02 else enc(t.hour % 12 or 12) | (0x80 if t.hour >= 12 else 0)
+    assert regs(m) == [enc(t.second), enc(t.minute), hour, enc(t.isoweekday() % 7 + 1),
+                       enc(t.day), enc(t.month), enc(t.year % 100), enc(t.year // 100)]
+    assert rtc.now() == secs
+
+
 # -- registers ---------------------------------------------------------------
 
 def test_bcd_rollover_at_23_59_59():
