@@ -534,20 +534,46 @@ def outcome(program, data, *, profile: str = "socket", **context):
 
 
 class Interpreter:
-    """A program decoded once, run many times: ``Interpreter(prog)(packet)``."""
+    """A program decoded once, run many times: ``Interpreter(prog)(packet)``.
 
-    def __init__(self, program, *, profile: str = "socket"):
+    For the socket profile the context is fixed at construction
+    (``Interpreter(prog, ifindex=2)``), and calling the instance goes
+    straight to the fast loop.  :meth:`run` takes a per-call context for any
+    profile, with the same arguments and result as :func:`run`.
+    """
+
+    def __init__(self, program, *, profile: str = "socket", **context):
         self.program = program
         self.profile = profile
         self.ops = predecode(program, profile)
+        if profile == "socket":
+            ctx = socket_context(context.pop("context", None), **context)
+            inp = _DEFAULT_SOCKET if ctx == DEFAULT_CONTEXT and ctx.rand is None else socket_input(ctx)
+            # A calling class of its own whose __call__ IS the closure (no method frame).
+            self.__class__ = type("SocketInterpreter", (Interpreter,),
+                                  {"__call__": staticmethod(_socket_call(self.ops, inp))})
+        elif context:
+            raise TypeError("a context at construction is only for the socket profile")
 
     def __call__(self, data, **context):
         """Run on one input; same arguments and result as :func:`run`."""
-        if not context and self.profile == "socket":  # the hot path: no per-call setup
-            return execute(self.ops, data, [0] * 16, _DEFAULT_SOCKET)[0] or 0
+        return self.run(data, **context)
+
+    def run(self, data, **context):
+        """Run on one input with an optional per-call context."""
         pkt, mem, inp = _prepare(self.profile, data, context)
         verdict, _, _ = execute(self.ops, pkt, mem, inp)
         return _finish(self.profile, verdict)
+
+
+def _socket_call(ops, inp):
+    """The socket hot path: one closure, scratch memory only when the program uses it."""
+    uses_mem = any(op[0] in (LD_MEM, LDX_MEM, ST, STX) for op in ops)
+    no_mem: list = []
+
+    def call(data):
+        return execute(ops, data, [0] * 16 if uses_mem else no_mem, inp)[0] or 0
+    return call
 
 
 def pio_runner(program):

@@ -239,3 +239,16 @@ def test_pcap_timestamps_and_wire_length():
     assert [(p.data, p.wirelen, p.ts_ns) for p in pkts] == [(b"ab", 60, 0), (b"xyz", 3, 1_000_000_000)]
     micro = read_packets(write_pcap([b"q", b"r"]))
     assert micro[1].ts_ns == 1_000_000_000 and micro[0].linktype == 1
+
+
+def test_interpreter_object_contexts():
+    prog = asm("ld #3\nld ifidx\nret a")
+    assert Interpreter(prog)(b"x") == 3
+    assert Interpreter(prog, ifindex=8)(b"x") == 8
+    assert Interpreter(prog).run(b"x", ifindex=9) == 9
+    uses_mem = asm("ld #4\nst M[1]\nldx M[1]\ntxa\nret a")
+    assert Interpreter(uses_mem)(b"") == 4
+    sec = Interpreter(asm("ld [0]\nret a"), profile="seccomp")
+    assert sec(SeccompData(7)) == 7 and isinstance(sec(SeccompData(7)), SeccompResult)
+    with pytest.raises(TypeError):
+        Interpreter(prog, profile="seccomp", ifindex=1)
