@@ -361,3 +361,50 @@ def test_pio_accepted_programs_never_fault_on_static_loads(prog, words, data):
     event = PioEvent(port=0x60, size=4, direction=1, data=data)
     verdict, _a, _n = outcome(prog, event, profile="pio", mem=[7] * words)
     assert verdict is not None
+
+
+const_insns = st.builds(
+    Insn, st.sampled_from([0x00, 0x01, 0x07, 0x87, 0x04, 0x0c, 0x14, 0x24, 0x54, 0x64, 0x84,
+                           0x02, 0x03, 0x60, 0x61, 0x15, 0x1d, 0x25, 0x35, 0x45, 0x4d,
+                           0x30, 0x80, 0x05, 0x06, 0x16, 0x3c]),
+    st.integers(0, 3), st.integers(0, 3), st.integers(0, 6))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(const_insns, min_size=1, max_size=14), st.binary(min_size=0, max_size=8),
+       st.sampled_from(["socket", "seccomp", "pio"]))
+def test_lints_agree_with_executions(prog, packet, profile):
+    """What a lint claims about control flow holds on every run of the interpreter."""
+    n = len(prog) + 1
+    prog = Program([Insn(c, jt % (n - pc - 1), jf % (n - pc - 1),
+                         k % (n - pc - 1) if c == 0x05 else k)
+                    for pc, (c, jt, jf, k) in enumerate(prog)] + [RETA])   # jumps in range
+    try:
+        warnings = verify(prog, profile=profile, notifiers=1)
+    except VerifierError:
+        return
+    from bpfio.interp import trace
+    context = {}
+    word = int.from_bytes(packet[:4].ljust(4, b"\0"), "little")
+    if profile == "seccomp":
+        from bpfio.seccomp import SeccompData
+        data = SeccompData(nr=word & 0x3ff)
+    elif profile == "pio":
+        from bpfio.pio.abi import PioEvent
+        data, context = PioEvent(port=0x70, size=1, direction=1, data=word), {"mem": [word] * 16}
+    else:
+        data = packet
+    verdict, steps = trace(prog, data, profile=profile, **context)
+    if "pio-never-done" in {w.rule for w in warnings}:
+        assert verdict >> 16 != 1 and verdict != 0x20000       # neither DONE nor NOTIFY_0
+    visited = {s.pc for s in steps}
+    for w in warnings:
+        if w.rule == "unreachable":
+            first, _, last = w.message.split("pc ", 1)[1].split(" (")[0].partition(" to ")
+            assert not visited & set(range(int(first), int(last or first) + 1)), w
+        elif w.rule == "constant-condition":
+            code, jt, jf, _k = prog[w.pc]
+            taken = w.pc + 1 + (jt if "always true" in w.message else jf)
+            for s in steps:
+                if s.pc == w.pc:
+                    assert s.next_pc == taken, (w, s)
