@@ -41,7 +41,7 @@ from functools import lru_cache
 from .errors import VerifierError
 from .insn import Insn, Program
 from .isa import (ANCILLARY_BY_K, BPF_ABS, BPF_ALU, BPF_B, BPF_DIV, BPF_IND,
-                  BPF_JA, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH,
+                  BPF_JA, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_LSH,
                   BPF_MAXINSNS, BPF_MEM, BPF_MEMWORDS, BPF_MOD, BPF_MSH,
                   BPF_RET, BPF_RSH, BPF_ST, BPF_STX, BPF_W, BPF_X, KERNEL_CODES,
                   OPCODES, SECCOMP_CODES, SKF_AD, SKF_AD_OFF, to_s32)
