@@ -8,7 +8,7 @@
 %define RTC_UIP 0x80
 
 main:
-        call uart_init
+        call uart_init_once
         xor esi, esi            ; polls
 .rise:  mov al, 0x0A
         out 0x70, al

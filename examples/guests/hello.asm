@@ -3,7 +3,7 @@
 %include "lib.inc"
 
 main:
-        call uart_init
+        call uart_init_once
         print "Hello from a KVM guest, port I/O through bpfio!", 10
         ; count > 1 OUT: the whole line leaves in one KVM_EXIT_IO.
         mov esi, line

@@ -7,7 +7,7 @@
 %include "lib.inc"
 
 main:
-        call uart_init
+        call uart_init_once
         mov dx, 0xCFB
         mov al, 0x01
         out dx, al

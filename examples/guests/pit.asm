@@ -20,7 +20,7 @@
 %endif
 
 main:
-        call uart_init
+        call uart_init_once
         in al, 0x61
         and al, ~0x02           ; speaker data off
         or al, 0x01             ; gate channel 2 on

@@ -14,7 +14,7 @@
 %endif
 
 main:
-        call uart_init
+        call uart_init_once
         mov dx, PMTMR
         in eax, dx
         and eax, 0xFFFFFF

@@ -9,7 +9,7 @@
 %endif
 
 main:
-        call uart_init
+        call uart_init_once
         xor ecx, ecx
 .code:  mov al, cl
         out 0x80, al

@@ -28,7 +28,7 @@
 %define VIRTIO_PCI_ISR            19
 
 main:
-        call uart_init
+        call uart_init_once
         mov ebp, VIRTIO_BAR
         xor ebx, ebx            ; dev << 11
 .scan:  mov eax, ebx
