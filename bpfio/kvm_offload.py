@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import threading
 from dataclasses import dataclass, field
 
@@ -363,7 +364,10 @@ class Offload:
         self.hits: dict[str, int] = {}     # binding -> ioeventfd writes forwarded
         self.coalesced: dict[str, int] = {}
         self._ring = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._wake = -1                    # eventfd that wakes the forwarding thread
+        self._stopping = False
+        self._thread: threading.Thread | None = None
 
     def plan(self) -> tuple[list[EventFdPlan], list[CoalescePlan]]:
         """Decide what is eligible, binding by binding (no KVM calls)."""
@@ -402,22 +406,58 @@ class Offload:
                 self.programs[z.binding] = self.machine.bindings[z.binding].program
             if self.zones:
                 self._ring = (self.vm.vcpus[0].run_map, page * K.PAGE_SIZE)
+        if self.eventfds:
+            self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._thread = threading.Thread(target=self._forward_loop, daemon=True,
+                                            name="bpfio-ioeventfd")
+            self._thread.start()
+
+    def _forward_loop(self) -> None:
+        """Wake on any ioeventfd and pass its count to the binding's notifier at once.
+
+        An ioeventfd wakes its consumer without a vCPU exit; this thread keeps
+        that property for bpfio's notifiers (exits and the end of the run
+        forward too, whichever reads the counter first).
+        """
+        while not self._stopping:
+            poller = select.poll()
+            poller.register(self._wake, select.POLLIN)
+            with self._lock:
+                for _p, fd in self.eventfds:
+                    poller.register(fd, select.POLLIN)
+            for fd, events in poller.poll():
+                if fd == self._wake or events & (select.POLLNVAL | select.POLLERR):
+                    try:
+                        os.eventfd_read(self._wake)
+                    except (BlockingIOError, OSError):
+                        pass
+                    break                   # stop, or the set of eventfds changed
+            else:
+                with self._lock:
+                    self._forward_eventfds()
+
+    def _poke(self) -> None:
+        if self._wake >= 0:
+            os.eventfd_write(self._wake, 1)
 
     def flush(self) -> None:
         """Replay coalesced writes and forward eventfd counts (call before any exit)."""
         with self._lock:
             if self._ring is not None:
                 self._drain_ring()
-            for p, fd in self.eventfds:
-                try:
-                    n = os.eventfd_read(fd)
-                except BlockingIOError:
-                    continue
-                self.hits[p.binding] = self.hits.get(p.binding, 0) + n
-                binding = self.machine.bindings.get(p.binding)
-                if binding is not None:
-                    binding.notifiers[p.index].signal(n)
+            self._forward_eventfds()
             self._check_programs()
+
+    def _forward_eventfds(self) -> None:
+        for p, fd in self.eventfds:
+            try:
+                n = os.eventfd_read(fd)
+            except BlockingIOError:
+                continue
+            self.hits[p.binding] = self.hits.get(p.binding, 0) + n
+            binding = self.machine.bindings.get(p.binding)
+            if binding is not None:
+                binding.notifiers[p.index].signal(n)
 
     def _drain_ring(self) -> None:
         run, off = self._ring
@@ -454,6 +494,7 @@ class Offload:
             else:
                 keep.append((p, fd))
         self.eventfds = keep
+        self._poke()
         for z in [z for z in self.zones if z.binding == name]:
             self._unzone(z)
             self.zones.remove(z)
@@ -497,6 +538,14 @@ class Offload:
 
     def close(self) -> None:
         """Flush, deassign every ioeventfd, unregister every zone, close the eventfds."""
+        if self._thread is not None:
+            self._stopping = True
+            self._poke()
+            self._thread.join()
+            self._thread = None
+        if self._wake >= 0:
+            os.close(self._wake)
+            self._wake = -1
         with self._lock:
             if self._ring is not None:
                 self._drain_ring()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 
 import pytest
 
@@ -390,3 +391,32 @@ def test_offload_fds_are_released():
     finally:
         m.close()
     assert set(os.listdir("/proc/self/fd")) == before
+
+
+@needs_kvm
+def test_ioeventfd_kicks_reach_the_notifier_while_the_guest_still_runs():
+    # The guest kicks 5 times and then spins without exits: the consumer must
+    # see the kicks anyway (an ioeventfd wakes it without any vCPU exit).
+    m = Machine()
+    m.attach(0x502, 1, program=KICK.replace("jeq #2, notify", "jeq #0, notify")
+             .replace("jeq #2, kick", "jeq #1, kick"), notifiers=4, name="dev")
+    n0 = m.bindings["dev"].notifier(0)
+    code = bytes.fromhex("ba0205" "b000" + "ee" * 5 + "ebfe")     # ...; jmp $
+    got = []
+    import threading as _threading
+
+    def consumer():
+        got.append((n0.wait(timeout=20), time.monotonic()))
+
+    t = _threading.Thread(target=consumer)
+    t.start()
+    try:
+        with pytest.raises(kvm.KvmError, match="did not halt"):
+            kvm.run_guest(code, m, offload=True, timeout=3)
+        stopped = time.monotonic()
+    finally:
+        t.join()
+        m.close()
+    (count, woke), = got
+    assert count >= 1
+    assert woke < stopped - 1.0        # woken while the guest was still spinning
