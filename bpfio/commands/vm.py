@@ -113,8 +113,7 @@ def _run(guest, config, entry, load_addr, mode, vcpus, mem_mib, timeout, offload
             if path.suffix == ".asm":
                 defs = dict(defines)
                 defs.setdefault("MODE", 32 if mode == "protected" else 16)
-                if load_addr is not None:
-                    defs.setdefault("LOAD", load_addr)
+                defs.setdefault("LOAD", hex(entry if load_addr is None else load_addr))
                 path = kvm.build_guest(path, tmp, defines=defs)
             image = path.read_bytes()
         if not image:
