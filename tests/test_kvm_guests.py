@@ -324,3 +324,10 @@ def test_installed_entry_point_runs_a_guest():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == HELLO
+
+
+def test_cli_builds_a_source_for_another_entry(runner, cli):
+    res = runner.invoke(cli, ["vm", str(GUESTS / "hello.asm"), "--machine", str(PC_TOML),
+                              "--mode", "protected", "--entry", "0x8000"])
+    assert res.exit_code == 0, res.output
+    assert res.output == HELLO
