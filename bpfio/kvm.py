@@ -32,17 +32,19 @@ import ctypes
 import fcntl
 import mmap
 import os
-import shutil
 import signal
 import struct
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import kvm_abi as K
 from .errors import BpfError
+from .kvm_guests import build_guest, guests_dir, loop_guest
+
+__all__ = ["KvmError", "Vm", "Vcpu", "RunResult", "VcpuStats", "NullPorts", "TimedPorts",
+           "available", "run_guest", "bench_exit_roundtrip", "build_guest", "guests_dir",
+           "loop_guest", "DEFAULT_LOAD", "MAX_VCPUS"]
 
 DEV_KVM = "/dev/kvm"
 DEFAULT_MEM = 2 << 20
@@ -621,52 +623,7 @@ def run_guest(image: bytes, ports=None, *, entry: int = DEFAULT_LOAD, load: int 
     return result
 
 
-# --- guests ----------------------------------------------------------------
-
-def guests_dir() -> Path:
-    """The folder of example guests (``examples/guests`` in a source checkout)."""
-    return Path(__file__).resolve().parent.parent / "examples" / "guests"
-
-
-def build_guest(source, out_dir, *, defines: dict | None = None) -> Path:
-    """Assemble a nasm guest source (a path or a name in ``examples/guests``) to a flat binary."""
-    source = Path(source)
-    if not source.suffix and not source.exists():
-        source = guests_dir() / f"{source}.asm"
-    if not source.is_file():
-        raise KvmError(f"{source}: no such guest source")
-    nasm = shutil.which("nasm")
-    if nasm is None:
-        raise KvmError("nasm is not installed (apt-get install nasm) -- cannot build guests")
-    out = Path(out_dir) / (source.stem + "".join(
-        f"-{k}{'' if v is None else '=' + str(v)}" for k, v in sorted((defines or {}).items()))
-        + ".bin")
-    cmd = [nasm, "-f", "bin", "-w+all", "-I", str(source.parent) + os.sep, "-o", str(out)]
-    for name, value in (defines or {}).items():
-        cmd.append(f"-D{name}" if value is None else f"-D{name}={value}")
-    cmd.append(str(source))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        # nasm already says "file:line: error: message", the place-first form.
-        first = (proc.stderr.strip().splitlines() or ["nasm failed"])[0]
-        if ": error:" not in first:
-            first = f"{source}: error: nasm: {first}"
-        raise KvmError(first)
-    return out
-
-
 # --- benchmark hook ----------------------------------------------------------
-
-def loop_guest(port: int, size: int, n: int) -> bytes:
-    """A 16-bit guest doing ``n`` IN instructions of ``size`` bytes from ``port``, then HLT."""
-    if not 1 <= n <= 0xFFFFFFFF:
-        raise KvmError(f"loop count {n} out of range")
-    ins = {1: b"\xEC", 2: b"\xED", 4: b"\x66\xED"}[size]      # in al/ax/eax, dx
-    head = b"\xBA" + port.to_bytes(2, "little") + b"\x66\xB9" + n.to_bytes(4, "little")
-    body = ins + b"\x66\x49"                                     # dec ecx
-    back = -(len(body) + 2)
-    return head + body + b"\x75" + (back & 0xFF).to_bytes(1, "little") + b"\xF4"
-
 
 def bench_exit_roundtrip(n: int = 100_000, machine=None, *, port: int = 0x608,
                          size: int = 4) -> float:

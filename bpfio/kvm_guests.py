@@ -1,0 +1,64 @@
+"""Guest images for ``bpfio.kvm``: nasm builds of examples/guests and a tiny IN loop.
+
+``build_guest`` assembles a nasm source into a flat binary (``-f bin``) with
+``-D`` defines (``MODE=16|32``, ``LOAD=addr``, per-guest knobs); ``loop_guest``
+hand-encodes the 16-bit ``in``-loop guest that ``bench_exit_roundtrip`` times,
+so the benchmark needs no assembler.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .errors import BpfError
+
+
+def _error(message: str) -> BpfError:
+    from .kvm import KvmError
+    return KvmError(message)
+
+
+def guests_dir() -> Path:
+    """The folder of example guests (``examples/guests`` in a source checkout)."""
+    return Path(__file__).resolve().parent.parent / "examples" / "guests"
+
+
+def build_guest(source, out_dir, *, defines: dict | None = None) -> Path:
+    """Assemble a nasm guest source (a path or a name in ``examples/guests``) to a flat binary."""
+    source = Path(source)
+    if not source.suffix and not source.exists():
+        source = guests_dir() / f"{source}.asm"
+    if not source.is_file():
+        raise _error(f"{source}: no such guest source")
+    nasm = shutil.which("nasm")
+    if nasm is None:
+        raise _error("nasm is not installed (apt-get install nasm) -- cannot build guests")
+    out = Path(out_dir) / (source.stem + "".join(
+        f"-{k}{'' if v is None else '=' + str(v)}" for k, v in sorted((defines or {}).items()))
+        + ".bin")
+    cmd = [nasm, "-f", "bin", "-w+all", "-I", str(source.parent) + os.sep, "-o", str(out)]
+    for name, value in (defines or {}).items():
+        cmd.append(f"-D{name}" if value is None else f"-D{name}={value}")
+    cmd.append(str(source))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        # nasm already says "file:line: error: message", the place-first form.
+        first = (proc.stderr.strip().splitlines() or ["nasm failed"])[0]
+        if ": error:" not in first:
+            first = f"{source}: error: nasm: {first}"
+        raise _error(first)
+    return out
+
+
+def loop_guest(port: int, size: int, n: int) -> bytes:
+    """A 16-bit guest doing ``n`` IN instructions of ``size`` bytes from ``port``, then HLT."""
+    if not 1 <= n <= 0xFFFFFFFF:
+        raise _error(f"loop count {n} out of range")
+    ins = {1: b"\xEC", 2: b"\xED", 4: b"\x66\xED"}[size]      # in al/ax/eax, dx
+    head = b"\xBA" + port.to_bytes(2, "little") + b"\x66\xB9" + n.to_bytes(4, "little")
+    body = ins + b"\x66\x49"                                     # dec ecx
+    back = -(len(body) + 2)
+    return head + body + b"\x75" + (back & 0xFF).to_bytes(1, "little") + b"\xF4"
