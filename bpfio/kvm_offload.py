@@ -35,6 +35,7 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import struct
 import threading
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ from . import kvm_abi as K
 from .pio import abi
 
 _U32 = 0xFFFFFFFF
+_U32_FIELD = struct.Struct("<I")
 MAX_STATES = 20_000          # abstract states per (port, size, data) before giving up
 MAX_PORTS = 256              # bindings longer than this are not analysed
 MAX_DATAMATCH = 64           # candidate datamatch values per binding
@@ -475,7 +477,9 @@ class Offload:
             name = binding.name if binding is not None else "?"
             by_port[name] = by_port.get(name, 0) + 1
             first = (first + 1) % K.RING_MAX
-            K.RING_HEADER.pack_into(run, off, first, last)
+            # Only `first` is ours: `last` belongs to the kernel, which may be
+            # appending for another vCPU right now.
+            _U32_FIELD.pack_into(run, off, first)
         for name, n in by_port.items():
             self.coalesced[name] = self.coalesced.get(name, 0) + n
 

@@ -420,3 +420,41 @@ def test_ioeventfd_kicks_reach_the_notifier_while_the_guest_still_runs():
     (count, woke), = got
     assert count >= 1
     assert woke < stopped - 1.0        # woken while the guest was still spinning
+
+
+@needs_kvm
+@needs_nasm
+def test_two_vcpus_share_the_coalesced_ring_without_losing_writes(build_dir):
+    # Both vCPUs OUT to one coalesced port (and IN from it, which exits and
+    # replays the ring first); every write must reach the program once.
+    prog = """
+        #include <pio.inc>
+        ld [PIO_DIR]
+        jeq #PIO_OUT, out
+        ld M[0]
+        ret #PIO_DONE
+    out: ld M[0]
+        add #1
+        st M[0]
+        ld [PIO_DATA]
+        tax
+        ld M[1]
+        add x
+        st M[1]
+        ret #PIO_DONE
+    """
+    rounds = 1500
+    m = Machine()
+    try:
+        b = m.attach(0x510, 2, program=prog, name="counter")
+        from bpfio.devices import uart
+        m.attach(0x3F8, 8, program=(ROOT / "asm" / "uart.asm").read_text(),
+                 device=uart.UART(), mem_words=uart.MEM_WORDS, name="uart")
+        assert coalesce_plans(b) == [CoalescePlan("counter", 0x510, 2)]
+        r = kvm.run_guest(guest("smp", build_dir, ROUNDS=rounds), m, vcpus=2, offload=True)
+        values = [((v << 12) | i) & 0xFFFF for v in (0, 1) for i in range(rounds)]
+        assert b.mem[0] == 2 * rounds
+        assert b.mem[1] == sum(values) & 0xFFFFFFFF
+        assert r.offload["coalesced_by_binding"].get("counter", 0) > 0
+    finally:
+        m.close()
