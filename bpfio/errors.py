@@ -108,22 +108,27 @@ class PioError(BpfError):
 
 
 class ConfigError(BpfError):
-    """A machine configuration that cannot be loaded."""
+    """A machine configuration that cannot be loaded.
+
+    ``str(err)`` is ``file: error: binding 'name': problem``.
+    """
 
     def __init__(self, message: str, *, filename: str = "<config>",
                  binding: str | None = None):
+        self.message = message
         self.filename = filename
         self.binding = binding
-        where = filename + (f": binding '{binding}'" if binding else "")
-        super().__init__(f"{where}: {message}")
+        within = f"binding '{binding}': " if binding else ""
+        super().__init__(f"{filename}: error: {within}{message}")
 
 
 class TraceError(BpfError):
-    """A malformed line in an event file or a kvm_pio trace."""
+    """A malformed line in an event file or a kvm_pio trace: ``file:line: error: problem``."""
 
     def __init__(self, message: str, *, filename: str = "<events>",
                  line: int | None = None):
+        self.message = message
         self.filename = filename
         self.line = line
         where = filename + (f":{line}" if line is not None else "")
-        super().__init__(f"{where}: {message}")
+        super().__init__(f"{where}: error: {message}")

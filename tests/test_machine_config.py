@@ -97,34 +97,34 @@ def test_load_machine(models):
 
 
 @pytest.mark.parametrize("body,error", [
-    ("[bindings.a]\nbase = 0x70\n", "m.toml: binding 'a': missing required key 'length'"),
+    ("[bindings.a]\nbase = 0x70\n", "m.toml: error: binding 'a': missing required key 'length'"),
     ("[bindings.a]\nbase = 0x70\nlength = 1\nprot = 1\n",
-     "m.toml: binding 'a': unknown key 'prot' (known: base, clock_hz, defines, length, "
+     "m.toml: error: binding 'a': unknown key 'prot' (known: base, clock_hz, defines, length, "
      "mem_words, model, model_args, notifiers, program)"),
     ("[bindings.a]\nbase = 0x70\nlength = 1\nmem_words = 0\n",
-     "m.toml: binding 'a': mem_words 0 is out of range 1..1024"),
+     "m.toml: error: binding 'a': mem_words 0 is out of range 1..1024"),
     ("[bindings.a]\nbase = 0x70\nlength = 1\nmem_words = 5000\n",
-     "m.toml: binding 'a': mem_words 5000 is out of range 1..1024"),
+     "m.toml: error: binding 'a': mem_words 5000 is out of range 1..1024"),
     ("[bindings.a]\nbase = 0x10000\nlength = 1\n",
-     "m.toml: binding 'a': base 0x10000 is out of range 0x0..0xffff"),
+     "m.toml: error: binding 'a': base 0x10000 is out of range 0x0..0xffff"),
     ("[bindings.a]\nbase = 0xffff\nlength = 2\n",
-     "m.toml: binding 'a': ports 0xffff..0x10000 run past 0xffff"),
+     "m.toml: error: binding 'a': ports 0xffff..0x10000 run past 0xffff"),
     ("[bindings.a]\nbase = 0x70\nlength = 1\nprogram = \"nope.asm\"\n",
-     "m.toml: binding 'a': program file 'nope.asm' not found"),
+     "m.toml: error: binding 'a': program file 'nope.asm' not found"),
     ("[bindings.a]\nbase = 0x70\nlength = 1\nmodel = \"tmodels:Nope\"\n",
-     "m.toml: binding 'a': model 'tmodels:Nope': module 'tmodels' has no 'Nope'"),
+     "m.toml: error: binding 'a': model 'tmodels:Nope': module 'tmodels' has no 'Nope'"),
     ("[bindings.a]\nbase = 0x70\nlength = 1\nmodel = \"nomodule_xyz:C\"\n",
-     "m.toml: binding 'a': model 'nomodule_xyz:C': cannot import module 'nomodule_xyz'"),
+     "m.toml: error: binding 'a': model 'nomodule_xyz:C': cannot import module 'nomodule_xyz'"),
     ("[bindings.a]\nbase = 0x70\nlength = 1\nmodel = \"tmodels.Echo\"\n",
-     "m.toml: binding 'a': model 'tmodels.Echo' is not of the form 'package.module:Class'"),
+     "m.toml: error: binding 'a': model 'tmodels.Echo' is not of the form 'package.module:Class'"),
     ("[bindings.a]\nbase = 0x70\nlength = 1\nmodel = \"tmodels:Echo\"\nmodel_args = { x = 1 }\n",
-     "m.toml: binding 'a': model tmodels:Echo(x=) failed: TypeError"),
+     "m.toml: error: binding 'a': model tmodels:Echo(x=) failed: TypeError"),
     ("[bindings.a]\nbase = 0x70\nlength = 4\n[bindings.b]\nbase = 0x73\nlength = 1\n",
-     "m.toml: binding 'b': ports 0x73..0x73 overlap binding 'a' (ports 0x70..0x73)"),
+     "m.toml: error: binding 'b': ports 0x73..0x73 overlap binding 'a' (ports 0x70..0x73)"),
     ("[bindings.a]\nbase = 0x70\nlength = 1\n[machine]\nengine = \"jit\"\n",
-     "m.toml: [machine]: engine 'jit' is not one of compiled, interp"),
-    ("[bindings.a\nbase = 0x70\n", "m.toml: invalid TOML: "),
-    ("[machine]\nname = \"x\"\n", "m.toml: no bindings: add at least one [bindings.NAME] table"),
+     "m.toml: error: [machine]: engine 'jit' is not one of compiled, interp"),
+    ("[bindings.a\nbase = 0x70\n", "m.toml: error: invalid TOML: "),
+    ("[machine]\nname = \"x\"\n", "m.toml: error: no bindings: add at least one [bindings.NAME] table"),
 ])
 def test_config_errors_name_file_binding_problem(models, body, error):
     cfg = write(models / "m.toml", body)
@@ -156,7 +156,7 @@ def test_check_reports_every_error(models):
 
 def test_missing_config_file(tmp_path):
     _, errors = check_machine(tmp_path / "none.toml")
-    assert str(errors[0]) == f"{tmp_path / 'none.toml'}: config file not found"
+    assert str(errors[0]) == f"{tmp_path / 'none.toml'}: error: config file not found"
 
 
 # -- programs in configs (need the assembler/verifier) -------------------------
@@ -180,7 +180,7 @@ def test_config_program_relative_path_and_verifier_rejection(models):
     _, errors = check_machine(cfg)
     assert len(errors) == 1
     msg = str(errors[0])
-    assert msg.startswith(f"{cfg}: binding 'x': program 'asm/bad.asm' fails the pio verifier: pc 0")
+    assert msg.startswith(f"{cfg}: error: binding 'x': program 'asm/bad.asm' fails the pio verifier: pc 0")
 
 
 def test_config_program_syntax_error_names_program_line(models):
@@ -264,7 +264,7 @@ def test_reader_errors_name_file_and_line(tmp_path):
     f.write_text('{"op": "in", "port": 1, "size": 1}\n\n# comment\n{"op": "in", "port": 1, "size": 3}\n')
     with pytest.raises(TraceError) as e:
         list(EventReader(str(f)))
-    assert str(e.value) == f"{f}:4: size 3 is not 1, 2 or 4"
+    assert str(e.value) == f"{f}:4: error: size 3 is not 1, 2 or 4"
     r = EventReader(str(f), skip_bad=True)
     assert len(list(r)) == 1 and r.bad == 1
 
@@ -273,7 +273,7 @@ def test_reader_time_must_not_go_back(tmp_path):
     f = tmp_path / "ev.jsonl"
     f.write_text('{"op": "in", "port": 1, "size": 1, "t_ns": 10}\n'
                  '{"op": "in", "port": 1, "size": 1, "t_ns": 9}\n')
-    with pytest.raises(TraceError, match=r":2: t_ns 9 goes back in time"):
+    with pytest.raises(TraceError, match=r":2: error: t_ns 9 goes back in time"):
         list(EventReader(str(f)))
 
 
@@ -330,8 +330,8 @@ def test_cli_check_ok_and_errors(models, runner, cli):
     r = runner.invoke(cli, ["machine", "check", str(bad)])
     assert r.exit_code == 1
     assert r.stderr.splitlines() == [
-        f"error: {bad}: binding 'b': ports 0x70..0x70 overlap binding 'a' (ports 0x70..0x70)",
-        f"error: {bad}: binding 'a': mem_words 0 is out of range 1..1024"]
+        f"{bad}: error: binding 'b': ports 0x70..0x70 overlap binding 'a' (ports 0x70..0x70)",
+        f"{bad}: error: binding 'a': mem_words 0 is out of range 1..1024"]
 
 
 def test_cli_run_table_and_json(models, runner, cli):
@@ -358,7 +358,7 @@ def test_cli_run_bad_line_and_skip_bad(models, runner, cli):
     ev.write_text('{"op": "in", "port": "0x70", "size": 1}\n{"op": "in", "port": 70000, "size": 1}\n')
     r = runner.invoke(cli, ["machine", "run", str(cfg), "--events", str(ev)])
     assert r.exit_code == 1
-    assert r.stderr.strip() == f"error: {ev}:2: port 70000 is out of range 0..0xffff"
+    assert r.stderr.strip() == f"{ev}:2: error: port 70000 is out of range 0..0xffff"
     r = runner.invoke(cli, ["machine", "run", str(cfg), "--events", str(ev), "--skip-bad"])
     assert r.exit_code == 0
     assert "skipped 1 malformed line(s)" in r.stderr
@@ -369,7 +369,7 @@ def test_installed_entry_point_subprocess(models):
     p = subprocess.run(["bpfio", "machine", "check", str(bad)], capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 1
-    assert p.stderr == f"error: {bad}: binding 'a': missing required key 'length'\n"
+    assert p.stderr == f"{bad}: error: binding 'a': missing required key 'length'\n"
     p = subprocess.run([sys.executable, "-m", "bpfio", "machine", "run", str(bad)],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "--events" in p.stderr
@@ -445,10 +445,10 @@ def test_cli_run_stdin_missing_file_and_engine_override(models, runner, cli):
     assert doc["engine"] == "interp" and doc["checked"] == 1 and doc["mismatches"] == {}
     r = runner.invoke(cli, ["machine", "run", str(cfg), "--events", str(models / "none.jsonl")])
     assert r.exit_code == 1
-    assert r.stderr.strip() == f"error: {models / 'none.jsonl'}: event file not found"
+    assert r.stderr.strip() == f"{models / 'none.jsonl'}: error: event file not found"
     r = runner.invoke(cli, ["machine", "run", str(models / "none.toml"), "--events", "-"])
     assert r.exit_code == 1
-    assert r.stderr.strip() == f"error: {models / 'none.toml'}: config file not found"
+    assert r.stderr.strip() == f"{models / 'none.toml'}: error: config file not found"
 
 
 def test_cli_run_faults_flag_prints_tracebacks(models, runner, cli):

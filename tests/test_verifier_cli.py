@@ -30,7 +30,7 @@ def test_rejection_is_one_line_on_stderr(runner, cli):
     result = runner.invoke(cli, ["check", "-"], input=UNINIT)
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert result.stderr == ("Error: <stdin>: pc 0 (ld M[3]): M[3] is read by the first "
+    assert result.stderr == ("<stdin>: error: pc 0 (ld M[3]): M[3] is read by the first "
                              "instruction, before anything stores it [uninit-mem, EINVAL]\n")
 
 
@@ -113,7 +113,7 @@ def test_real_entry_point(tmp_path):
     path.write_text("ld #1\nlsh #40\nret a\n")
     proc = subprocess.run([exe, "check", str(path)], capture_output=True, text=True)
     assert proc.returncode == 1
-    assert proc.stderr == (f"Error: {path}: pc 1 (lsh #0x28): shift by 40; the kernel allows "
+    assert proc.stderr == (f"{path}: error: pc 1 (lsh #0x28): shift by 40; the kernel allows "
                            "0 to 31 [shift-too-large, EINVAL]\n")
     proc = subprocess.run([exe, "check", "--profile", "seccomp", "-"], input="ld [4]\nret a\n",
                           capture_output=True, text=True)

@@ -54,7 +54,7 @@ def test_doc_example(runner, cli, opts, source):
         plain = runner.invoke(cli, [a for a in args if a != "--json"], input=source)
         assert plain.exit_code == 1
         lines = plain.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("Error: <stdin>: ")
+        assert len(lines) == 1 and lines[0].startswith("<stdin>: error: ")
         assert lines[0].endswith(f"[{opts['rule']}, EINVAL]")
     else:
         assert result.exit_code == 0, result.stdout

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from ..cli import BpfClickError
+
 
 @click.command("bench", context_settings={"ignore_unknown_options": True})
 @click.option("--quick", is_flag=True, help="Short runs (what CI's smoke test uses).")
@@ -25,7 +27,7 @@ def bench(quick, only, as_json, markdown, png):
     """
     root = Path(__file__).resolve().parents[2]
     if not (root / "bench" / "__main__.py").is_file():
-        raise click.ClickException("the benchmark suite lives in the source tree (bench/); "
+        raise BpfClickError("error: the benchmark suite lives in the source tree (bench/); "
                                    "run this from a checkout installed with pip install -e")
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))

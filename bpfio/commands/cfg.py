@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ..cli import BpfClickError
+
 from .common import load, program_options
 
 _SUFFIXES = {".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png"}
@@ -78,4 +80,4 @@ def _write(path: str, data: bytes) -> None:
     try:
         Path(path).write_bytes(data)
     except OSError as exc:
-        raise click.ClickException(f"{path}: cannot write: {exc.strerror}") from None
+        raise BpfClickError(f"{path}: error: cannot write: {exc.strerror}") from None

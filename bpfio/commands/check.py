@@ -7,6 +7,8 @@ import json
 
 import click
 
+from ..cli import BpfClickError
+
 from ..errors import BpfError, VerifierError
 from ..pio import abi
 from ..verifier import PROFILES, verify
@@ -77,7 +79,7 @@ def check(program, profile, mem_words, notifiers, as_json, quiet, include_path, 
                 "disasm": err.disasm})
             click.echo(json.dumps(report, indent=2))
             raise SystemExit(1) from None
-        raise click.ClickException(f"{name}: {err}") from None
+        raise BpfClickError(f"{name}: error: {err}") from None
     if as_json:
         report.update(accepted=True, error=None, warnings=[_lint_json(w) for w in warnings])
         click.echo(json.dumps(report, indent=2))

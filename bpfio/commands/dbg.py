@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ..cli import render_error
+from ..cli import BpfClickError, render_error
 from ..errors import BpfError
 from .common import parse_define
 
@@ -154,7 +154,7 @@ def _script(session, path: str, keep_going: bool) -> int:
             with open(path, encoding="utf-8") as f:
                 lines = f.read().splitlines()
         except OSError as exc:
-            raise click.ClickException(f"{path}: cannot read: {exc.strerror}") from None
+            raise BpfClickError(f"{path}: error: cannot read: {exc.strerror}") from None
         name = path
     status = 0
     for number, line in enumerate(lines, 1):
