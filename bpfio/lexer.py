@@ -48,6 +48,8 @@ ULONG_MAX = (1 << 64) - 1
 
 def c_number(text: str) -> int:
     """Convert a bpf_asm number token the way bpf_exp.l does, to a u32."""
+    if len(text) < 10 and text[0] in "123456789":
+        return int(text)  # the common case: a small positive decimal, no clamping
     low = text.lower()
     if low.startswith("0x"):
         value = min(int(low[2:], 16), ULONG_MAX)            # strtoul
@@ -79,20 +81,24 @@ _CLASS_HELP = {"OP_LD": "#k, len, an extension word, M[k], [k] or [x + k]",
 OPERAND_HELP = {m: _CLASS_HELP[c] for m, c in MNEMONIC_CLASS.items()}
 OPERAND_HELP[".insn"] = "code, jt, jf, k"
 
-_MASTER = re.compile(r"""
-    (?P<ws>[ \t\n]+)
-  | (?P<cc>/\*(?:[^*]|\*[^/])*\*/)
-  | (?P<semi>;[^\n]*)
-  | (?P<insn>\.insn(?![a-zA-Z0-9_]))
-  | (?P<hash>\#)
+# One match = optional whitespace/comments, then at most one token.  Skipping the
+# blanks inside the same match halves the scanner's Python-level iterations.
+_SKIP = r"(?:[ \t\n]+|/\*(?:[^*]|\*[^/])*\*/|;[^\n]*)*"
+_MASTER = re.compile(_SKIP + r"""(?:
+    (?P<word>[a-zA-Z_][a-zA-Z0-9_]*)
   | (?P<num>0[xX][0-9a-fA-F]+|0[bB][01]+|0[0-7]+|0|[-+]?[1-9][0-9]*)
-  | (?P<word>[a-zA-Z_][a-zA-Z0-9_]*)
   | (?P<punct>[%:,\[\]()+*&])
-""", re.VERBOSE)
+  | (?P<hash>\#)
+  | (?P<insn>\.insn(?![a-zA-Z0-9_]))
+)?""", re.VERBOSE)
 _PUNCT = {"%": "PERCENT", ":": "COLON", ",": "COMMA", "[": "LBRACKET", "]": "RBRACKET",
           "(": "LPAREN", ")": "RPAREN", "+": "PLUS", "*": "STAR", "&": "AMP"}
 _REGS = {"x": "X", "a": "A", "m": "M"}
 _MNEMONIC_SET = frozenset(MNEMONICS)
+# Whole-word keywords (caseless) -> (token type, value or None to keep the source text).
+_KEYWORDS = {**{m: (c, m) for m, c in MNEMONIC_CLASS.items()},
+             **{w: ("EXT", off) for w, off in ASM_EXTENSIONS.items()},
+             "len": ("LEN", None), **{r: (t, None) for r, t in _REGS.items()}}
 
 
 class Token:
@@ -131,46 +137,42 @@ class Lexer:
     def tokens_of(self, text: str):
         """Yield the tokens of ``text`` one at a time (the parser pulls them lazily)."""
         self.text, self._newlines = text, None
-        toks: list[Token] = []
-        append = toks.append
         match = _MASTER.match
+        keywords, defines = _KEYWORDS, self.defines
         pos, end = 0, len(text)
+        pending: list[Token] = []
         while pos < end:
             m = match(text, pos)
-            if m is None:
-                raise self._unknown(text[pos], pos)
             kind = m.lastgroup
-            value = m.group()
+            if kind is None:  # only blanks/comments matched
+                pos = m.end()
+                if pos < end:
+                    raise self._unknown(text[pos], pos)
+                return
+            value = m.group(kind)
+            pos = m.end()
+            start = pos - len(value)
             if kind == "word":
                 low = value.lower()
-                if low in _MNEMONIC_SET:
-                    append(Token(MNEMONIC_CLASS[low], low, pos))
-                elif len(low) == 1:
-                    if low in _REGS:
-                        append(Token(_REGS[low], value, pos))
-                    elif value in self.defines:  # bpfio: a one-letter #define'd name
-                        append(Token("LABEL", value, pos))
-                    else:
-                        raise self._unknown(value, pos)
-                elif low == "len":
-                    append(Token("LEN", value, pos))
-                elif low in ASM_EXTENSIONS:
-                    append(Token("EXT", ASM_EXTENSIONS[low], pos))
+                kw = keywords.get(low)
+                if kw is not None:
+                    yield Token(kw[0], value if kw[1] is None else kw[1], start)
+                elif len(low) > 1:
+                    yield Token("LABEL", value, start)
+                elif value in defines:  # bpfio: a one-letter #define'd name
+                    yield Token("LABEL", value, start)
                 else:
-                    append(Token("LABEL", value, pos))
+                    raise self._unknown(value, start)
             elif kind == "num":
-                append(Token("NUMBER", (c_number(value), value), pos))
+                yield Token("NUMBER", (c_number(value), value), start)
             elif kind == "punct":
-                append(Token(_PUNCT[value], value, pos))
+                yield Token(_PUNCT[value], value, start)
             elif kind == "hash":
-                pos = self._hash(text, pos, append)
-            elif kind == "insn":
-                append(Token("DOT_INSN", value, pos))
-            if kind != "hash":
-                pos = m.end()
-            if toks:
-                yield from toks
-                toks.clear()
+                pos = self._hash(text, start, pending.append)
+                yield from pending
+                pending.clear()
+            else:
+                yield Token("DOT_INSN", value, start)
 
     def _hash(self, text, pos, append) -> int:
         """Handle '#': column-0 comment, '#len'/'#ext' token, or the immediate marker."""
