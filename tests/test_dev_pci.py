@@ -3,9 +3,7 @@ model against the model alone, and Linux's type-1 probe and bus-0 scan."""
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -15,6 +13,8 @@ from bpfio.devices.pci import DEFAULT_DEVICES, PCIHost, mem_words_for, parse_dev
 from bpfio.errors import PioError
 from bpfio.pio.machine import FakeClock, Machine
 from bpfio.resources import asm_dir
+
+from devtools import EXAMPLES, Recording, replay_example
 
 BASE = 0xCF8
 PROGRAM = (asm_dir() / "pci.asm").read_text()
@@ -297,24 +297,6 @@ def test_cf8_dword_write_with_low_bits_is_kept_and_used():
 
 # ---- the example config and workload --------------------------------------------
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-class Recording:
-    """Runs accesses on a machine and records them as workload JSON Lines."""
-
-    def __init__(self, m):
-        self.m, self.lines = m, []
-
-    def pio_in(self, port, size, vcpu=0):
-        value = self.m.pio_in(port, size, vcpu)
-        self.lines.append({"op": "in", "port": f"{port:#x}", "size": size, "value": value})
-        return value
-
-    def pio_out(self, port, size, value, vcpu=0):
-        self.m.pio_out(port, size, value, vcpu)
-        self.lines.append({"op": "out", "port": f"{port:#x}", "size": size, "value": value})
-
 
 def scan_workload() -> str:
     """pci_check_type1 and the bus-0 scan with BAR sizing, values from the model alone."""
@@ -323,7 +305,7 @@ def scan_workload() -> str:
     linux_probe_and_scan(rec)
     head = ("# Linux pci_check_type1 + bus-0 scan with BAR sizing; IN values from the model\n"
             "# alone. Regenerate: pytest tests/test_dev_pci.py --update-golden\n")
-    return head + "".join(json.dumps(x) + "\n" for x in rec.lines)
+    return rec.render(head)
 
 
 def test_example_workload_is_current(request):
@@ -336,10 +318,7 @@ def test_example_workload_is_current(request):
 
 @pytest.mark.parametrize("engine", ["compiled", "interp"])
 def test_example_config_replays_on_the_fast_path(runner, cli, engine):
-    res = runner.invoke(cli, ["machine", "run", "--engine", engine, str(EXAMPLES / "pci.toml"), "--events",
-                              str(EXAMPLES / "pci-scan.jsonl"), "--json"])
-    assert res.exit_code == 0, res.output
-    doc = json.loads(res.output)
+    doc = replay_example(runner, cli, engine, "pci.toml", "pci-scan.jsonl")
     pci = doc["bindings"]["pci"]
     assert doc["checked"] > 80 and sum(doc["mismatches"].values()) == 0
     # Only config-data writes (command/BAR sizing) exit; every read and 0xCF8 write is fast.

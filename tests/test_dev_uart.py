@@ -3,9 +3,7 @@ against the model alone (differential), plus the Linux polling loops."""
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -14,6 +12,8 @@ from bpfio.devices.base import LocalBinding
 from bpfio.devices.uart import UART
 from bpfio.pio.machine import FakeClock, Machine
 from bpfio.resources import asm_dir
+
+from devtools import EXAMPLES, Recording, replay_example
 
 BASE = 0x3F8
 THR, IER, IIR, FCR, LCR, MCR, LSR, MSR, SCR = 0, 1, 2, 2, 3, 4, 5, 6, 7
@@ -307,27 +307,9 @@ def test_too_little_shared_memory_is_an_error(words):
 
 # ---- the example config and workload --------------------------------------------
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 BOOT_LOG = (b"Linux version 6.18.0 (bpfio@example) #1 SMP PREEMPT_DYNAMIC\n"
             b"Command line: console=ttyS0,115200 earlyprintk=serial\n"
             b"printk: console [ttyS0] enabled\n")
-
-
-class Recording:
-    """Runs accesses on a machine and records them as workload JSON Lines."""
-
-    def __init__(self, m):
-        self.m, self.lines = m, []
-
-    def pio_in(self, port, size, vcpu=0):
-        value = self.m.pio_in(port, size, vcpu)
-        self.lines.append({"op": "in", "port": f"{port:#x}", "size": size, "value": value})
-        return value
-
-    def pio_out(self, port, size, value, vcpu=0):
-        self.m.pio_out(port, size, value, vcpu)
-        self.lines.append({"op": "out", "port": f"{port:#x}", "size": size, "value": value})
-
 
 def console_workload() -> str:
     """early_printk then the 8250 console printing BOOT_LOG, values from the model alone."""
@@ -339,7 +321,7 @@ def console_workload() -> str:
     assert u.take_output() == BOOT_LOG + BOOT_LOG.replace(b"\n", b"\r\n")
     head = ("# Linux early_printk + serial8250_console_write on COM1; IN values from the model\n"
             "# alone. Regenerate: pytest tests/test_dev_uart.py --update-golden\n")
-    return head + "".join(json.dumps(x) + "\n" for x in rec.lines)
+    return rec.render(head)
 
 
 def test_example_workload_is_current(request):
@@ -352,10 +334,7 @@ def test_example_workload_is_current(request):
 
 @pytest.mark.parametrize("engine", ["compiled", "interp"])
 def test_example_config_replays_on_the_fast_path(runner, cli, engine):
-    res = runner.invoke(cli, ["machine", "run", "--engine", engine, str(EXAMPLES / "uart.toml"), "--events",
-                              str(EXAMPLES / "uart-console.jsonl"), "--json"])
-    assert res.exit_code == 0, res.output
-    doc = json.loads(res.output)
+    doc = replay_example(runner, cli, engine, "uart.toml", "uart-console.jsonl")
     com1 = doc["bindings"]["com1"]
     assert doc["checked"] > 250 and sum(doc["mismatches"].values()) == 0
     assert com1["handled"] / com1["events"] >= 0.95

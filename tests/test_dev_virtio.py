@@ -3,9 +3,7 @@ model against the model alone, and kick storms that never exit."""
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -14,6 +12,8 @@ from bpfio.devices.virtio import HOST_FEATURES, VirtioNet
 from bpfio.errors import PioError
 from bpfio.pio.machine import FakeClock, Machine
 from bpfio.resources import asm_dir
+
+from devtools import EXAMPLES, Recording, replay_example
 
 BASE = 0xC000
 FEAT, GFEAT, PFN, NUM, SEL, NOTIFY, STATUS, ISR, CONFIG = 0, 4, 8, 12, 14, 16, 18, 19, 20
@@ -218,24 +218,6 @@ def test_kick_before_ring_address_is_ignored():
 
 # ---- the example config and workload --------------------------------------------
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-class Recording:
-    """Runs accesses on a machine and records them as workload JSON Lines."""
-
-    def __init__(self, m):
-        self.m, self.lines = m, []
-
-    def pio_in(self, port, size, vcpu=0):
-        value = self.m.pio_in(port, size, vcpu)
-        self.lines.append({"op": "in", "port": f"{port:#x}", "size": size, "value": value})
-        return value
-
-    def pio_out(self, port, size, value, vcpu=0):
-        self.m.pio_out(port, size, value, vcpu)
-        self.lines.append({"op": "out", "port": f"{port:#x}", "size": size, "value": value})
-
 
 def kick_workload() -> str:
     """Driver setup, then a kick storm: TX kicks, RX refills, a few control commands."""
@@ -248,7 +230,7 @@ def kick_workload() -> str:
             rec.pio_in(BASE + ISR, 1)                  # the interrupt handler's ISR read
     head = ("# Legacy virtio-net driver setup and 400 queue kicks; IN values from the model\n"
             "# alone. Regenerate: pytest tests/test_dev_virtio.py --update-golden\n")
-    return head + "".join(json.dumps(x) + "\n" for x in rec.lines)
+    return rec.render(head)
 
 
 def test_example_workload_is_current(request):
@@ -261,10 +243,7 @@ def test_example_workload_is_current(request):
 
 @pytest.mark.parametrize("engine", ["compiled", "interp"])
 def test_example_config_replays_on_the_fast_path(runner, cli, engine):
-    res = runner.invoke(cli, ["machine", "run", "--engine", engine, str(EXAMPLES / "virtio.toml"), "--events",
-                              str(EXAMPLES / "virtio-kicks.jsonl"), "--json"])
-    assert res.exit_code == 0, res.output
-    doc = json.loads(res.output)
+    doc = replay_example(runner, cli, engine, "virtio.toml", "virtio-kicks.jsonl")
     net = doc["bindings"]["virtio-net"]
     assert sum(doc["mismatches"].values()) == 0
     assert net["notified"] == 400                      # every kick: a notifier, no exit
