@@ -211,7 +211,6 @@ class Parser:
     def p_error(self, tok):
         lexer = self.lexer
         if tok is None:
-            last = self.tokens_seen[-1]
             raise lexer.error("syntax error: unexpected end of input", len(lexer.text))
         text = tok.value[1] if isinstance(tok.value, tuple) else tok.value
         if tok.type in ("EXT", "LEN") or tok.type.startswith("OP_"):

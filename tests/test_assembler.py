@@ -255,12 +255,11 @@ def test_public_api_exports():
             "BpfError"} <= set(bpfio.__all__)
 
 
-def test_shipped_parser_tables_are_current(tmp_path):
+def test_shipped_parser_tables_are_current():
     """bpfio/_parsetab.py must match the grammar (else ply would rebuild it at start-up)."""
     import ply.yacc as yacc
     from bpfio import _parsetab
     from bpfio.parser import Parser
-    grammar = yacc.Grammar(Parser.tokens)
     pinfo = yacc.ParserReflect({k: getattr(Parser, k) for k in dir(Parser)})
     pinfo.get_all()
     assert pinfo.signature() == _parsetab._lr_signature, "run: python -m bpfio.parser"
