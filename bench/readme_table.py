@@ -1,0 +1,121 @@
+"""Write the README's performance table and docs/benchmarks.md from one benchmark run.
+
+    python -m bench --json > bench/results/latest.json
+    python -m bench.readme_table bench/results/latest.json
+
+The README table puts each issue's goal beside the ratio measured in that run
+and says plainly whether it is met.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from bench.__main__ import table
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+SUMMARY = """
+What the numbers say: in this userspace engine a verified program costs about as much as a
+small Python device model (about 0.5 µs). Either way, that is about 5% of a real KVM exit. The
+benefit the 2012 idea is about is the exit itself. The offload rows show it: where a program's
+semantics match `KVM_IOEVENTFD` or coalesced PIO, bpfio registers them with KVM and those
+writes never exit. Round-robin over several bindings costs about 10% more than one hot binding
+from 10 bindings on, and stays flat from 10 to 1000 (a cache working-set effect).
+"""
+
+
+def goal_rows(d: dict) -> list[str]:
+    """Markdown rows: what, measured, baseline, ratio, goal, met."""
+    rows = {(r["group"], r["name"]): r for r in d["rows"]}
+    v = lambda g, n: rows[(g, n)]["value"]  # noqa: E731
+    out = ["| what (issue) | measured | baseline, same run | ratio | goal | met |",
+           "|---|---|---|---|---|---|"]
+
+    def row(what, meas, base, ratio, goal, met):
+        mark = "-" if met is None else ("yes" if met else "**no**")
+        out.append(f"| {what} | {meas} | {base} | {ratio} | {goal} | {mark} |")
+
+    a = v("asm", "asm_4096")
+    row("assemble a 4096-insn file in-process (#2)", f"{a:.1f} ms", "-", "-", "<= 50 ms", a <= 50)
+    p, py = v("asm", "bpfio_asm_process"), v("asm", "python_startup")
+    row("`bpfio asm` whole process, 4096 insns (#2)", f"{p:.0f} ms",
+        f"`python3 -c pass` {py:.0f} ms; `bpfc` {v('asm', 'bpfc_process'):.1f} ms",
+        f"python + {p - py:.0f} ms", "<= python + 150 ms", p - py <= 150)
+    s, k = v("verifier", "socket 4096 insns"), v("verifier", "kernel SO_ATTACH_FILTER, same 4096 insns")
+    row("verify 4096 insns, socket profile, lints on (#3)", f"{s:.1f} ms",
+        f"kernel SO_ATTACH_FILTER {k:.1f} ms", f"{s / k:.2f}", "<= 20 ms", s <= 20)
+    c, i, lp = (v("interp", n) for n in ("compiled", "interpreter", "libpcap bpf_filter via ctypes"))
+    row("per packet, tcpdump corpus, compiled (#4)", f"{c:.0f} ns",
+        f"libpcap `bpf_filter` via ctypes {lp:.0f} ns", f"{c / lp:.2f}", "<= 0.5", c / lp <= 0.5)
+    row("per packet, tcpdump corpus, interpreter (#4)", f"{i:.0f} ns",
+        f"libpcap via ctypes {lp:.0f} ns", f"{i / lp:.2f}", "<= 1.5", i / lp <= 1.5)
+    f, x = v("pio", "fast_path_in"), v("pio", "kvm_exit")
+    row("fast-path `pio_in` (PM timer program) (#5)", f"{f:.0f} ns", f"real KVM PIO exit {x / 1000:.1f} µs",
+        f"{f / x:.3f}", "<= 1/8 (stretch 1/10)", f / x <= 0.125)
+    for name, what in (("model_in", "same register, Python model only (#5)"),
+                       ("unmapped_in", "unmapped access (#5)")):
+        row(what, f"{v('pio', name):.0f} ns", "real KVM PIO exit", f"{v('pio', name) / x:.3f}", "-", None)
+    for n, what in (("bindings_1000", "one hot binding"), ("bindings_1000_rr", "round robin")):
+        r = rows[("pio-scaling", n)]
+        base = rows[("pio-scaling", r["baseline"])]["value"]
+        row(f"1000 bindings vs 1, {what} (#5)", f"{r['value']:.0f} ns", f"1 binding {base:.0f} ns",
+            f"{r['ratio']:.2f}", "flat ±10%", abs(r["ratio"] - 1) <= 0.1)
+    growth = [r for r in d["rows"] if r["group"] == "scaling: events"]
+    if growth:
+        row("memory growth after 1e4 ... 1e7 events (#5, #9)",
+            " / ".join(f"{r['value']:.0f}" for r in growth) + " KiB", "-", "-", "flat",
+            max(r["value"] for r in growth) < 1024)
+    for engine in ("interp", "compiled"):
+        lens = [r for r in d["rows"] if r["group"] == "scaling: program length"
+                and r["name"].startswith(engine)]
+        if lens:
+            row(f"{engine}: ns per executed insn, length 10 → 4096 (#9)",
+                " / ".join(f"{r['value']:.0f}" for r in lens), lens[0]["name"],
+                f"{lens[-1]['ratio']:.2f}", "flat", lens[-1]["ratio"] <= 1.1)
+    wl = [r for r in d["rows"] if r["group"] == "scaling: example workloads" and r["name"].endswith("_programs")]
+    for r in wl:
+        row(f"replay `examples/{r['name'][9:-9]}.jsonl` with programs (#9)", f"{r['value']:.0f} ns/access",
+            "models only", f"{r['ratio']:.2f}", "-", None)
+    for g in ("hello", "pmtimer", "pit", "pcscan", "virtio", "post"):
+        ex = rows.get((f"kvm guest {g}", "programs"))
+        if ex is None:
+            continue
+        sh = v(f"kvm guest {g}", "fast-path share")
+        es = v(f"kvm guest {g}", "programs: engine share")
+        row(f"guest `{g}` on /dev/kvm (#7)", f"{ex['value']:,.0f} exits/s", "docs/benchmarks.md", "-",
+            f"fast path {sh:.1f}% of accesses; bpfio {es:.1f}% of each exit", None)
+    for g, what in (("virtio", "virtio kick storm"), ("post", "POST writes")):
+        key = (f"kvm offload {g}", "PIO exits with offload")
+        if key in rows:
+            row(f"offload: {what}, exits (#7 stretch)", f"{rows[key]['value']:.0f}",
+                f"without offload {v(f'kvm offload {g}', 'PIO exits without offload'):.0f}",
+                f"{rows[key]['ratio']:.3f}", "fewer exits", rows[key]["ratio"] < 1)
+    return out
+
+
+def main(argv=None) -> int:
+    path = Path((argv or sys.argv[1:] or ["bench/results/latest.json"])[0])
+    d = json.loads(path.read_text())
+    m = d["machine"]
+    head = (f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, a nested KVM guest), Python "
+            f"{m['python']}, Linux {m['kernel']}, by `python -m bench --json` (raw: `{path}`, full "
+            "table: [docs/benchmarks.md](docs/benchmarks.md)). This shared VM varies 2-3x between "
+            "runs; every figure is a ratio to a baseline from the same run.\n")
+    readme = (ROOT / "README.md").read_text()
+    i0, i1 = readme.index(START) + len(START), readme.index(END)
+    body = "\n" + head + "\n" + "\n".join(goal_rows(d)) + "\n" + SUMMARY
+    (ROOT / "README.md").write_text(readme[:i0] + body + readme[i1:])
+    (ROOT / "docs" / "benchmarks.md").write_text(
+        f"# Benchmark results\n\nOne run of `python -m bench --json` on {m['date']}: {m['cpu']}, "
+        f"{m['cores']} cores, Python {m['python']}, Linux {m['kernel']}.\nRaw data: `{path}`. "
+        "Regenerate: `python -m bench --json > bench/results/latest.json && "
+        "python -m bench.readme_table`.\n\n" + table(d["rows"], markdown=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
