@@ -95,12 +95,24 @@ def main():
 
 
 def run_main(argv=None) -> int:
-    """Entry point for the console script and ``python -m bpfio``."""
+    """Entry point for the console script and ``python -m bpfio``.
+
+    Bad input is reported by the commands themselves.  Anything else that
+    escapes is a bug in bpfio: it is still one line (and exit status 1) for
+    the user, with the traceback kept for ``BPFIO_DEBUG=1``.  Tests drive
+    ``main`` directly, so they still see such exceptions.
+    """
     try:
         return main.main(args=argv, prog_name="bpfio", standalone_mode=True)
     except KeyboardInterrupt:  # pragma: no cover - interactive
         click.echo("interrupted", err=True)
         return 130
+    except Exception as exc:  # pragma: no cover - only reached through a bug
+        if os.environ.get("BPFIO_DEBUG"):
+            raise
+        click.echo(f"bpfio: internal error: {type(exc).__name__}: {exc} "
+                   "(a bug; BPFIO_DEBUG=1 shows the traceback)", err=True)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -63,22 +63,27 @@ def format_program(program, fmt: str = "bpf_asm") -> str | bytes:
 
 # --- reading ------------------------------------------------------------------------
 
-_INT = r"(?:0[xX][0-9a-fA-F]+|\d+)"
+_INT = r"(?:0[xX][0-9a-fA-F]+|[0-9]+)"
 _C_INSN = re.compile(r"\{\s*(" + _INT + r")\s*,\s*(" + _INT + r")\s*,\s*(" + _INT + r")\s*,\s*("
                      + _INT + r")\s*\}\s*,?")
 _C_NOISE = re.compile(r"^\s*(?:$|//.*|/\*.*\*/\s*$|(?:static\s+)?(?:const\s+)?struct\s+sock_filter\b.*"
                       r"|\}\s*;?\s*$|\{\s*$)")
-_FOUR = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$")
-_ONE = re.compile(r"^\s*(\d+)\s*$")
+_FOUR = re.compile(r"^[ \t\r]*([0-9]+)[ \t]+([0-9]+)[ \t]+([0-9]+)[ \t]+([0-9]+)[ \t\r]*$")
+_ONE = re.compile(r"^[ \t\r]*([0-9]+)[ \t\r]*$")
+
+
+def _show(text: str) -> str:
+    """A line for an error message: blanks trimmed, unprintable characters escaped."""
+    text = text.strip(" \t\r")
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)[:80]
 
 
 def _c_int(text: str) -> int:
+    """A C integer literal (hex, octal, decimal); ValueError when it is not one."""
     if text.lower().startswith("0x"):
         return int(text, 16)
-    if len(text) > 1 and text[0] == "0" and set(text) == {"0"}:
-        return 0  # C's %#x of zero prints zeros; octal 0...0 is 0 too
     if len(text) > 1 and text[0] == "0":
-        return int(text, 8)
+        return int(text, 8)  # C's %#x of zero prints zeros; octal 0...0 is 0 too
     return int(text)
 
 
@@ -102,7 +107,7 @@ def detect_format(data) -> str:
     text = data.strip()
     if text.startswith("["):
         return "json"
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    lines = [ln for ln in text.split("\n") if ln.strip()]
     if text[:1].isdigit():  # assembly never starts with a digit: one of the numeric forms
         if "," in lines[0]:
             return "bpf_asm"
@@ -161,23 +166,25 @@ def _parse_json(text, filename):
 
 
 def _parse_bpf_asm(text, filename):
-    lines = text.strip().splitlines()
+    lines = text.strip().split("\n")
     if len(lines) > 1:
         raise DecodeError("a bpf_asm program is one line: 'N,code jt jf k,...'",
                           filename=filename, line=2)
     parts = lines[0].split(",")
-    if not _ONE.match(parts[0]):
-        raise DecodeError(f"'{parts[0]}' is not an instruction count", filename=filename, line=1)
-    count = int(parts[0])
+    head = _ONE.match(parts[0])
+    if not head:
+        raise DecodeError(f"'{_show(parts[0])}' is not an instruction count",
+                          filename=filename, line=1)
+    count = int(head.group(1))
     if parts[-1].strip():
-        raise DecodeError(f"'{parts[-1].strip()}' after the last ',': every record ends with ','",
+        raise DecodeError(f"'{_show(parts[-1])}' after the last ',': every record ends with ','",
                           filename=filename, line=1)
     records = parts[1:-1]
     out = []
     for i, record in enumerate(records):
         m = _FOUR.match(record)
         if not m:
-            raise DecodeError(f"record {i + 1} '{record.strip()}' is not 'code jt jf k'",
+            raise DecodeError(f"record {i + 1} '{_show(record)}' is not 'code jt jf k'",
                               filename=filename, line=1)
         out.append(_make(tuple(int(g) for g in m.groups()), filename, 1))
     if count != len(out):
@@ -187,21 +194,22 @@ def _parse_bpf_asm(text, filename):
 
 
 def _parse_lines(text, filename, *, counted):
-    lines = text.splitlines()
+    lines = text.split("\n")
     out, count, first = [], None, True
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         if first and counted:
-            if not _ONE.match(line):
-                raise DecodeError(f"'{line.strip()}' is not an instruction count",
+            head = _ONE.match(line)
+            if not head:
+                raise DecodeError(f"'{_show(line)}' is not an instruction count",
                                   filename=filename, line=number)
-            count, first = int(line), False
+            count, first = int(head.group(1)), False
             continue
         first = False
         m = _FOUR.match(line)
         if not m:
-            raise DecodeError(f"'{line.strip()}' is not 'code jt jf k'", filename=filename,
+            raise DecodeError(f"'{_show(line)}' is not 'code jt jf k'", filename=filename,
                               line=number)
         out.append(_make(tuple(int(g) for g in m.groups()), filename, number))
     if counted and count != len(out):
@@ -212,17 +220,22 @@ def _parse_lines(text, filename, *, counted):
 
 def _parse_c(text, filename):
     out = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):
         rest = line
         found = False
         for m in _C_INSN.finditer(line):
             found = True
-            out.append(_make(tuple(_c_int(g) for g in m.groups()), filename, number))
+            try:
+                fields = tuple(_c_int(g) for g in m.groups())
+            except ValueError:
+                raise DecodeError(f"'{_show(m.group(0))}' has a number that is not a C integer "
+                                  "literal", filename=filename, line=number) from None
+            out.append(_make(fields, filename, number))
         if found:
             rest = _C_INSN.sub("", line)
             rest = re.sub(r"/\*.*?\*/|//.*", "", rest)
         if rest.strip() and not _C_NOISE.match(rest):
-            raise DecodeError(f"cannot read '{line.strip()}' as a C instruction "
+            raise DecodeError(f"cannot read '{_show(line)}' as a C instruction "
                               "'{ code, jt, jf, k },'", filename=filename, line=number)
     if not out:
         raise DecodeError("no instructions found", filename=filename)

@@ -1,6 +1,7 @@
 """Every command, fed malformed files: one line naming the place, exit 1 (2 for usage), no traceback."""
 
 import random
+import zlib
 
 import pytest
 from click.testing import CliRunner
@@ -37,7 +38,7 @@ def _mutants(seed: int, n: int):
 @pytest.mark.parametrize("cmd", COMMANDS, ids=" ".join)
 def test_mutated_programs_never_traceback(cmd, tmp_path):
     runner = CliRunner()
-    for i, data in enumerate(_mutants(hash(tuple(cmd)) & 0xffff, 60)):
+    for i, data in enumerate(_mutants(zlib.crc32(" ".join(cmd).encode()), 60)):
         path = tmp_path / f"p{i}"
         path.write_bytes(data)
         extra = ["-o", str(tmp_path / "g.dot")] if cmd == ["cfg"] else []

@@ -103,6 +103,8 @@ BAD = [
     ("[[6, 0, 0, \"x\"]]", "f: error: instruction 0: fields must be integers"),
     ("[1, 2", "f:1: error: invalid JSON: Expecting ',' delimiter"),
     ("{ 0x6, 0, 0 },", "f:1: error: cannot read '{ 0x6, 0, 0 },' as a C instruction '{ code, jt, jf, k },'"),
+    ("{ 028, 0, 0, 0x0 },", "f:1: error: '{ 028, 0, 0, 0x0 },' has a number that is not a C integer literal"),
+    ("2\x1f\n6 0 0 0\n6 0 0 0\n", "f:1: error: '2\\x1f' is not 'code jt jf k'"),
 ]
 
 
