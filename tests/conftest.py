@@ -6,8 +6,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from click.testing import CliRunner
+from hypothesis import settings
+
+# CI runs every property on the same fixed examples (a failure there is reproducible);
+# local runs explore new random examples each time.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def pytest_addoption(parser):
