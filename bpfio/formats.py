@@ -9,6 +9,7 @@ name           what it is (byte-exact with the tool it is named after)
 ``tcpdump``    ``tcpdump -ddd``: the count, then ``code jt jf k`` lines
 ``tcpdump-c``  ``tcpdump -dd``: ``{ 0x%x, %d, %d, 0x%08x },`` lines
 ``bpfc``       ``bpfc -f C``: ``{ 0x%x, %u, %u, 0x%08x },`` lines
+``bpfc-tcpdump`` ``bpfc -f tcpdump``: ``code jt jf k`` lines, no count line
 ``raw``        binary ``struct sock_filter`` array, little-endian
 ``json``       ``[{"code": …, "jt": …, "jf": …, "k": …}, …]``
 ``asm``        bpfio's re-assemblable disassembly
@@ -27,7 +28,8 @@ from pathlib import Path
 from .errors import BpfError, DecodeError
 from .insn import Insn, Program
 
-FORMATS = ("bpf_asm", "xt_bpf", "c", "tcpdump", "tcpdump-c", "bpfc", "raw", "json", "asm")
+FORMATS = ("bpf_asm", "xt_bpf", "c", "tcpdump", "tcpdump-c", "bpfc", "bpfc-tcpdump", "raw",
+           "json", "asm")
 
 
 def c_alt_hex(value: int, width: int) -> str:
@@ -45,8 +47,9 @@ def format_program(program, fmt: str = "bpf_asm") -> str | bytes:
     if fmt == "c":
         return "".join(f"{{ {c_alt_hex(i.code, 4)}, {i.jt:2d}, {i.jf:2d}, {c_alt_hex(i.k, 10)} }},\n"
                        for i in program)
-    if fmt == "tcpdump":
-        return f"{len(program)}\n" + "".join(f"{i.code} {i.jt} {i.jf} {i.k}\n" for i in program)
+    if fmt in ("tcpdump", "bpfc-tcpdump"):
+        body = "".join(f"{i.code} {i.jt} {i.jf} {i.k}\n" for i in program)
+        return body if fmt == "bpfc-tcpdump" else f"{len(program)}\n" + body
     if fmt in ("tcpdump-c", "bpfc"):
         return "".join(f"{{ 0x{i.code:x}, {i.jt}, {i.jf}, 0x{i.k:08x} }},\n" for i in program)
     if fmt == "raw":

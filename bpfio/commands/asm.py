@@ -32,6 +32,7 @@ def asm(source, fmt, output, no_warnings, include_path, defines, relax):
       tcpdump    tcpdump -ddd         count, then 'code jt jf k' lines
       tcpdump-c  tcpdump -dd          { 0x28, 0, 0, 0x0000000c },
       bpfc       bpfc -f C            { 0x28, 0, 0, 0x0000000c },
+      bpfc-tcpdump  bpfc -f tcpdump   'code jt jf k' lines, no count
       xt_bpf     bpfc -f xt_bpf       bpf_asm line without the newline
       raw        struct sock_filter[] binary, little-endian
       json       [{"code": 40, "jt": 0, "jf": 0, "k": 12}, ...]
