@@ -31,6 +31,7 @@ The generated code never raises on a verified program.
 from __future__ import annotations
 
 import builtins
+from functools import lru_cache
 
 from . import interp
 from .interp import (ADD_K, ADD_X, AND_K, AND_X, DIV_K, DIV_X, JA, JEQ_K, JEQ_X, JGE_K,
@@ -39,6 +40,7 @@ from .interp import (ADD_K, ADD_X, AND_K, AND_X, DIV_K, DIV_X, JA, JEQ_K, JEQ_X,
                      LDX_MSH, LSH_K, LSH_X, MOD_K, MOD_X, MUL_K, MUL_X, NEG, OR_K, OR_X,
                      RET_A, RET_K, RET_X, RSH_K, RSH_X, ST, STX, SUB_K, SUB_X, TAX, TXA,
                      XOR_K, XOR_X, predecode)
+from .insn import Program
 from .isa import SKF_AD, SKF_AD_OFF, U32
 
 _JUMP_OPS = {JEQ_K: "A == {v}", JGT_K: "A > {v}", JGE_K: "A >= {v}", JSET_K: "A & {v}",
@@ -74,18 +76,27 @@ class _Emitter:
     def __init__(self, ops, profile: str, mode: str):
         self.ops = ops
         self.profile = profile
-        self.mode = mode            # "fast": return the verdict; "detail": (verdict|None, A, count)
+        # "fast": return the verdict; "detail": return (verdict|None, A, count);
+        # "fused": set V (None on abort) and leave the enclosing loop (see fused_body).
+        self.mode = mode
         self.lines: list[str] = []
-        self.count = mode == "detail"
+        self.count = mode in ("detail", "fused")
         self.hoist = profile == "socket"
         self.rest = 0               # instructions of the current run after the one being emitted
 
     # -- what a return looks like ---------------------------------------------
     def ret(self, value: str) -> str:
+        if self.mode == "fused":
+            return f"V = {value}; break"
         return f"return {value}" if self.mode == "fast" else f"return {value}, A, c"
 
     def abort(self) -> str:
-        return "return 0" if self.mode == "fast" else "return None, A, c"
+        # pio never hoists checks, so an abort sits at its instruction and ``rest``
+        # (the run's instructions after it) makes the executed count exact.
+        drop = f" - {self.rest}" if self.profile == "pio" and self.rest else ""
+        if self.mode == "fused":
+            return f"V = None; c -= {self.rest}; break" if drop else "V = None; break"
+        return "return 0" if self.mode == "fast" else f"return None, A, c{drop}"
 
     # -- one instruction ------------------------------------------------------
     def insn(self, pc: int, ind: str, checked: bool) -> list[str]:
@@ -387,6 +398,38 @@ def generate(program, *, profile: str = "socket", mode: str = "fast") -> str:
     return "\n".join(head + body) + "\n"
 
 
+@lru_cache(maxsize=1024)
+def fused_body(code: bytes) -> tuple[str, ...]:
+    """The pio program as statements to inline into the engine's event function.
+
+    The lines run inside a loop; every ``ret`` sets ``V`` (``None`` for an
+    abort) and breaks out of it, with ``A`` and the executed count ``c`` left
+    for the caller.  They use the names ``port, size, direction, data,
+    offset, vcpu, ticks, ns, mem, L`` and the helpers in :func:`fused_names`.
+    Inlining saves the call and the result tuple of ``.pio`` on every event.
+    """
+    ops = predecode(Program.from_bytes(code), "pio")
+    if ops[-1][0] == LD_GEN and ops[-1][3] == -1:
+        raise interp.VMError("program does not end with ret", pc=len(ops) - 1)
+    em = _Emitter(ops, "pio", "fused")
+    sizes = _tree_sizes(ops)
+    if sizes[0] <= max(TREE_BUDGET, 4 * len(ops)):
+        em.lines.append("while True:")
+        em.tree(0, "    ", sizes)
+    else:
+        em.dispatch("")  # its own block loop is the loop a ret breaks out of
+    head = ["A = X = 0", "c = 0"]
+    if any("H()" in line for line in em.lines):
+        head += ["def H():", "    return (" + ", ".join(_PIO_WORDS) + ")"]
+    return tuple(head + em.lines)
+
+
+def fused_names() -> dict:
+    """Globals the fused statements may call."""
+    import random
+    return {"_pio_load": _pio_load, "_rand": random.getrandbits}
+
+
 def _namespace():
     import random
     return {"_DEFAULT": interp.DEFAULT_CONTEXT, "_socket_context": interp.socket_context,
@@ -407,7 +450,8 @@ class CompiledProgram:
     returns ``(verdict or None when aborted, A, executed)``; for ``pio``,
     ``.pio(port, size, direction, data, offset, vcpu, ticks, ns, mem)``
     is the engine's entry point with the same result.  ``executed`` is
-    counted per straight-line run, so an aborted run counts in full.
+    counted per straight-line run (exact for pio; a socket run aborted by
+    its hoisted bounds check counts in full).
     """
 
     def __init__(self, program, profile: str = "socket"):

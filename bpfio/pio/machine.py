@@ -43,6 +43,7 @@ once so the model can keep ``binding.mem``, ``binding.now_ns()``,
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import traceback
@@ -117,7 +118,8 @@ def bad_value(port: int, size: int, value) -> PioError:
 @lru_cache(maxsize=256)
 def _access_factory(source: str) -> Callable:
     """Compile an event-function factory once per distinct source."""
-    namespace: dict[str, Any] = {}
+    from ..compiler import fused_names
+    namespace: dict[str, Any] = fused_names()
     exec(compile(source, "<bpfio pio access>", "exec"), namespace)
     return namespace["make"]
 
@@ -229,6 +231,9 @@ class Binding:
             body = [f"        ns = {read}",
                     "        c.exits += 1",
                     "        return fallback(port, size, mask, direction, data, ns)"]
+        elif program is not None and run is load_runner(bytes(program), "compiled"):
+            # The standard compiled runner: inline the program instead of calling it.
+            return self._make_fused_access(program, timed, read, ticks)
         else:
             body = [f"        ns = {read}" if timed else "        ns = 0",
                     "        verdict, a, n = run(port, size, direction, data, port - base,"
@@ -269,6 +274,64 @@ class Binding:
         access = _access_factory(source)(self.lock, self.counters, self._clock, self._words,
                                          self.notifiers, len(self.notifiers), self._fallback,
                                          run, self.base)
+        access.binding = self
+        access.source = source
+        return access
+
+    def _make_fused_access(self, program: Program, timed: bool, read: str, ticks: str):
+        """The event function with the compiled program inlined (the default engine).
+
+        Same behaviour as the generic function around ``run``, without the
+        call and the result tuple: ``compiler.fused_body`` gives the program
+        as statements that leave the verdict in ``V`` (``None`` on abort), the
+        accumulator in ``A`` and the executed count in ``c``.  Bindings with
+        the same program and clock settings share one code object.
+        """
+        from ..compiler import fused_body
+        prog = fused_body(bytes(program))
+        text = "\n".join(prog)
+        uses = lambda name: re.search(rf"\b{name}\b", text) is not None  # noqa: E731
+        pre = [f"        ns = {read}" if timed else "        ns = 0"]
+        if uses("ticks"):
+            pre.append(f"        ticks = {ticks if timed else '0'}")
+        if uses("offset"):
+            pre.append("        offset = port - base")
+        body = ["        " + line for line in prog]
+        post = ["        counters.insns += c",
+                "        if V is None:",
+                "            counters.aborts += 1",
+                "        else:",
+                f"            action = V & {_ACTION}",
+                f"            if action == {_DONE}:",
+                "                counters.handled += 1",
+                "                return A & mask",
+                f"            if action == {_NOTIFY} and V & {_INDEX} < n_notifiers:",
+                "                try:",
+                f"                    notifiers[V & {_INDEX}].signal()",
+                "                except OSError:  # closed by a detach racing this event",
+                "                    pass",
+                "                counters.handled += 1",
+                "                counters.notified += 1",
+                "                return A & mask",
+                f"            if action != {_EXIT}:",
+                "                counters.bad_verdicts += 1",
+                "        counters.exits += 1",
+                "        return fallback(port, size, mask, direction, data, "
+                + ("ns)" if timed else f"{read})")]
+        source = "\n".join([
+            "def make(lock, counters, clock, mem, notifiers, n_notifiers, fallback, base):",
+            "    acquire, release = lock.acquire, lock.release",
+            "    L = 40 + 4 * len(mem)",
+            "    def access(port, size, mask, direction, data, vcpu):",
+            "      acquire()",
+            "      try:",
+            *pre, *body, *post,
+            "      finally:",
+            "        release()",
+            "    return access"])
+        access = _access_factory(source)(self.lock, self.counters, self._clock, self._words,
+                                         self.notifiers, len(self.notifiers), self._fallback,
+                                         self.base)
         access.binding = self
         access.source = source
         return access
