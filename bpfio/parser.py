@@ -131,8 +131,9 @@ class Parser:
 
     def p_imm(self, p):
         """imm : HASH NUMBER
-               | HASH LABEL"""
-        p[0] = ("imm", [self._value(p, 2)], [])
+               | HASH LABEL
+               | IMM"""
+        p[0] = ("imm", [self._value(p, len(p) - 1)], [])
 
     def p_bare(self, p):
         """bare : NUMBER
@@ -149,13 +150,16 @@ class Parser:
 
     def p_mem(self, p):
         """mem : M LBRACKET NUMBER RBRACKET
-               | M LBRACKET LABEL RBRACKET"""
-        p[0] = ("mem", [self._value(p, 3)], [])
+               | M LBRACKET LABEL RBRACKET
+               | M ABSNUM
+               | MEMNUM"""
+        p[0] = ("mem", [self._value(p, {5: 3, 3: 2, 2: 1}[len(p)])], [])
 
     def p_abs(self, p):
         """abs : LBRACKET NUMBER RBRACKET
-               | LBRACKET LABEL RBRACKET"""
-        p[0] = ("abs", [self._value(p, 2)], [])
+               | LBRACKET LABEL RBRACKET
+               | ABSNUM"""
+        p[0] = ("abs", [self._value(p, 2 if len(p) == 4 else 1)], [])
 
     def p_ind(self, p):
         """ind : LBRACKET X PLUS NUMBER RBRACKET
@@ -165,8 +169,12 @@ class Parser:
         p[0] = ("ind", [self._value(p, len(p) - 2)], [])
 
     def p_msh(self, p):
-        "msh : NUMBER STAR LPAREN LBRACKET value RBRACKET AMP value RPAREN"
-        p[0] = ("msh", [self._value(p, 1), p[5], p[8]], [])
+        """msh : NUMBER STAR LPAREN LBRACKET value RBRACKET AMP value RPAREN
+               | NUMBER STAR LPAREN ABSNUM AMP value RPAREN"""
+        if len(p) == 10:
+            p[0] = ("msh", [self._value(p, 1), p[5], p[8]], [])
+        else:
+            p[0] = ("msh", [self._value(p, 1), self._value(p, 4), p[6]], [])
 
     def p_target(self, p):
         "target : LABEL"
@@ -185,9 +193,12 @@ class Parser:
     def p_cond1(self, p):
         """cond1 : HASH NUMBER COMMA LABEL
                  | HASH LABEL COMMA LABEL
+                 | IMM COMMA LABEL
                  | X COMMA LABEL
                  | PERCENT X COMMA LABEL"""
-        if p.slice[1].type == "HASH":
+        if p.slice[1].type == "IMM":
+            p[0] = ("k1", [self._value(p, 1)], [self._target(p, 3)])
+        elif p.slice[1].type == "HASH":
             p[0] = ("k1", [self._value(p, 2)], [self._target(p, 4)])
         else:
             p[0] = ("x1", [], [self._target(p, len(p) - 1)])
@@ -195,10 +206,13 @@ class Parser:
     def p_cond2(self, p):
         """cond2 : HASH NUMBER COMMA LABEL COMMA LABEL
                  | HASH LABEL COMMA LABEL COMMA LABEL
+                 | IMM COMMA LABEL COMMA LABEL
                  | X COMMA LABEL COMMA LABEL
                  | PERCENT X COMMA LABEL COMMA LABEL"""
         n = len(p)
-        if p.slice[1].type == "HASH":
+        if p.slice[1].type == "IMM":
+            p[0] = ("k2", [self._value(p, 1)], [self._target(p, 3), self._target(p, 5)])
+        elif p.slice[1].type == "HASH":
             p[0] = ("k2", [self._value(p, 2)], [self._target(p, 4), self._target(p, 6)])
         else:
             p[0] = ("x2", [], [self._target(p, n - 3), self._target(p, n - 1)])
@@ -228,6 +242,8 @@ class Parser:
         tok = p.slice[i]
         if tok.type == "NUMBER":
             return Value(tok.value[0], None, tok.lexpos, 0, tok.value[1])
+        if tok.type in ("IMM", "ABSNUM", "MEMNUM"):  # the number inside a combined token
+            return Value(tok.value[0], None, tok.value[2], 0, tok.value[1])
         # A name in a number position: a #define'd constant, resolved now so that an
         # unknown name is reported where bison reports its syntax error.
         if self.resolve is None:
