@@ -8,7 +8,7 @@ import pytest
 
 import bpfio
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(bpfio.__path__, "bpfio.")
+MODULES = ["bpfio"] + sorted(m.name for m in pkgutil.walk_packages(bpfio.__path__, "bpfio.")
                  if not m.name.endswith("__main__"))
 
 
