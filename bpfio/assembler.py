@@ -267,15 +267,13 @@ class _Assembler:
         """Insert ``ja`` trampolines for forward conditional offsets over 255."""
         # Work with object identities: targets point at items, not indexes.
         for idx, item in enumerate(items):
-            item.index0 = idx
-        for item in items:
             for attr in ("ref_k", "ref_jt", "ref_jf"):
                 ref = getattr(item, attr)
                 if ref is not None:
                     setattr(item, attr, (ref[0], items[ref[1]]))
             if item.code & 0x07 == BPF_JMP and item.code & 0xf0 != BPF_JA:
                 # An implicit offset 0 is "the next source instruction" and must stay so.
-                nxt = items[item.index0 + 1] if item.index0 + 1 < len(items) else None
+                nxt = items[idx + 1] if idx + 1 < len(items) else None
                 for attr in ("ref_jt", "ref_jf"):
                     if getattr(item, attr) is None and nxt is not None:
                         setattr(item, attr, (("<next>", item.stmt.pos, 0), nxt))

@@ -103,7 +103,6 @@ _COMBINED = {"memnum": ("MEMNUM", "mn"), "absnum": ("ABSNUM", "an"), "imm": ("IM
 _PUNCT = {"%": "PERCENT", ":": "COLON", ",": "COMMA", "[": "LBRACKET", "]": "RBRACKET",
           "(": "LPAREN", ")": "RPAREN", "+": "PLUS", "*": "STAR", "&": "AMP"}
 _REGS = {"x": "X", "a": "A", "m": "M"}
-_MNEMONIC_SET = frozenset(MNEMONICS)
 # Whole-word keywords (caseless) -> (token type, value or None to keep the source text).
 _KEYWORDS = {**{m: (c, m) for m, c in MNEMONIC_CLASS.items()},
              **{w: ("EXT", off) for w, off in ASM_EXTENSIONS.items()},
