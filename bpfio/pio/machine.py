@@ -124,6 +124,31 @@ def _access_factory(source: str) -> Callable:
     return namespace["make"]
 
 
+def _verdict_lines(timed: bool, read: str) -> list[str]:
+    """Event-function source that acts on ``V`` (verdict or None), ``A`` and ``c`` (executed)."""
+    return ["        counters.insns += c",
+            "        if V is None:",
+            "            counters.aborts += 1",
+            "        else:",
+            f"            action = V & {_ACTION}",
+            f"            if action == {_DONE}:",
+            "                counters.handled += 1",
+            "                return A & mask",
+            f"            if action == {_NOTIFY} and V & {_INDEX} < n_notifiers:",
+            "                try:",
+            f"                    notifiers[V & {_INDEX}].signal()",
+            "                except OSError:  # closed by a detach racing this event",
+            "                    pass",
+            "                counters.handled += 1",
+            "                counters.notified += 1",
+            "                return A & mask",
+            f"            if action != {_EXIT}:",
+            "                counters.bad_verdicts += 1",
+            "        counters.exits += 1",
+            "        return fallback(port, size, mask, direction, data, "
+            + ("ns)" if timed else f"{read})")]
+
+
 class Binding:
     """One dispatch range: program, device model, shared memory, clock, notifiers.
 
@@ -229,41 +254,22 @@ class Binding:
             ticks = f"({ticks}) & 0xffffffffffffffff"
         if run is None:
             body = [f"        ns = {read}",
-                    "        c.exits += 1",
+                    "        counters.exits += 1",
                     "        return fallback(port, size, mask, direction, data, ns)"]
         elif program is not None and run is load_runner(bytes(program), "compiled"):
             # The standard compiled runner: inline the program instead of calling it.
-            return self._make_fused_access(program, timed, read, ticks)
+            body = self._fused_lines(program, timed, read, ticks) + _verdict_lines(timed, read)
         else:
             body = [f"        ns = {read}" if timed else "        ns = 0",
-                    "        verdict, a, n = run(port, size, direction, data, port - base,"
-                    f" vcpu, {ticks if timed else '0'}, ns, words)",
-                    "        c.insns += n",
-                    "        if verdict is None:",
-                    "            c.aborts += 1",
-                    "        else:",
-                    f"            action = verdict & {_ACTION}",
-                    f"            if action == {_DONE}:",
-                    "                c.handled += 1",
-                    "                return a & mask",
-                    f"            if action == {_NOTIFY} and verdict & {_INDEX} < n_notifiers:",
-                    "                try:",
-                    f"                    notifiers[verdict & {_INDEX}].signal()",
-                    "                except OSError:  # closed by a detach racing this event",
-                    "                    pass",
-                    "                c.handled += 1",
-                    "                c.notified += 1",
-                    "                return a & mask",
-                    f"            if action != {_EXIT}:",
-                    "                c.bad_verdicts += 1",
-                    "        c.exits += 1",
-                    "        return fallback(port, size, mask, direction, data, "
-                    + ("ns)" if timed else f"{read})")]
+                    "        V, A, c = run(port, size, direction, data, port - base,"
+                    f" vcpu, {ticks if timed else '0'}, ns, mem)",
+                    *_verdict_lines(timed, read)]
         # acquire/try/finally rather than `with lock:`: the same semantics, and
         # measured here at about half the cost (no __enter__/__exit__ calls).
         source = "\n".join([
-            "def make(lock, c, clock, words, notifiers, n_notifiers, fallback, run, base):",
+            "def make(lock, counters, clock, mem, notifiers, n_notifiers, fallback, run, base):",
             "    acquire, release = lock.acquire, lock.release",
+            "    L = 40 + 4 * len(mem)",
             "    def access(port, size, mask, direction, data, vcpu):",
             "      acquire()",
             "      try:",
@@ -278,14 +284,15 @@ class Binding:
         access.source = source
         return access
 
-    def _make_fused_access(self, program: Program, timed: bool, read: str, ticks: str):
-        """The event function with the compiled program inlined (the default engine).
+    @staticmethod
+    def _fused_lines(program: Program, timed: bool, read: str, ticks: str) -> list[str]:
+        """The compiled program inlined into the event function (the default engine).
 
-        Same behaviour as the generic function around ``run``, without the
-        call and the result tuple: ``compiler.fused_body`` gives the program
-        as statements that leave the verdict in ``V`` (``None`` on abort), the
-        accumulator in ``A`` and the executed count in ``c``.  Bindings with
-        the same program and clock settings share one code object.
+        The same behaviour as calling the runner, without the call and the
+        result tuple: ``compiler.fused_body`` gives the program as statements
+        that leave the verdict in ``V`` (``None`` on abort), the accumulator in
+        ``A`` and the executed count in ``c``.  Only the context values the
+        program reads are computed.
         """
         from ..compiler import fused_body
         prog = fused_body(bytes(program))
@@ -296,45 +303,7 @@ class Binding:
             pre.append(f"        ticks = {ticks if timed else '0'}")
         if uses("offset"):
             pre.append("        offset = port - base")
-        body = ["        " + line for line in prog]
-        post = ["        counters.insns += c",
-                "        if V is None:",
-                "            counters.aborts += 1",
-                "        else:",
-                f"            action = V & {_ACTION}",
-                f"            if action == {_DONE}:",
-                "                counters.handled += 1",
-                "                return A & mask",
-                f"            if action == {_NOTIFY} and V & {_INDEX} < n_notifiers:",
-                "                try:",
-                f"                    notifiers[V & {_INDEX}].signal()",
-                "                except OSError:  # closed by a detach racing this event",
-                "                    pass",
-                "                counters.handled += 1",
-                "                counters.notified += 1",
-                "                return A & mask",
-                f"            if action != {_EXIT}:",
-                "                counters.bad_verdicts += 1",
-                "        counters.exits += 1",
-                "        return fallback(port, size, mask, direction, data, "
-                + ("ns)" if timed else f"{read})")]
-        source = "\n".join([
-            "def make(lock, counters, clock, mem, notifiers, n_notifiers, fallback, base):",
-            "    acquire, release = lock.acquire, lock.release",
-            "    L = 40 + 4 * len(mem)",
-            "    def access(port, size, mask, direction, data, vcpu):",
-            "      acquire()",
-            "      try:",
-            *pre, *body, *post,
-            "      finally:",
-            "        release()",
-            "    return access"])
-        access = _access_factory(source)(self.lock, self.counters, self._clock, self._words,
-                                         self.notifiers, len(self.notifiers), self._fallback,
-                                         self.base)
-        access.binding = self
-        access.source = source
-        return access
+        return pre + ["        " + line for line in prog]
 
     def _fallback(self, port: int, size: int, mask: int, direction: int, data: int, ns: int):
         """The userspace half of an event (lock held): the model, else the unmapped default."""
