@@ -15,8 +15,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
+from bench import best_of
 from bpfio.assembler import assemble
 
 
@@ -29,17 +29,9 @@ def source_4096() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _best(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
 
 def _process(cmd, repeat: int) -> float:
-    return _best(lambda: subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    return best_of(lambda: subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         check=False), repeat)
 
 
@@ -47,7 +39,7 @@ def run(quick: bool = False) -> list[dict]:
     src = source_4096()
     repeat = 3 if quick else 15
     assemble(src)  # warm caches (parser tables, regexes) as a long-lived process would have
-    t_asm = _best(lambda: assemble(src), repeat)
+    t_asm = best_of(lambda: assemble(src), repeat)
     nlines = src.count("\n")
     rows = [
         {"group": "asm", "name": "asm_4096", "value": t_asm * 1e3, "unit": "ms", "baseline": None,

@@ -19,7 +19,8 @@ import os
 import struct
 import sys
 import tempfile
-import time
+
+from bench import best_of
 
 FILTER = """
     ldh [12]
@@ -50,14 +51,6 @@ def _packets():
     return [eth + ip + tcp, bytes(12) + b"\x08\x06" + bytes(28)]
 
 
-def _best(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
 
 def run(quick: bool) -> list[dict]:
     """Measure and return the rows."""
@@ -78,14 +71,14 @@ def run(quick: bool) -> list[dict]:
                      else seconds / per * 1e6, "unit": unit, "baseline": baseline, "ratio": None,
                      "goal": goal})
 
-    row("interp_outcome", _best(lambda: [outcome(prog, p) for p in packets], repeat), insns,
+    row("interp_outcome", best_of(lambda: [outcome(prog, p) for p in packets], repeat), insns,
         baseline=None, goal="reference")
 
     d = Debugger("socket")
     d.set_program(prog)
     for p in packets:
         d.source.packets.append((p, len(p)))
-    row("dbg_run", _best(lambda: d.execute("run"), repeat), insns,
+    row("dbg_run", best_of(lambda: d.execute("run"), repeat), insns,
         goal="interactive: a 100k-instruction run well under a second")
 
     def stepping():
@@ -93,7 +86,7 @@ def run(quick: bool) -> list[dict]:
         for _ in range(len(packets) // 10):
             d.execute("step 64")
     steps = insns // 10
-    row("dbg_step_trace", _best(stepping, repeat), steps, goal="a screenful of trace in microseconds")
+    row("dbg_step_trace", best_of(stepping, repeat), steps, goal="a screenful of trace in microseconds")
 
     with tempfile.TemporaryDirectory() as tmp:
         n_events = 500 if quick else 5000
@@ -108,13 +101,13 @@ def run(quick: bool) -> list[dict]:
         m = Debugger("pio")
         m.attach_machine(os.path.join(tmp, "m.toml"), "latch")
         m.execute(f"load events {os.path.join(tmp, 'e.jsonl')}")
-        row("dbg_machine_event", _best(lambda: m.execute("run"), repeat), n_events,
+        row("dbg_machine_event", best_of(lambda: m.execute("run"), repeat), n_events,
             unit="ns/event", baseline=None, goal="a recorded trace of 10k events in seconds")
         m.close()
 
     big = [Insn(0x15, 0, 1, i) if i % 3 == 0 else Insn(0x04, 0, 0, 1) for i in range(4095)]
     big.append(Insn(0x06, 0, 0, 0))
-    row("cfg_dot_4096", _best(lambda: to_dot(big, cfg=build_cfg(big)), repeat), 1,
+    row("cfg_dot_4096", best_of(lambda: to_dot(big, cfg=build_cfg(big)), repeat), 1,
         unit="us/program", baseline=None, goal="the largest program in well under a second")
 
     base = {r["name"]: r["value"] for r in rows}

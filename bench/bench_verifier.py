@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import random
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import best_of
 from bpfio.errors import VerifierError  # noqa: E402
 from bpfio.insn import Insn, Program  # noqa: E402
 from bpfio.verifier import verify  # noqa: E402
@@ -70,12 +70,7 @@ def uninit_program(n: int = 4096) -> Program:
 
 
 def _best_ms(func, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - start)
-    return best * 1000
+    return best_of(func, repeat) * 1000
 
 
 def _row(name, value, unit="ms", baseline=None, ratio=None, goal=None):

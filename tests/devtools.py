@@ -34,3 +34,11 @@ def replay_example(runner, cli, engine: str, config: str, events: str) -> dict:
                               "--events", str(EXAMPLES / events), "--json"])
     assert res.exit_code == 0, res.output
     return json.loads(res.output)
+
+
+def check_workload(request, name: str, text: str) -> None:
+    """The committed ``examples/NAME`` equals ``text`` (``--update-golden`` rewrites it)."""
+    path = EXAMPLES / name
+    if request.config.getoption("--update-golden"):
+        path.write_text(text)
+    assert path.read_text() == text

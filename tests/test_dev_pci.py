@@ -14,7 +14,7 @@ from bpfio.errors import PioError
 from bpfio.pio.machine import FakeClock, Machine
 from bpfio.resources import asm_dir
 
-from devtools import EXAMPLES, Recording, replay_example
+from devtools import EXAMPLES, Recording, check_workload, replay_example
 
 BASE = 0xCF8
 PROGRAM = (asm_dir() / "pci.asm").read_text()
@@ -309,11 +309,7 @@ def scan_workload() -> str:
 
 
 def test_example_workload_is_current(request):
-    path = EXAMPLES / "pci-scan.jsonl"
-    text = scan_workload()
-    if request.config.getoption("--update-golden"):
-        path.write_text(text)
-    assert path.read_text() == text
+    check_workload(request, "pci-scan.jsonl", scan_workload())
 
 
 @pytest.mark.parametrize("engine", ["compiled", "interp"])

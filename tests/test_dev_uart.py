@@ -13,7 +13,7 @@ from bpfio.devices.uart import UART
 from bpfio.pio.machine import FakeClock, Machine
 from bpfio.resources import asm_dir
 
-from devtools import EXAMPLES, Recording, replay_example
+from devtools import EXAMPLES, Recording, check_workload, replay_example
 
 BASE = 0x3F8
 THR, IER, IIR, FCR, LCR, MCR, LSR, MSR, SCR = 0, 1, 2, 2, 3, 4, 5, 6, 7
@@ -325,11 +325,7 @@ def console_workload() -> str:
 
 
 def test_example_workload_is_current(request):
-    path = EXAMPLES / "uart-console.jsonl"
-    text = console_workload()
-    if request.config.getoption("--update-golden"):
-        path.write_text(text)
-    assert path.read_text() == text
+    check_workload(request, "uart-console.jsonl", console_workload())
 
 
 @pytest.mark.parametrize("engine", ["compiled", "interp"])

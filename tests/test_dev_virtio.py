@@ -13,7 +13,7 @@ from bpfio.errors import PioError
 from bpfio.pio.machine import FakeClock, Machine
 from bpfio.resources import asm_dir
 
-from devtools import EXAMPLES, Recording, replay_example
+from devtools import Recording, check_workload, replay_example
 
 BASE = 0xC000
 FEAT, GFEAT, PFN, NUM, SEL, NOTIFY, STATUS, ISR, CONFIG = 0, 4, 8, 12, 14, 16, 18, 19, 20
@@ -234,11 +234,7 @@ def kick_workload() -> str:
 
 
 def test_example_workload_is_current(request):
-    path = EXAMPLES / "virtio-kicks.jsonl"
-    text = kick_workload()
-    if request.config.getoption("--update-golden"):
-        path.write_text(text)
-    assert path.read_text() == text
+    check_workload(request, "virtio-kicks.jsonl", kick_workload())
 
 
 @pytest.mark.parametrize("engine", ["compiled", "interp"])
