@@ -52,8 +52,9 @@ def run(quick: bool = False) -> list[dict]:
         with open(path, "w") as fh:
             fh.write(src)
         t_py = _process([sys.executable, "-c", "pass"], repeat)
-        exe = shutil.which("bpfio")
-        cmd = [exe, "asm", path] if exe else [sys.executable, "-m", "bpfio", "asm", path]
+        # The console script of this interpreter's install, never whatever PATH holds.
+        exe = os.path.join(os.path.dirname(sys.executable), "bpfio")
+        cmd = [exe, "asm", path] if os.path.isfile(exe) else [sys.executable, "-m", "bpfio", "asm", path]
         t_bpfio = _process(cmd, repeat)
         rows.append({"group": "asm", "name": "python_startup", "value": t_py * 1e3, "unit": "ms",
                      "baseline": None, "ratio": None, "goal": ""})

@@ -1,11 +1,40 @@
-"""Helpers shared by the device tests: recording workloads and replaying example configs."""
+"""Helpers shared by the tests: the bpfio under test, recording workloads, replaying configs."""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+BIN = Path(sys.executable).parent   # where pip put the console scripts of the Python under test
+
+
+def bpfio_exe() -> str:
+    """The ``bpfio`` console script installed next to ``sys.executable``, never one from PATH.
+
+    A test that runs the real entry point must run the one that belongs to the interpreter
+    running the tests; a ``bpfio`` elsewhere on PATH is a leftover of some other install.
+    Its absence is a failure, not a skip: the README's test command installs it.
+    """
+    exe = BIN / "bpfio"
+    if not exe.is_file():
+        pytest.fail(f"no bpfio console script at {exe}: install the project into this "
+                    "interpreter's environment (pip install -e '.[test]')")
+    return str(exe)
+
+
+def bpfio_env(**extra) -> dict:
+    """The environment for a shell that runs documented ``bpfio ...`` lines.
+
+    PATH starts with this interpreter's script folder, so ``bpfio`` (and ``python``) in a
+    shell command resolve to the project under test whatever else is on PATH.
+    """
+    bpfio_exe()
+    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra)
 
 
 class Recording:

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from bpfio.debugger import DbgError, Debugger
 from bpfio.errors import BpfError
+from devtools import bpfio_exe
 
 # --- inputs written by hand -------------------------------------------------------------
 
@@ -678,10 +679,7 @@ def test_commands_from_stdin_and_option_errors(files, runner, cli):
 
 
 def test_installed_entry_point(files):
-    exe = shutil.which("bpfio")
-    if exe is None:
-        pytest.skip("the bpfio console script is not installed")
-    proc = subprocess.run([exe, "dbg", str(files / "f.asm"), "--pcap", str(files / "be.pcap")],
+    proc = subprocess.run([bpfio_exe(), "dbg", str(files / "f.asm"), "--pcap", str(files / "be.pcap")],
                           input="run\nquit\n", capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-2:] == ["bpf passes:1 fails:2", "> quit"]

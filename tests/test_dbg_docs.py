@@ -7,13 +7,13 @@ interactive ``bpfio dbg`` (no pipe, no -x) they are fed to it on standard input.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from devtools import bpfio_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "debugger.md"
@@ -38,8 +38,6 @@ def test_doc_session(code, transcript, tmp_path):
     for tool in re.findall(r"^(?:\S+=\$\()?(\w+)", code, re.M):
         if tool in ("tcpdump", "dot") and shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")
-    if shutil.which("bpfio") is None:
-        pytest.skip("the bpfio console script is not installed")
     for name in ("examples", "asm"):
         if (ROOT / name).is_dir():
             (tmp_path / name).symlink_to(ROOT / name)
@@ -48,7 +46,7 @@ def test_doc_session(code, transcript, tmp_path):
     interactive = last.startswith("bpfio dbg") and " -x " not in last
     stdin = "".join(ln[2:] + "\n" for ln in lines if ln.startswith("> ")) if interactive else ""
     proc = subprocess.run(["bash", "-e", "-c", code], cwd=tmp_path, input=stdin, text=True,
-                          capture_output=True, timeout=120, env=dict(os.environ, LC_ALL="C"))
+                          capture_output=True, timeout=120, env=bpfio_env(LC_ALL="C"))
     assert proc.returncode == 0, proc.stderr
     got = [ln.rstrip() for ln in proc.stdout.splitlines()]
     pos = 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import subprocess
 import sys
 import time
@@ -12,10 +11,9 @@ import time
 import pytest
 
 from test_dbg import FILTER, PACKETS, pcap_file
+from devtools import bpfio_exe
 
 pty = pytest.importorskip("pty")
-pytestmark = pytest.mark.skipif(shutil.which("bpfio") is None,
-                                reason="the bpfio console script is not installed")
 
 
 class Terminal:
@@ -23,7 +21,7 @@ class Terminal:
 
     def __init__(self, args, env):
         self.master, slave = pty.openpty()
-        self.proc = subprocess.Popen(["bpfio", "dbg", *args], stdin=slave, stdout=slave,
+        self.proc = subprocess.Popen([bpfio_exe(), "dbg", *args], stdin=slave, stdout=slave,
                                      stderr=slave, env=env, close_fds=True)
         os.close(slave)
         self.seen = b""

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 from bpfio import DecodeError, Insn, Program, assemble, disassemble
 from bpfio.formats import FORMATS, detect_format, format_program, parse_program
 from bpfio.isa import OPCODES
+from devtools import bpfio_exe
 
 ARP = "ldh [12]\njne #0x806, drop\nret #-1\ndrop: ret #0\n"
 
@@ -174,8 +174,7 @@ def test_cli_fuzzed_input_never_tracebacks(data):
 
 
 def test_installed_entry_point_runs_as_a_process(tmp_path):
-    exe = shutil.which("bpfio")
-    cmd = [exe] if exe else [sys.executable, "-m", "bpfio"]
+    cmd = [bpfio_exe()]
     src = tmp_path / "a.bpf"
     src.write_text(ARP)
     done = subprocess.run(cmd + ["asm", "-f", "tcpdump", str(src)], capture_output=True, text=True)

@@ -16,6 +16,7 @@ from bpfio.pio.config import check_machine, load_machine
 from bpfio.pio.events import EventReader
 from bpfio.pio.machine import FakeClock
 from bpfio.pio.replay import replay
+from devtools import bpfio_exe
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -111,9 +112,8 @@ def test_workloads_are_reproducible(tmp_path):
             (EXAMPLES / f"{name}.jsonl").read_bytes(), name
 
 
-@pytest.mark.skipif(shutil.which("bpfio") is None, reason="bpfio entry point not on PATH")
 def test_cli_machine_run_subprocess():
-    out = subprocess.run(["bpfio", "machine", "run", str(EXAMPLES / "pit.toml"),
+    out = subprocess.run([bpfio_exe(), "machine", "run", str(EXAMPLES / "pit.toml"),
                           "--events", str(EXAMPLES / "pit.jsonl"), "--json"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -127,8 +127,6 @@ def _kvm_ready() -> str | None:
         return "/dev/kvm is not usable here"
     if shutil.which("nasm") is None:
         return "nasm is not installed"
-    if shutil.which("bpfio") is None:
-        return "bpfio entry point not on PATH"
     return None
 
 
@@ -141,7 +139,7 @@ def _kvm_ready() -> str | None:
 ])
 def test_real_guest_on_pc_toml(guest, pattern):
     """A real guest on /dev/kvm (examples/guests, bpfio vm) drives the part-A devices."""
-    out = subprocess.run(["bpfio", "vm", str(EXAMPLES / "guests" / f"{guest}.asm"),
+    out = subprocess.run([bpfio_exe(), "vm", str(EXAMPLES / "guests" / f"{guest}.asm"),
                           "--machine", str(EXAMPLES / "pc.toml"), "--stats", "--timeout", "60"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

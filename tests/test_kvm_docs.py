@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from test_kvm_helpers import ROOT, needs_kvm, needs_nasm, needs_pc
+from devtools import bpfio_exe
 
 pytestmark = [needs_kvm, needs_nasm, needs_pc]
 
@@ -34,7 +35,8 @@ COMMANDS = [line for block in blocks("sh") for line in block.splitlines()
 
 @pytest.mark.parametrize("line", COMMANDS)
 def test_documented_vm_commands_run(line):
-    proc = subprocess.run(shlex.split(line), cwd=ROOT, capture_output=True, text=True,
+    argv = shlex.split(line)
+    proc = subprocess.run([bpfio_exe(), *argv[1:]], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     if "--offload" in line:
@@ -46,7 +48,7 @@ def test_documented_vm_commands_run(line):
 def test_documented_error_lines_match_the_tool(tmp_path):
     spin = tmp_path / "spin.bin"
     spin.write_bytes(b"\xEB\xFE")
-    proc = subprocess.run(["bpfio", "vm", str(spin), "--machine", "examples/pc.toml",
+    proc = subprocess.run([bpfio_exe(), "vm", str(spin), "--machine", "examples/pc.toml",
                            "--timeout", "0.2"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr == f"{spin}: error: guest did not halt within 0.2 s\n"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 import subprocess
 import time
 
@@ -18,6 +17,7 @@ import pytest
 
 from bpfio import kvm
 from bpfio.pio.machine import Machine
+from devtools import bpfio_exe
 from test_kvm_helpers import (GUESTS, PC_TOML, ROOT, binding_for, guest, needs_kvm, needs_nasm,
                               needs_pc, pc_machine, uart_text)
 
@@ -318,9 +318,8 @@ def test_cli_errors_are_one_line(runner, cli, tmp_path):
     assert res.stderr.startswith(f"{bad}:2: error: ") and res.stderr.count("\n") == 1
 
 
-@pytest.mark.skipif(shutil.which("bpfio") is None, reason="bpfio entry point not on PATH")
 def test_installed_entry_point_runs_a_guest():
-    proc = subprocess.run(["bpfio", "vm", str(GUESTS / "hello.asm"), "--machine", str(PC_TOML)],
+    proc = subprocess.run([bpfio_exe(), "vm", str(GUESTS / "hello.asm"), "--machine", str(PC_TOML)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == HELLO

@@ -18,18 +18,16 @@ import pytest
 from bpfio.pio.events import EventReader
 from bpfio.pio.machine import FakeClock
 from bpfio.pio.replay import replay
+from devtools import bpfio_exe
 from test_kvm_helpers import PC_TOML, guest, needs_kvm, needs_nasm, needs_pc, pc_machine
 
 pytestmark = [needs_kvm, needs_nasm, needs_pc]
 
-BPFIO = shutil.which("bpfio")
 
 
 def _perf_ok() -> str:
     if shutil.which("perf") is None:
         return "perf is not installed"
-    if BPFIO is None:
-        return "the bpfio entry point is not on PATH"
     try:
         proc = subprocess.run(["perf", "list", "kvm:kvm_pio"], capture_output=True,
                               text=True, timeout=60)
@@ -48,7 +46,7 @@ def record(image_path, tmp_path, *extra) -> str:
     """Run ``bpfio vm`` under perf record; return the perf script text."""
     data = tmp_path / "perf.data"
     cmd = ["perf", "record", "-q", "-e", "kvm:kvm_pio", "-o", str(data), "--",
-           BPFIO, "vm", str(image_path), "--machine", str(PC_TOML), *extra]
+           bpfio_exe(), "vm", str(image_path), "--machine", str(PC_TOML), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0 and not data.exists():
         pytest.skip(f"perf record failed here: {proc.stderr.strip()[:200]}")

@@ -15,6 +15,7 @@ from bpfio.pio.config import check_machine, load_machine
 from bpfio.pio.events import EventReader, parse_json_event, parse_trace_line
 from bpfio.pio.machine import FakeClock
 from bpfio.pio.replay import replay
+from devtools import bpfio_exe
 
 MODELS = '''
 class Echo:
@@ -366,7 +367,7 @@ def test_cli_run_bad_line_and_skip_bad(models, runner, cli):
 
 def test_installed_entry_point_subprocess(models):
     bad = write(models / "bad.toml", "[bindings.a]\nbase = 0x70\n")
-    p = subprocess.run(["bpfio", "machine", "check", str(bad)], capture_output=True, text=True,
+    p = subprocess.run([bpfio_exe(), "machine", "check", str(bad)], capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 1
     assert p.stderr == f"{bad}: error: binding 'a': missing required key 'length'\n"

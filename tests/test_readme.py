@@ -2,12 +2,12 @@
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from bpfio.cli import COMMANDS, main
+from devtools import bpfio_exe
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -38,7 +38,7 @@ def test_readme_main_job_command_runs(tmp_path):
     main_cmd = re.search(r"Run the main job.*?```sh\n(.*?)\n```", README, re.S).group(1)
     job = main_cmd.split("&& .venv/bin/")[-1]          # the part after the set-up
     assert job.startswith("bpfio machine run ")
-    done = subprocess.run([sys.executable, "-m", "bpfio", *job.split()[1:]], cwd=ROOT,
+    done = subprocess.run([bpfio_exe(), *job.split()[1:]], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "never needed userspace" in done.stdout and "mismatches: 0" in done.stdout

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from bpfio.pcap import PcapError, read_packets, write_pcap
+from devtools import bpfio_exe
 
 ARP = "ldh [12]\njne #0x806, drop\nret #-1\ndrop: ret #0\n"
 ARP_PKT = "ffffffffffff" + "001122334455" + "0806" + "0001"
@@ -168,11 +169,10 @@ def test_context_option(runner, cli, tmp_path):
     assert res.stdout.splitlines() == ["3"]
 
 
-@pytest.mark.skipif(shutil.which("bpfio") is None, reason="bpfio entry point not installed")
 def test_installed_entry_point(tmp_path):
     path = tmp_path / "arp.asm"
     path.write_text(ARP)
-    proc = subprocess.run(["bpfio", "run", str(path), "--packet", ARP_PKT], capture_output=True, text=True)
+    proc = subprocess.run([bpfio_exe(), "run", str(path), "--packet", ARP_PKT], capture_output=True, text=True)
     assert (proc.returncode, proc.stdout) == (0, "4294967295\n")
-    proc = subprocess.run(["bpfio", "run", str(path)], capture_output=True, text=True)
+    proc = subprocess.run([bpfio_exe(), "run", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "give --packet HEX or --pcap FILE" in proc.stderr

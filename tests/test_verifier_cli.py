@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pytest
 
 from bpfio.insn import Insn, Program
+from devtools import bpfio_exe
 
 ARP = "ldh [12]\njne #0x806, drop\nret #-1\ndrop: ret #0\n"
 UNINIT = "ld M[3]\nret a\n"
@@ -106,9 +106,7 @@ def test_missing_file(runner, cli, tmp_path):
 
 
 def test_real_entry_point(tmp_path):
-    exe = shutil.which("bpfio")
-    if exe is None:
-        pytest.skip("the bpfio entry point is not installed")
+    exe = bpfio_exe()
     path = tmp_path / "bad.bpf"
     path.write_text("ld #1\nlsh #40\nret a\n")
     proc = subprocess.run([exe, "check", str(path)], capture_output=True, text=True)
