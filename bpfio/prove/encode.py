@@ -1,0 +1,483 @@
+"""Turn a cBPF program into z3 bit-vector terms with the interpreter's semantics.
+
+cBPF jumps only forward, so one pass over the pcs in order visits every
+instruction after all of its predecessors.  Each pc gets a path condition
+(the OR of its incoming edges) and one merged machine state (``A``, ``X``,
+``M[]`` as ``If`` over the incoming edges), so the terms grow with the
+number of edges, not the number of paths.  Values that are known numbers stay
+Python ints (constant folding decides ``ld #5; jeq #5`` without the solver).
+
+Every rule below mirrors a line of :mod:`bpfio.interp`: 32-bit wrap-around,
+unsigned compares, shifts by ``& 31``, ``div``/``mod`` by zero and loads
+outside the input end the program with 0, ``[x + k]`` wraps at 32 bits and
+is read as a signed offset (``SKF_NET_OFF`` maps to the data with
+``net_off`` 0; ``SKF_LL_OFF`` faults because the default socket has no
+link-layer header).  The profile's :class:`Inputs` supplies the free
+variables; :func:`encode` returns the program's :class:`Outputs`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import z3
+
+from .. import isa
+from ..interp import predecode
+from ..isa import BPF_ABS, BPF_IND, BPF_LD, BPF_LDX, BPF_MSH, OPCODES, SKF_AD, SKF_AD_OFF, U32
+from ..errors import BpfError
+
+BV = 32
+
+
+class ProveError(BpfError):
+    """A program or question the prover cannot take (``place: error: problem``)."""
+
+
+_NET = 0xfff00000   # SKF_NET_OFF as u32: >= this reads the network header + (off - _NET)
+
+
+def bv(value) -> z3.BitVecRef:
+    """A 32-bit term for an int or a term."""
+    return z3.BitVecVal(value & U32, BV) if isinstance(value, int) else value
+
+
+def _alu(op: int, a, b):
+    """``A op b`` for the non-faulting ALU ops; folded when both are ints."""
+    if isinstance(a, int) and isinstance(b, int):
+        if op == isa.BPF_ADD:
+            return (a + b) & U32
+        if op == isa.BPF_SUB:
+            return (a - b) & U32
+        if op == isa.BPF_MUL:
+            return (a * b) & U32
+        if op == isa.BPF_AND:
+            return a & b
+        if op == isa.BPF_OR:
+            return a | b
+        if op == isa.BPF_XOR:
+            return a ^ b
+        if op == isa.BPF_LSH:
+            return (a << (b & 31)) & U32
+        if op == isa.BPF_RSH:
+            return a >> (b & 31)
+        if op == isa.BPF_DIV:
+            return a // b
+        return a % b
+    a, b = bv(a), bv(b)
+    if op == isa.BPF_ADD:
+        return a + b
+    if op == isa.BPF_SUB:
+        return a - b
+    if op == isa.BPF_MUL:
+        return a * b
+    if op == isa.BPF_AND:
+        return a & b
+    if op == isa.BPF_OR:
+        return a | b
+    if op == isa.BPF_XOR:
+        return a ^ b
+    if op == isa.BPF_LSH:
+        return a << (b & 31)
+    if op == isa.BPF_RSH:
+        return z3.LShR(a, b & 31)
+    if op == isa.BPF_DIV:
+        return z3.UDiv(a, b)
+    return z3.URem(a, b)
+
+
+def _test(op: int, a, b):
+    """The jump condition; a Python bool when both sides are ints."""
+    if isinstance(a, int) and isinstance(b, int):
+        return {isa.BPF_JEQ: a == b, isa.BPF_JGT: a > b,
+                isa.BPF_JGE: a >= b, isa.BPF_JSET: bool(a & b)}[op]
+    a, b = bv(a), bv(b)
+    if op == isa.BPF_JEQ:
+        return a == b
+    if op == isa.BPF_JGT:
+        return z3.UGT(a, b)
+    if op == isa.BPF_JGE:
+        return z3.UGE(a, b)
+    return (a & b) != 0
+
+
+def and_(p, q):
+    """Conjunction that folds Python bools."""
+    if p is False or q is False:
+        return False
+    if p is True:
+        return q
+    if q is True:
+        return p
+    return z3.And(p, q)
+
+
+def not_(p):
+    """Negation that folds Python bools."""
+    return (not p) if isinstance(p, bool) else z3.Not(p)
+
+
+def or_all(conds):
+    """Disjunction of a list that folds Python bools."""
+    conds = [c for c in conds if c is not False]
+    if not conds:
+        return False
+    if any(c is True for c in conds):
+        return True
+    return conds[0] if len(conds) == 1 else z3.Or(*conds)
+
+
+def ite(cond, then, other):
+    """``If`` that folds a bool condition and equal branches."""
+    if cond is True:
+        return then
+    if cond is False:
+        return other
+    if isinstance(then, int) and isinstance(other, int):
+        if then == other:
+            return then
+    elif not isinstance(then, int) and not isinstance(other, int) and then.eq(other):
+        return then
+    if isinstance(then, bool) or isinstance(other, bool):
+        return z3.If(cond, then, other)
+    return z3.If(cond, bv(then), bv(other))
+
+
+def select(cases, default):
+    """Fold ``[(cond, value), ...]`` (mutually exclusive) into nested ``If``s."""
+    out = default
+    for cond, value in reversed(cases):
+        out = ite(cond, value, out)
+    return out
+
+
+class State(NamedTuple):
+    """The machine at one pc: registers, scratch words, values read by ``ld rand``."""
+
+    a: object
+    x: object
+    mem: tuple
+
+
+class Outputs(NamedTuple):
+    """What one program does: ``ends`` = [(path condition, verdict, final State)].
+
+    The conditions are mutually exclusive and cover every input.  An abort is
+    an end with verdict 0 (the interpreter's ``verdict or 0``).
+    ``rand`` maps a pc of ``ld rand`` to its free variable.
+    """
+
+    ends: list
+    rand: dict
+
+    def verdict(self):
+        """The u32 verdict as one term."""
+        return select([(c, v) for c, v, _ in self.ends[:-1]], self.ends[-1][1])
+
+    def final(self, pick):
+        """``pick(state)`` at the end of the run as one term."""
+        return select([(c, pick(s)) for c, _, s in self.ends[:-1]], pick(self.ends[-1][2]))
+
+
+class Inputs:
+    """A profile's free variables and loads; subclasses define ``load``.
+
+    ``load(state, off, size, mode)`` returns ``(ok, value)``: ``ok`` is the
+    condition under which the load is in bounds.  ``length`` is what
+    ``ld len`` gives.  ``mem0`` is the initial scratch memory.
+    """
+
+    profile = "socket"
+    length: object = 0
+    mem0: tuple = (0,) * isa.BPF_MEMWORDS
+
+    def constraints(self) -> list:
+        """Facts every input satisfies (bounds of the free variables)."""
+        return []
+
+    def ancillary(self, state, k, pc, tag):
+        """``(kind, value)``: kind 'value', 'fault' or 'exit' (end returning A)."""
+        return "fault", 0
+
+
+def encode(program, inputs: Inputs, tag: str = "p") -> Outputs:
+    """Symbolically execute ``program`` over ``inputs``; ``tag`` names its private variables."""
+    ops = predecode(program, inputs.profile)   # the interpreter's own structural checks
+    n = len(program)
+    incoming: list[list] = [[] for _ in range(n + 1)]
+    incoming[0].append((True, State(0, 0, tuple(inputs.mem0))))
+    ends: list = []
+    rand: dict = {}
+    nmem = len(inputs.mem0)
+
+    for pc in range(n):
+        edges = [(c, s) for c, s in incoming[pc] if c is not False]
+        incoming[pc] = None          # free the edge list as we go
+        if not edges:
+            continue
+        cond = or_all([c for c, _ in edges])
+        state = _merge(edges)
+        code, jt, jf, k = program[pc]
+        info = OPCODES[code]
+        cls = info.cls
+        a, x, mem = state
+
+        def nxt(new: State):
+            incoming[pc + 1].append((cond, new))
+
+        def end(verdict, final: State = state):
+            ends.append((cond, verdict, final))
+
+        def mem_index():
+            if k >= nmem:
+                raise ProveError(f"pc {pc}: M[{k}] is outside the {nmem} words "
+                                 f"(verify the program first)")
+            return k
+
+        if cls in (BPF_LD, BPF_LDX):
+            mode = info.mode
+            if mode == isa.BPF_IMM:
+                value = k
+            elif mode == isa.BPF_MEM:
+                value = mem[mem_index()]
+            elif mode == isa.BPF_LEN:
+                value = inputs.length
+            elif mode == BPF_ABS and k >= SKF_AD_OFF and (
+                    inputs.profile != "socket" or k in isa.ANCILLARY_BY_K):
+                kind, value = inputs.ancillary(state, k, pc, tag)
+                if kind == "rand":
+                    rand[pc] = value
+                if kind == "exit":
+                    end(a)
+                    continue
+                if kind == "fault":
+                    end(0)
+                    continue
+            else:
+                if mode == BPF_IND:
+                    off = _alu(isa.BPF_ADD, x, k)
+                else:
+                    off = k
+                size = 1 if mode == BPF_MSH else info.size
+                ok, value = inputs.load(state, off, size)
+                if ok is not True:
+                    ends.append((and_(cond, not_(ok)), 0, state))
+                    cond = and_(cond, ok)
+                    if cond is False:
+                        continue
+                if mode == BPF_MSH:
+                    value = _alu(isa.BPF_LSH, _alu(isa.BPF_AND, value, 0xf), 2)
+            if cls == BPF_LD:
+                nxt(State(value, x, mem))
+            else:
+                nxt(State(a, value, mem))
+        elif cls in (isa.BPF_ST, isa.BPF_STX):
+            i = mem_index()
+            new = list(mem)
+            new[i] = a if cls == isa.BPF_ST else x
+            nxt(State(a, x, tuple(new)))
+        elif cls == isa.BPF_ALU:
+            if info.op == isa.BPF_NEG:
+                nxt(State(_alu(isa.BPF_SUB, 0, a), x, mem))
+                continue
+            b = x if info.src == isa.BPF_X else k
+            if info.op in (isa.BPF_DIV, isa.BPF_MOD):
+                zero = b == 0
+                if zero is True:
+                    end(0)
+                    continue
+                if zero is not False:
+                    ends.append((and_(cond, zero), 0, state))
+                    cond = and_(cond, not_(zero))
+            nxt(State(_alu(info.op, a, b), x, mem))
+        elif cls == isa.BPF_JMP:
+            if info.op == isa.BPF_JA:
+                incoming[pc + 1 + k].append((cond, state))
+                continue
+            test = _test(info.op, a, x if info.src == isa.BPF_X else k)
+            t, f = pc + 1 + jt, pc + 1 + jf
+            if t == f:
+                incoming[t].append((cond, state))
+            else:
+                incoming[t].append((and_(cond, test), state))
+                incoming[f].append((and_(cond, not_(test)), state))
+        elif cls == isa.BPF_RET:
+            end({isa.BPF_K: k, isa.BPF_A: a, isa.BPF_X: x}[info.src])
+        else:   # BPF_MISC
+            nxt(State(a, a, mem) if info.op == isa.BPF_TAX else State(x, x, mem))
+
+    if any(c is not False for c, _ in incoming[n]):
+        raise ProveError(f"pc {n - 1}: the program can run past its last instruction "
+                         f"(verify the program first)")
+    if not ends:
+        ends.append((True, 0, State(0, 0, tuple(inputs.mem0))))
+    del ops
+    return Outputs(ends, rand)
+
+
+def _merge(edges) -> State:
+    """One state for several incoming edges (``If`` on all but the last edge's condition)."""
+    if len(edges) == 1:
+        return edges[0][1]
+    fields = []
+    for pick in (lambda s: s.a, lambda s: s.x):
+        fields.append(select([(c, pick(s)) for c, s in edges[:-1]], pick(edges[-1][1])))
+    mems = [s.mem for _, s in edges]
+    merged = tuple(select([(c, m[i]) for (c, _), m in zip(edges[:-1], mems[:-1])], mems[-1][i])
+                   for i in range(len(mems[0])))
+    return State(fields[0], fields[1], merged)
+
+
+# --- the profiles -----------------------------------------------------------------
+
+def _concat(parts):
+    """Big-endian bytes as one zero-extended 32-bit term."""
+    term = parts[0] if len(parts) == 1 else z3.Concat(*parts)
+    return term if len(parts) == 4 else z3.ZeroExt(32 - 8 * len(parts), term)
+
+
+class SocketInputs(Inputs):
+    """Packet bytes (an array), a free length up to ``max_len``, the default context.
+
+    ``ld rand`` is a fresh variable per program and pc.  ``nla``/``nlan`` are one
+    uninterpreted function of (A, X, len, bytes), shared by both programs; a
+    counterexample that depends on it is checked in the interpreter before it
+    is reported.
+    """
+
+    profile = "socket"
+
+    def __init__(self, max_len: int = 0xffff):
+        self.max_len = max_len
+        self.pkt = z3.Array("pkt", z3.BitVecSort(BV), z3.BitVecSort(8))
+        self.length = z3.BitVec("len", BV)
+        self.nla = z3.Function("nlattr", z3.BitVecSort(BV), z3.BitVecSort(BV), z3.BitVecSort(BV),
+                               self.pkt.sort(), z3.BitVecSort(BV))
+        self.nlan = z3.Function("nlattr_nest", z3.BitVecSort(BV), z3.BitVecSort(BV),
+                                z3.BitVecSort(BV), self.pkt.sort(), z3.BitVecSort(BV))
+        self.mem0 = (0,) * isa.BPF_MEMWORDS
+
+    def constraints(self):
+        return [z3.ULE(self.length, self.max_len)]
+
+    def byte(self, i):
+        return z3.Select(self.pkt, bv(i))
+
+    def load(self, state, off, size):
+        if isinstance(off, int):
+            if off < 0x80000000:
+                start = off
+            elif off >= _NET:
+                start = off - _NET
+            else:
+                return False, 0        # SKF_LL_OFF without a link layer, or below it
+            if start + size > self.max_len:
+                return False, 0
+            ok = z3.UGE(self.length, start + size)
+            return ok, _concat([self.byte(start + i) for i in range(size)])
+        neg = z3.UGE(off, 0x80000000)
+        start = z3.If(neg, off - _NET, off)
+        ok = z3.And(z3.Or(z3.Not(neg), z3.UGE(off, _NET)),
+                    z3.UGE(self.length, size), z3.ULE(start, self.length - size))
+        return ok, _concat([z3.Select(self.pkt, start + i) for i in range(size)])
+
+    def ancillary(self, state, k, pc, tag):
+        off = k - SKF_AD_OFF
+        if off in (SKF_AD["IFINDEX"], SKF_AD["HATYPE"]):
+            return "exit", 0          # no device on the default AF_UNIX socket
+        if off == SKF_AD["ALU_XOR_X"]:
+            return "value", _alu(isa.BPF_XOR, state.a, state.x)
+        if off == SKF_AD["RANDOM"]:
+            return "rand", z3.BitVec(f"rand_{tag}_{pc}", BV)
+        if off in (SKF_AD["NLATTR"], SKF_AD["NLATTR_NEST"]):
+            f = self.nla if off == SKF_AD["NLATTR"] else self.nlan
+            return "value", f(bv(state.a), bv(state.x), self.length, self.pkt)
+        return "value", 0             # protocol, mark, ... are 0 in the default context
+
+
+class SeccompInputs(Inputs):
+    """The sixteen host-order words of ``struct seccomp_data``, all free."""
+
+    profile = "seccomp"
+
+    def __init__(self):
+        self.words = [z3.BitVec(f"w{i}", BV) for i in range(16)]
+        self.length = 64
+        self.mem0 = (0,) * isa.BPF_MEMWORDS
+
+    def load(self, state, off, size):
+        if size != 4:
+            return False, 0
+        if isinstance(off, int):
+            if off & 3 or off >= 64:
+                return False, 0
+            return True, self.words[off >> 2]
+        ok = z3.And((off & 3) == 0, z3.ULT(off, 64))
+        return ok, select([(off == 4 * i, w) for i, w in enumerate(self.words[:-1])], self.words[-1])
+
+
+class PioInputs(Inputs):
+    """Every header word of a port event, every shared word (``M[k]`` is word k), free.
+
+    The event is one ``bpfio run --event`` can express: size 1, 2 or 4,
+    direction IN or OUT, port < 0x10000, an OUT's data fits the size and an
+    IN's data is 0.  ``ld rand`` is a fresh variable per program and pc.
+    """
+
+    profile = "pio"
+    NAMES = ("port", "size", "dir", "data", "offset", "vcpu", "ticks", "ticks_hi", "ns", "ns_hi")
+
+    def __init__(self, mem_words: int = 16):
+        from ..pio.abi import PIO_HDR_LEN
+        self.header = [z3.BitVec(name, BV) for name in self.NAMES]
+        self.mem0 = tuple(z3.BitVec(f"m{i}", BV) for i in range(mem_words))
+        self.length = PIO_HDR_LEN + 4 * mem_words
+
+    def field(self, name):
+        """The free variable of a header field."""
+        return self.header[self.NAMES.index(name)]
+
+    def constraints(self):
+        from ..pio.abi import PIO_IN, PIO_OUT
+        port, size, direction, data = self.header[:4]
+        return [z3.ULE(port, 0xffff), z3.Or(size == 1, size == 2, size == 4),
+                z3.Or(direction == PIO_IN, direction == PIO_OUT),
+                z3.Implies(direction == PIO_IN, data == 0),
+                z3.Implies(size == 1, z3.ULE(data, 0xff)),
+                z3.Implies(size == 2, z3.ULE(data, 0xffff))]
+
+    def _words(self, state):
+        return list(self.header) + list(state.mem)
+
+    def load(self, state, off, size):
+        words = self._words(state)
+        if isinstance(off, int):
+            if off + size > self.length:
+                return False, 0
+            if size == 4 and not off & 3:
+                return True, words[off >> 2]
+            parts = [z3.Extract(31 - 8 * (i & 3), 24 - 8 * (i & 3), bv(words[i >> 2]))
+                     for i in range(off, off + size)]
+            return True, _concat(parts)
+        ok = z3.And(z3.ULE(off, self.length - size))
+        arr = z3.K(z3.BitVecSort(BV), z3.BitVecVal(0, 8))
+        for j, w in enumerate(words):
+            for b in range(4):
+                arr = z3.Store(arr, 4 * j + b, z3.Extract(31 - 8 * b, 24 - 8 * b, bv(w)))
+        return ok, _concat([z3.Select(arr, off + i) for i in range(size)])
+
+    def ancillary(self, state, k, pc, tag):
+        if k == SKF_AD_OFF + SKF_AD["RANDOM"]:
+            return "rand", z3.BitVec(f"rand_{tag}_{pc}", BV)
+        return "fault", 0
+
+
+def inputs_for(profile: str, *, mem_words: int = 16, max_len: int = 0xffff) -> Inputs:
+    """A fresh set of free variables for ``profile``."""
+    if profile == "socket":
+        return SocketInputs(max_len)
+    if profile == "seccomp":
+        return SeccompInputs()
+    if profile == "pio":
+        return PioInputs(mem_words)
+    raise ProveError(f"unknown profile '{profile}' (expected socket, seccomp or pio)")
