@@ -26,6 +26,7 @@ COMMANDS = {
     "cfg": ("bpfio.commands.cfg", "cfg", "Draw a program's control-flow graph."),
     "machine": ("bpfio.commands.machine", "machine", "Check or run a machine config of port bindings."),
     "vm": ("bpfio.commands.vm", "vm", "Run a real guest on /dev/kvm with port I/O through bpfio."),
+    "equiv": ("bpfio.commands.equiv", "equiv", "Prove two programs equivalent, or show a counterexample."),
     "bench": ("bpfio.commands.bench", "bench", "Run the benchmark suite."),
 }
 
