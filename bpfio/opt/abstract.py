@@ -1,0 +1,162 @@
+"""Share a code tail between absolute and X-relative copies (dual-stack port tests).
+
+libpcap tests IPv6 ports with absolute loads (``ldh [54]``) and IPv4 ports
+with loads relative to the header length (``ldh [x + 14]``), so a filter
+such as ``tcp port 80`` carries two copies of the same tail that differ only
+in the addressing.  When the absolute copy at i behaves exactly like the
+relative copy at j run with ``X = c`` (every absolute ``[k]`` matched by an
+``[x + k']`` with ``k = c + k'``, nothing else reading X, and X dead where
+the copies rejoin), the first copy becomes ``ldx #c; ja j``.  The load at
+``[x + k']`` with X = c reads the same bytes with the same bounds check, so
+the rewrite is exact in every profile; it is kept only when it shortens the
+program.
+"""
+
+from __future__ import annotations
+
+from ..isa import BPF_ABS, BPF_IND, BPF_LD, U32
+from .flow import remove_unreachable, tail_classes
+from .ir import JA, LDX_IMM, NEG_OFFSET, Op, lower, reads, resolve, writes
+from .values import liveness
+
+_X_FREE_WRITES = {0x01, 0x81, 0x61, 0xb1}  # ldx #k, ldx len, ldx M[k], ldxb msh: X from scratch
+
+
+def _match(ops, p, q, c, rep, live, memo, depth=0) -> bool:
+    """The tail at p (X untouched) equals the tail at q run with X = c."""
+    p, q = resolve(ops, p), resolve(ops, q)
+    key = (p, q)
+    if key in memo:
+        return memo[key]
+    memo[key] = False            # no cycles (forward jumps), but be safe while recursing
+    ok = _match_op(ops, p, q, c, rep, live, memo, depth)
+    memo[key] = ok
+    return ok
+
+
+def _match_op(ops, p, q, c, rep, live, memo, depth) -> bool:
+    if p >= len(ops) or q >= len(ops) or depth > 200:
+        return False
+    if p == q or rep[p] == rep[q]:
+        # Same code from here: only X differs (c versus the original), so X must be dead.
+        return "X" not in _live_in(ops, p, live)
+    a, b = ops[p], ops[q]
+    if a.info.cls == BPF_LD and a.info.mode == BPF_ABS and b.info.cls == BPF_LD \
+            and b.info.mode == BPF_IND:
+        if a.info.size != b.info.size or a.k >= NEG_OFFSET or (c + b.k) & U32 != a.k:
+            return False
+    elif (a.code, a.k) == (b.code, b.k):
+        if "X" in reads(a):
+            return False
+        if "X" in writes(a):
+            # X is rebuilt from scratch in both: from here on the tails must be the same code.
+            return a.code in _X_FREE_WRITES and rep[resolve(ops, p + 1)] == rep[resolve(ops, q + 1)]
+    else:
+        return False
+    if a.is_ret():
+        return True
+    if a.is_ja():
+        return _match(ops, a.jt, b.jt, c, rep, live, memo, depth + 1)
+    if a.is_cond():
+        return (_match(ops, a.jt, b.jt, c, rep, live, memo, depth + 1)
+                and _match(ops, a.jf, b.jf, c, rep, live, memo, depth + 1))
+    return _match(ops, p + 1, q + 1, c, rep, live, memo, depth + 1)
+
+
+def _live_in(ops, i, live_out):
+    op = ops[i]
+    return (live_out[i] - writes(op)) | reads(op)
+
+
+def share_x_tails(ops, ctx) -> int:
+    """Replace an absolute-load tail by a jump to its X-relative twin with ``X = c``.
+
+    Two shapes are tried: ``ldx #c`` inserted before each jump into the tail
+    (when X is dead there), or the tail's first two slots turned into
+    ``ldx #c; ja j``; the shorter wins, and only if it is shorter than now.
+    """
+    rep = tail_classes(ops)
+    live = liveness(ops, ctx.profile, ctx.mem_words)
+    base = len(lower(ops) or ops)
+    for i, a in enumerate(ops):
+        if a is None or a.info.cls != BPF_LD or a.info.mode != BPF_ABS or a.k >= NEG_OFFSET:
+            continue
+        if "X" in _live_in(ops, i, live) or i + 1 >= len(ops):
+            continue
+        for j in range(i + 2, len(ops)):
+            b = ops[j]
+            if b is None or b.info.cls != BPF_LD or b.info.mode != BPF_IND \
+                    or b.info.size != a.info.size:
+                continue
+            c = (a.k - b.k) & U32
+            if not _match(ops, i, j, c, rep, live, {}):
+                continue
+            best = None
+            for trial in (_hoisted(ops, i, j, c, live), _jumped(ops, i, j, c)):
+                if trial is None:
+                    continue
+                remove_unreachable(trial, ctx)
+                low = lower(trial)
+                if low is not None and len(low) < base and (best is None or len(low) < best[0]):
+                    best = (len(low), trial)
+            if best is not None:
+                ops[:] = best[1]
+                return 1
+    return 0
+
+
+def _jumped(ops, i, j, c):
+    """The tail at i becomes ``ldx #c; ja j``."""
+    trial = list(ops)
+    nxt = resolve(trial, i + 1)
+    if nxt != i + 1 or nxt >= len(trial) or _entered_elsewhere(ops, nxt):
+        return None
+    trial[i] = Op(LDX_IMM, c)
+    trial[nxt] = Op(JA, 0, j, 0)
+    return trial
+
+
+def _hoisted(ops, i, j, c, live):
+    """Each jump into i goes to j instead, with ``ldx #c`` inserted before it."""
+    prev = i - 1
+    while prev >= 0 and ops[prev] is None:
+        prev -= 1
+    if prev >= 0 and not ops[prev].ends_block():
+        return None                      # i is entered by falling through
+    preds = [p for p, op in enumerate(ops) if op is not None and op.info.is_jump
+             and i in (resolve(ops, op.jt), resolve(ops, op.jf) if op.is_cond() else -1)]
+    if not preds or any("X" in _live_in(ops, p, live) for p in preds):
+        return None
+    trial = [None if op is None else Op(op.code, op.k, op.jt, op.jf) for op in ops]
+    for p in preds:
+        op = trial[p]
+        if resolve(ops, op.jt) == i:
+            op.jt = j
+        if op.is_cond() and resolve(ops, op.jf) == i:
+            op.jf = j
+    for p in sorted(preds, reverse=True):
+        trial = _insert(trial, p, Op(LDX_IMM, c))
+    return trial
+
+
+def _insert(ops, p, new):
+    """A copy of ops with ``new`` at index p; jumps to p now reach ``new`` first."""
+    out = []
+    for op in ops:
+        if op is not None and op.info.is_jump:
+            op = Op(op.code, op.k, op.jt + (op.jt > p), op.jf + (op.jf > p))
+        out.append(op)
+    out.insert(p, new)
+    return out
+
+
+def _entered_elsewhere(ops, idx) -> bool:
+    """True when some jump targets idx (its old instruction must then stay)."""
+    for op in ops:
+        if op is not None and op.info.is_jump:
+            if resolve(ops, op.jt) == idx or (op.is_cond() and resolve(ops, op.jf) == idx):
+                return True
+    return False
+
+
+__all__ = ["share_x_tails"]
