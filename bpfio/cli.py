@@ -28,6 +28,7 @@ COMMANDS = {
     "vm": ("bpfio.commands.vm", "vm", "Run a real guest on /dev/kvm with port I/O through bpfio."),
     "equiv": ("bpfio.commands.equiv", "equiv", "Prove two programs equivalent, or show a counterexample."),
     "bench": ("bpfio.commands.bench", "bench", "Run the benchmark suite."),
+    "opt": ("bpfio.commands.opt", "opt", "Optimize a program; the result is proved equivalent first."),
 }
 
 
