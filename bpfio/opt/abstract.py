@@ -92,7 +92,8 @@ def share_x_tails(ops, ctx) -> int:
             if not _match(ops, i, j, c, rep, live, {}):
                 continue
             best = None
-            for trial in (_hoisted(ops, i, j, c, live), _jumped(ops, i, j, c)):
+            for trial in (_hoisted(ops, i, j, c, live, False), _hoisted(ops, i, j, c, live, True),
+                          _jumped(ops, i, j, c)):
                 if trial is None:
                     continue
                 remove_unreachable(trial, ctx)
@@ -116,8 +117,12 @@ def _jumped(ops, i, j, c):
     return trial
 
 
-def _hoisted(ops, i, j, c, live):
-    """Each jump into i goes to j instead, with ``ldx #c`` inserted before it."""
+def _hoisted(ops, i, j, c, live, at_dominator: bool):
+    """Each jump into i goes to j instead, with ``ldx #c`` inserted before it.
+
+    With ``at_dominator`` one ``ldx #c`` goes before the nearest dominator of
+    i where X is dead and from which nothing writes X on the way to i.
+    """
     prev = i - 1
     while prev >= 0 and ops[prev] is None:
         prev -= 1
@@ -127,6 +132,11 @@ def _hoisted(ops, i, j, c, live):
              and i in (resolve(ops, op.jt), resolve(ops, op.jf) if op.is_cond() else -1)]
     if not preds or any("X" in _live_in(ops, p, live) for p in preds):
         return None
+    places = preds
+    if at_dominator:
+        places = [_dominator_slot(ops, i, live)]
+        if places[0] is None:
+            return None
     trial = [None if op is None else Op(op.code, op.k, op.jt, op.jf) for op in ops]
     for p in preds:
         op = trial[p]
@@ -134,9 +144,51 @@ def _hoisted(ops, i, j, c, live):
             op.jt = j
         if op.is_cond() and resolve(ops, op.jf) == i:
             op.jf = j
-    for p in sorted(preds, reverse=True):
+    for p in sorted(places, reverse=True):
         trial = _insert(trial, p, Op(LDX_IMM, c))
     return trial
+
+
+def _dominator_slot(ops, i, live):
+    """The nearest strict dominator d of i with X dead at d and no X write in [d, i)."""
+    idom = _idoms(ops)
+    d = idom.get(i)
+    while d is not None:
+        if any(ops[t] is not None and "X" in writes(ops[t]) for t in range(d, i)):
+            return None
+        if "X" not in _live_in(ops, d, live):
+            return d
+        d = idom.get(d)
+    return None
+
+
+def _idoms(ops) -> dict:
+    """Immediate dominators of the live instructions (pc order is a topological order)."""
+    preds: dict = {}
+    for p, op in enumerate(ops):
+        if op is None:
+            continue
+        for s in ((op.jt, op.jf) if op.is_cond() else (op.jt,) if op.is_ja()
+                  else () if op.is_ret() else (p + 1,)):
+            preds.setdefault(resolve(ops, s), set()).add(p)
+    idom: dict = {}
+    depth = {0: 0}
+    for n, op in enumerate(ops):
+        if op is None or n == 0 or n not in preds:
+            continue
+        cands = [p for p in preds[n] if p in depth]
+        if not cands:
+            continue
+        d = cands[0]
+        for p in cands[1:]:
+            a, b = d, p
+            while a != b:
+                if depth[a] < depth[b]:
+                    a, b = b, a
+                a = idom[a]
+            d = a
+        idom[n], depth[n] = d, depth[d] + 1
+    return idom
 
 
 def _insert(ops, p, new):
