@@ -27,6 +27,7 @@ COMMANDS = {
     "machine": ("bpfio.commands.machine", "machine", "Check or run a machine config of port bindings."),
     "vm": ("bpfio.commands.vm", "vm", "Run a real guest on /dev/kvm with port I/O through bpfio."),
     "equiv": ("bpfio.commands.equiv", "equiv", "Prove two programs equivalent, or show a counterexample."),
+    "prove": ("bpfio.commands.prove", "prove", "Prove properties of a program for every input."),
     "bench": ("bpfio.commands.bench", "bench", "Run the benchmark suite."),
     "opt": ("bpfio.commands.opt", "opt", "Optimize a program; the result is proved equivalent first."),
 }
