@@ -23,5 +23,6 @@ Example::
 
 from .encode import ProveError
 from .equiv import STATUSES, Result, equivalent
+from .props import prove_property, verdict_classes
 
-__all__ = ["equivalent", "Result", "ProveError", "STATUSES"]
+__all__ = ["equivalent", "prove_property", "verdict_classes", "Result", "ProveError", "STATUSES"]

@@ -200,8 +200,12 @@ class Inputs:
         return "fault", 0
 
 
-def encode(program, inputs: Inputs, tag: str = "p") -> Outputs:
-    """Symbolically execute ``program`` over ``inputs``; ``tag`` names its private variables."""
+def encode(program, inputs: Inputs, tag: str = "p", visit=None) -> Outputs:
+    """Symbolically execute ``program`` over ``inputs``; ``tag`` names its private variables.
+
+    ``visit(pc, cond, state)``, when given, sees every reachable pc with its
+    path condition and the machine state before the instruction runs.
+    """
     ops = predecode(program, inputs.profile)   # the interpreter's own structural checks
     n = len(program)
     incoming: list[list] = [[] for _ in range(n + 1)]
@@ -217,6 +221,8 @@ def encode(program, inputs: Inputs, tag: str = "p") -> Outputs:
             continue
         cond = or_all([c for c, _ in edges])
         state = _merge(edges)
+        if visit is not None:
+            visit(pc, cond, state)
         code, jt, jf, k = program[pc]
         info = OPCODES[code]
         cls = info.cls

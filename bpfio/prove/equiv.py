@@ -194,8 +194,8 @@ def seccomp_text(data, syscall_name) -> str:
     return " ".join(parts)
 
 
-def run_observed(profile: str, prog, data, context: dict, rand: dict, compare=PIO_OBSERVED):
-    """Run ``prog`` in the interpreter; return ``(verdict, observation tuple)``.
+def run_execution(profile: str, prog, data, context: dict, rand: dict):
+    """Run ``prog`` to the end in the interpreter; return the finished :class:`Execution`.
 
     ``rand`` maps a pc of ``ld rand`` to the value it reads (socket only; a
     pio ``ld rand`` draws from :mod:`random`, so its values are not replayed).
@@ -208,7 +208,14 @@ def run_observed(profile: str, prog, data, context: dict, rand: dict, compare=PI
         context["mem"] = list(context["mem"])
     ex = Execution(prog, data, profile=profile, **context)
     holder.append(ex)
-    verdict = ex.run()
+    ex.run()
+    return ex
+
+
+def run_observed(profile: str, prog, data, context: dict, rand: dict, compare=PIO_OBSERVED):
+    """Run ``prog`` in the interpreter; return ``(verdict, observation tuple)``."""
+    ex = run_execution(profile, prog, data, context, rand)
+    verdict = ex.verdict
     if profile != "pio":
         return verdict, (int(verdict),)
     from ..pio.abi import PIO_ACTION_MASK, PIO_DONE, PIO_IN, PIO_NOTIFY

@@ -1,0 +1,117 @@
+"""``bpfio prove``: prove properties of one program for every input, or show where they fail."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .common import program_options
+from .equiv import EXIT_DIFFERENT, EXIT_UNKNOWN, load_checked, profile_options, verdict_text
+
+
+def _verdict_table(prog, profile, mem_words, max_len, timeout, limit):
+    """Lines: the verdict classes (pio: per direction and size) with a witness each."""
+    from ..prove import verdict_classes
+    groups = [("", None)]
+    if profile == "pio":
+        groups = [(f"{d} size {s}", f"dir == {d.upper()} and size == {s}")
+                  for d in ("in", "out") for s in (1, 2, 4)]
+    lines, complete_all = [], True
+    for title, when in groups:
+        classes, complete = verdict_classes(prog, profile, limit=limit, timeout=timeout,
+                                            mem_words=mem_words, max_len=max_len, when=when)
+        complete_all &= complete
+        if title:
+            lines.append(f"{title}:")
+        for verdict, witness in sorted(classes):
+            opts = witness if profile == "socket" else f"--profile {profile} {witness}"
+            lines.append(f"  {verdict_text(profile, verdict):<28} e.g. bpfio run {opts}")
+        if not complete:
+            lines.append(f"  ... possibly more (stopped after {len(classes)}; "
+                         "raise --limit or --timeout)")
+    return lines, complete_all
+
+
+@click.command("prove")
+@click.argument("program", default="-", metavar="[PROGRAM|-]")
+@click.option("--assert", "assertions", multiple=True, metavar="EXPR",
+              help="A property to prove (repeatable); see the language below.")
+@click.option("--verdicts", is_flag=True,
+              help="List every verdict the program can return, with an input for each.")
+@click.option("--limit", type=click.IntRange(1, 4096), default=16, show_default=True,
+              help="--verdicts: stop after this many distinct verdicts per group.")
+@profile_options
+@program_options
+def prove(program, assertions, verdicts, limit, profile, mem_words, max_len, timeout, as_json,
+          no_verify, include_path, defines, relax):
+    """Prove properties of PROGRAM for every input of the profile, or print a counterexample.
+
+    \b
+    An assertion is CLAIM [when COND]:
+      CLAIM  FIELD OP VALUE | FIELD in V1,V2 | never-reads M[a..b] |
+             never-writes M[a..] | never-touches M[i]
+      COND   comparisons joined by 'and' / 'or' (and binds tighter)
+      OP     == != < <= > >=  (unsigned)
+    Fields: ret (u32 verdict, 0 after an abort), action (ret & 0xffff0000);
+      socket: len, pkt[i]; seccomp: nr, arch, ip, arg0..arg5;
+      pio: port size dir data offset vcpu ticks ns, in (what a handled IN
+      returns), M[i] (after the run in a claim, before it in a 'when').
+    Values: numbers, pio ABI names (DONE, NOTIFY_1, OUT), seccomp actions
+      (ALLOW, ERRNO(13)), arch names, syscall names (nr == openat).
+
+    Exit status: 0 all proved, 1 one disproved (a checked counterexample is
+    printed as 'bpfio run' options) or bad input, 3 one unknown (timeout).
+
+    \b
+    Examples:
+      bpfio prove --profile pio asm/pmtimer.asm --assert 'ret == DONE'
+      bpfio prove --profile pio asm/uart.asm --assert 'never-writes M[4..]'
+      bpfio prove --profile seccomp policy.asm --assert 'ret == ALLOW when nr == read'
+      bpfio prove --profile pio --verdicts examples/guests/bpf/virtio-kick.asm
+    """
+    from ..prove import prove_property
+    if not assertions and not verdicts:
+        raise click.UsageError("give --assert EXPR (repeatable) or --verdicts")
+    prog = load_checked(program, profile, mem_words, no_verify, include_path, defines, relax)
+    name = "<stdin>" if program == "-" else program
+    opts = {"profile": profile, "timeout": timeout, "mem_words": mem_words, "max_len": max_len}
+    results = [(text, prove_property(prog, text, **opts)) for text in assertions]
+    report = []
+    worst = 0
+    for text, r in results:
+        worst = max(worst, {"proved": 0, "disproved": 2, "unknown": 1}[r.status])
+        if as_json:
+            entry = {"assert": text, "status": r.status, "seconds": round(r.seconds, 4)}
+            if r.status == "disproved":
+                entry.update(counterexample=r.cex_text, result=int(r.results[0]))
+            if r.reason:
+                entry["reason"] = r.reason
+            report.append(entry)
+            continue
+        if r.status == "proved":
+            click.echo(f"proved: {text}")
+        elif r.status == "unknown":
+            click.echo(f"unknown ({r.reason}): {text}")
+        else:
+            click.echo(f"disproved: {text}")
+            cex = r.cex_text if profile == "socket" else f"--profile {profile} {r.cex_text}"
+            shown = verdict_text(profile, r.results[0], r.observed[0], r.counterexample)
+            click.echo(f"  bpfio run {cex} {name}  ->  {shown}")
+    if verdicts:
+        lines, complete = _verdict_table(prog, profile, mem_words, max_len, timeout, limit)
+        if as_json:
+            report.append({"verdicts": lines, "complete": complete})
+        else:
+            click.echo(f"{name}: verdicts{'' if complete else ' (incomplete)'}:")
+            for line in lines:
+                click.echo(line)
+    if as_json:
+        click.echo(json.dumps({"file": name, "profile": profile, "results": report}, indent=2))
+    if worst == 2:
+        raise SystemExit(EXIT_DIFFERENT)
+    if worst == 1:
+        raise SystemExit(EXIT_UNKNOWN)
+
+
+__all__ = ["prove"]
