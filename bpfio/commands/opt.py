@@ -41,6 +41,8 @@ def _stats_lines(name, result, profile) -> list[str]:
 @click.option("--mem-words", type=click.IntRange(abi.PIO_MEM_MIN, abi.PIO_MEM_MAX),
               metavar="N", help=f"pio: shared memory words M[0..N-1] "
                                 f"(default {abi.PIO_MEM_DEFAULT}).")
+@click.option("--notifiers", type=click.IntRange(0, 0x10000), metavar="N",
+              help="pio: number of notifiers a NOTIFY verdict may name (default 0).")
 @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
               metavar="S", help="Seconds the proof may take; past it the input is written unchanged.")
 @click.option("--search", "search_budget", type=click.FloatRange(0, 3600), default=1.0,
@@ -50,7 +52,7 @@ def _stats_lines(name, result, profile) -> list[str]:
               help="Print instructions before/after, the passes that fired and the proof time "
                    "(standard error).")
 @program_options
-def opt(program, fmt, output, profile, mem_words, timeout, search_budget, stats,
+def opt(program, fmt, output, profile, mem_words, notifiers, timeout, search_budget, stats,
         include_path, defines, relax):
     """Optimize PROGRAM (any format; default: standard input) and prove it unchanged.
 
@@ -74,13 +76,13 @@ def opt(program, fmt, output, profile, mem_words, timeout, search_budget, stats,
       tcpdump -ddd -y EN10MB 'tcp port 80' | bpfio opt --stats
       tcpdump -ddd -y EN10MB 'ip[0] - ip[1] = 0' | bpfio opt -f asm -
       bpfio opt --profile seccomp policy.bpf -o policy.opt.bpf
-      bpfio opt --profile pio --mem-words 4 -f c asm/pmtimer.asm
+      bpfio opt --profile pio --mem-words 48 --stats asm/pit.asm
       bpfio opt --timeout 2 --search 0 prog.json      # quick, no window search
     Exit status 0 when a program (optimized or not) was written, 1 for bad
     input (the place and the problem on one line), 2 for usage errors.
     """
-    if profile != "pio" and mem_words is not None:
-        raise click.UsageError("--mem-words only applies to --profile pio")
+    if profile != "pio" and (mem_words is not None or notifiers is not None):
+        raise click.UsageError("--mem-words and --notifiers only apply to --profile pio")
     from ..opt import optimize
     data, name = read_input(program)
     if not data.strip():
@@ -89,7 +91,8 @@ def opt(program, fmt, output, profile, mem_words, timeout, search_budget, stats,
                          relax=relax)
     words = (abi.PIO_MEM_DEFAULT if mem_words is None else mem_words) if profile == "pio" else 16
     try:
-        result = optimize(prog, profile=profile, mem_words=words, timeout=timeout,
+        result = optimize(prog, profile=profile, mem_words=words, notifiers=notifiers or 0,
+                          timeout=timeout,
                           search_budget=search_budget)
     except VerifierError as err:
         raise BpfClickError(f"{name}: error: {err}") from None

@@ -64,13 +64,15 @@ class OptResult:
         return self.proof.seconds if self.proof is not None else 0.0
 
 
-def optimize(program, *, profile: str = "socket", mem_words: int = 16, timeout: float = 10.0,
-             search_budget: float = 0.0, passes=None, prove=None) -> OptResult:
+def optimize(program, *, profile: str = "socket", mem_words: int = 16, notifiers: int = 0,
+             timeout: float = 10.0, search_budget: float = 0.0, passes=None,
+             prove=None) -> OptResult:
     """Optimize a verified ``program`` and prove the result equivalent.
 
     ``search_budget`` (seconds, 0 = off) lets :mod:`.search` try shorter
     replacements for straight-line windows, each checked by its own proof.
-    ``passes`` (name -> function) replaces :data:`~bpfio.opt.passes.PASSES`
+    ``mem_words`` and ``notifiers`` describe the pio binding (as for
+    :func:`bpfio.verify`).  ``passes`` (name -> function) replaces :data:`~bpfio.opt.passes.PASSES`
     and ``prove`` replaces :func:`bpfio.prove.equivalent` (tests use both).
     Raises :class:`~bpfio.errors.VerifierError` when the input is not valid
     for the profile.
@@ -78,7 +80,8 @@ def optimize(program, *, profile: str = "socket", mem_words: int = 16, timeout: 
     from ..prove import equivalent
     prove = prove or equivalent
     original = Program(program)
-    verify(original, profile=profile, mem_words=mem_words, lints=False)
+    options = {"mem_words": mem_words, "notifiers": notifiers} if profile == "pio" else {}
+    verify(original, profile=profile, lints=False, **options)
     ctx = Context(profile, mem_words)
     start = time.perf_counter()
     out, fired = run_passes(original, ctx, passes)
@@ -99,7 +102,7 @@ def optimize(program, *, profile: str = "socket", mem_words: int = 16, timeout: 
     if tuple(candidate) == tuple(original):
         return result
     try:
-        verify(candidate, profile=profile, mem_words=mem_words, lints=False)
+        verify(candidate, profile=profile, lints=False, **options)
     except Exception as err:  # an optimizer bug: never emit an invalid program
         result.status = "different"
         warnings.append(f"optimizer bug: the result fails the {profile} verifier ({err}); "
