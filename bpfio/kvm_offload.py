@@ -260,6 +260,40 @@ def _jump(op: int, a, b):
 
 
 # --- eligibility -------------------------------------------------------------
+#
+# The decision is a proof (``DECIDE = "proof"``, bpfio.prove.offload: for all memory,
+# clocks and vCPUs); ``"analysis"`` uses the path analysis above, which accepts a
+# subset (tests/test_kvm_offload.py cross-checks the two).
+
+DECIDE = "proof"
+
+
+def eventfd_index(program, *, port: int, base: int, size: int, data: int, mem_words: int):
+    """The notifier an OUT of ``data`` always signals, changing nothing else; else None."""
+    if DECIDE == "proof":
+        from .prove.offload import eventfd_index as proved
+        return proved(program, port=port, base=base, size=size, data=data, mem_words=mem_words)
+    o = analyze_out(program, port=port, base=base, size=size, data=data, mem_words=mem_words)
+    if not o.decided or o.stores or len(o.verdicts) != 1:
+        return None
+    (verdict,) = o.verdicts
+    if verdict is None or verdict & abi.PIO_ACTION_MASK != abi.PIO_NOTIFY:
+        return None
+    return verdict & abi.PIO_DATA_MASK
+
+
+def coalescable(program, *, port: int, base: int, mem_words: int) -> bool:
+    """True when every OUT at ``port`` returns PIO_DONE with an effect a replay repeats."""
+    if DECIDE == "proof":
+        from .prove.offload import coalescable as proved
+        return proved(program, port=port, base=base, mem_words=mem_words)
+    for size in SIZES:
+        o = analyze_out(program, port=port, base=base, size=size, data=None, mem_words=mem_words)
+        if (not o.decided or o.reads_time or o.reads_vcpu or o.reads_rand
+                or o.verdicts != {abi.PIO_DONE}):
+            return False
+    return True
+
 
 @dataclass(frozen=True)
 class EventFdPlan:
@@ -309,15 +343,9 @@ def ioeventfd_plans(binding) -> list[EventFdPlan]:
     for port in range(binding.base, binding.base + binding.length):
         for size in SIZES:
             for data in _candidates(program, size):
-                o = analyze_out(program, port=port, base=binding.base, size=size, data=data,
-                                mem_words=mem)
-                if not o.decided or o.stores or len(o.verdicts) != 1:
-                    continue
-                (verdict,) = o.verdicts
-                if verdict is None or verdict & abi.PIO_ACTION_MASK != abi.PIO_NOTIFY:
-                    continue
-                index = verdict & abi.PIO_DATA_MASK
-                if index < len(binding.notifiers):
+                index = eventfd_index(program, port=port, base=binding.base, size=size,
+                                      data=data, mem_words=mem)
+                if index is not None and index < len(binding.notifiers):
                     plans.append(EventFdPlan(binding.name, port, size, data, index))
     return plans
 
@@ -330,15 +358,8 @@ def coalesce_plans(binding, exclude: set[int] = frozenset()) -> list[CoalescePla
     mem = len(binding.mem)
 
     def ok(port: int) -> bool:
-        if port in exclude:
-            return False
-        for size in SIZES:
-            o = analyze_out(program, port=port, base=binding.base, size=size, data=None,
-                            mem_words=mem)
-            if (not o.decided or o.reads_time or o.reads_vcpu or o.reads_rand
-                    or o.verdicts != {abi.PIO_DONE}):
-                return False
-        return True
+        return port not in exclude and coalescable(program, port=port, base=binding.base,
+                                                   mem_words=mem)
 
     plans, start = [], None
     end = binding.base + binding.length
