@@ -59,11 +59,12 @@ def _fprog(program) -> tuple[bytes, ctypes.Array]:
 
 def socket_attach_errno(program, sock: socket.socket | None = None) -> int:
     """Attach ``program`` to an AF_UNIX datagram socket; return 0 or the errno."""
+    # Packed first: a field that does not fit struct sock_filter raises struct.error here.
+    fprog, buf = _fprog(program)
     own = sock is None
     if own:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
-        fprog, buf = _fprog(program)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
         except OSError as err:
