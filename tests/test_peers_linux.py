@@ -31,6 +31,7 @@ kernel sides with bpfio would be listed, with its reason, in
 from __future__ import annotations
 
 import errno
+import struct
 
 import pytest
 
@@ -377,6 +378,14 @@ def test_kernel_attach_errno(case):
     else:
         too_large = any(w.rule == "convert-too-large" for w in conversion_warnings(prog))
         assert got == (errno.ENOMEM if too_large else 0)
+
+
+def test_attach_probe_reports_an_unpackable_program():
+    """Regression: a jt that does not fit its u8 (an unwrapped bpf_fill_maxinsns8) raised
+    UnboundLocalError from socket_attach_errno's cleanup instead of the packing error."""
+    prog = Program([Insn(isa.BPF_JMP | isa.BPF_JGT | isa.BPF_K, 300, 0, 0), _ret(0)])
+    with pytest.raises(struct.error):
+        socket_attach_errno(prog)
 
 
 def _mutated(case: dict) -> dict:
