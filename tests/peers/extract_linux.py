@@ -1,6 +1,10 @@
 """Extract the classic-BPF cases of the kernel's lib/test_bpf.c into tests/peers/linux_test_bpf.json (run by hand).
 
-    python tests/peers/extract_linux.py LINUX_SOURCE_TREE VERSION
+    python tests/peers/extract_linux.py LINUX_SOURCE_TREE VERSION [WHERE_FROM]
+
+The committed file was made from the tree in Debian's ``linux-source-6.12``
+6.12.118-1~deb12u1 (``apt-get download``, unpack ``linux-source-6.12.tar.xz``),
+VERSION ``6.12.118``, WHERE_FROM naming that package.
 
 Reads ``lib/test_bpf.c`` (plus the uapi headers ``linux/bpf_common.h``,
 ``linux/filter.h`` and ``linux/if_ether.h`` for the constants its cases
@@ -273,8 +277,9 @@ def parse_case(env: Env, index: int, toks: list[str]) -> dict | None:
 
 
 def main(argv: list[str]) -> int:
-    """Read the tree at argv[0], label it argv[1], write tests/peers/linux_test_bpf.json."""
+    """Read the tree at argv[0], label it argv[1] (argv[2]: where it came from), write the JSON."""
     tree, version = Path(argv[0]), argv[1]
+    where = argv[2] if len(argv) > 2 else "a kernel source tree"
     src_path = tree / "lib" / "test_bpf.c"
     raw = src_path.read_text()
     env = Env()
@@ -292,8 +297,7 @@ def main(argv: list[str]) -> int:
         "repository": "torvalds/linux",
         "path": "lib/test_bpf.c",
         "kernel_version": version,
-        "read_from": "Debian package linux-source-6.12 (the upstream tree plus Debian patches; "
-                     "test_bpf.c itself is unpatched)",
+        "read_from": where,
         "sha256": hashlib.sha256(raw.encode()).hexdigest(),
         "license": "test_bpf.c is GPL-2.0-only; these are its test vectors, facts only -- no code copied",
         "extracted": datetime.date.today().isoformat(),
