@@ -169,6 +169,10 @@ def reads(op: Op) -> set:
             return {"X"}
         if info.mode == BPF_MEM:
             return {op.k}
+        if info.mode == BPF_ABS and op.k >= NEG_OFFSET:
+            # Ancillary loads: nla/nlan read A and X, xor_x reads both, ifidx/hatype
+            # without a device end the program returning A.  Assume all of them do.
+            return {"A", "X"}
         return set()
     if cls == BPF_ST:
         return {"A"}

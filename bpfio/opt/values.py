@@ -216,7 +216,8 @@ def _rewrite(op: Op, st: State, pc: int, profile: str):
             return Op(LD_IMM, after[1])
         if info.src == BPF_X and st.x[0] == "c" and not (
                 info.op in (BPF_DIV, BPF_MOD) and st.x[1] == 0):
-            return Op(op.code & ~BPF_X, st.x[1])
+            k = st.x[1] & 31 if info.op in (BPF_LSH, BPF_RSH) else st.x[1]   # shifts by X & 31
+            return Op(op.code & ~BPF_X, k)
     elif op.is_cond():
         b = st.x if info.src == BPF_X else ("c", op.k)
         if st.a[0] == "c" and b[0] == "c":
@@ -225,7 +226,8 @@ def _rewrite(op: Op, st: State, pc: int, profile: str):
             return Op(JA, 0, op.jt if info.op in (BPF_JEQ, BPF_JGE) else op.jf, 0)
         if info.src == BPF_X and st.x[0] == "c":
             return Op(op.code & ~BPF_X, st.x[1], op.jt, op.jf)
-    elif cls == BPF_RET and info.src == 0x10 and st.a[0] == "c":
+    elif cls == BPF_RET and info.src == 0x10 and st.a[0] == "c" and profile != "pio":
+        # (pio checks a constant verdict's action bits; ret a is checked at run time)
         return Op(BPF_RET | BPF_K, st.a[1])
     return op
 
