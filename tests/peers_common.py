@@ -42,6 +42,7 @@ class Tally:
     source: str
     agree: int = 0
     skipped: Counter = field(default_factory=Counter)
+    skipped_cases: dict = field(default_factory=dict)  # case name -> reason
     explained: dict = field(default_factory=dict)     # case name -> explanation
     disagree: dict = field(default_factory=dict)      # case name -> what differed
 
@@ -55,6 +56,7 @@ class Tally:
             self.agree += 1
         elif outcome == "skip":
             self.skipped[detail] += 1
+            self.skipped_cases[name] = detail
         elif outcome == "explained":
             self.explained[name] = detail
         elif outcome == "disagree":

@@ -153,7 +153,7 @@ EXPLAINED = {
         "runs it (ld #100; ld #0; ret a) to 0, as bpfio does -- the byte counts agree (0), "
         "only x/net/bpf's extra run-time error has no kernel counterpart",
 }
-SKIP_NO_RAW = "x/net/bpf type error for a field value no cBPF instruction encodes"
+SKIP_NO_RAW = "Go type error, no cBPF encoding"
 
 
 def _verdicts(prog, packet: bytes, oracle) -> dict:
@@ -248,7 +248,7 @@ def classify_string(case: dict) -> tuple[str, str]:
     except GoError:
         raw = None
     if text.startswith("unknown ") or raw is None:
-        return "skip", "x/net/bpf String() prints 'unknown ...' (an invalid Go value; no assembler text)"
+        return "skip", "invalid Go value, String() has no assembler text"
     got = assemble(_labelled(text))[0]
     if got != raw:
         return "disagree", f"{text!r}: bpfio assembles {got}, x/net/bpf encodes {raw}"
