@@ -211,7 +211,7 @@ def _bpf_file_program() -> Program:
     return parse_program(INSNS["all_instructions_bpf"], filename="all_instructions.bpf")
 
 
-def _labelled(text: str, pc_count: int = 1) -> str:
+def _labelled(text: str) -> str:
     """x/net/bpf String() text with numeric skips turned into bpf_asm labels.
 
     The instruction sits at pc 0, followed by ``ret`` lines labelled ``l0``,
