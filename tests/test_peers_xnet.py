@@ -24,7 +24,7 @@ from bpfio import isa
 from bpfio.assembler import assemble
 from bpfio.compiler import compile as compile_program
 from bpfio.disasm import disassemble
-from bpfio.errors import BpfError
+from bpfio.errors import VerifierError
 from bpfio.formats import parse_program
 from bpfio.insn import Insn, Program
 from bpfio.interp import Interpreter
@@ -153,6 +153,15 @@ EXPLAINED = {
         "runs it (ld #100; ld #0; ret a) to 0, as bpfio does -- the byte counts agree (0), "
         "only x/net/bpf's extra run-time error has no kernel counterpart",
 }
+# NewVM's (and Assemble's) load-time errors and the verifier rule that matches each.
+GO_LOAD_ERRORS = [
+    ("cannot divide by zero", {"div-by-zero"}),
+    ("extension ", {"unknown-ancillary"}),
+    ("cannot jump", {"ja-out-of-range", "jump-out-of-range"}),
+    ("assembling instruction 1: invalid scratch slot", {"mem-index"}),
+    ("BPF program must end with", {"last-not-ret"}),
+    ("one or more Instructions", {"empty"}),
+]
 SKIP_NO_RAW = "Go type error, no cBPF encoding"
 
 
@@ -183,14 +192,19 @@ def classify_vm(case: dict, oracle) -> tuple[str, str]:
             return "skip", SKIP_NO_RAW
     try:
         verify(prog, lints=False)
-        ours = True
-    except BpfError:
-        ours = False
+        ours, rule, errno = True, None, 0
+    except VerifierError as exc:
+        ours, rule, errno = False, exc.rule, exc.errno
     kernel = _kernel_accepts(prog)
     if case["error_stage"] == "load":
-        # x/net/bpf refuses the program; bpfio's verifier and the kernel must too.
-        if ours or kernel:
-            return "disagree", f"x/net/bpf rejects ({case['error']}); bpfio accepts={ours}, kernel accepts={kernel}"
+        # x/net/bpf refuses the program; bpfio's verifier must too, for the same
+        # reason, with the kernel's errno.
+        want_rules = next(r for prefix, r in GO_LOAD_ERRORS if case["error"].startswith(prefix))
+        if ours or kernel or rule not in want_rules:
+            return "disagree", (f"x/net/bpf rejects ({case['error']}); bpfio accepts={ours} "
+                                f"(rule {rule}), kernel accepts={kernel}")
+        if not KERNEL and socket_attach_errno(prog) != errno:
+            return "disagree", f"bpfio errno {errno}, kernel errno {socket_attach_errno(prog)}"
         return "agree", ""
     if not ours or kernel is False:
         return "disagree", f"bpfio accepts={ours}, kernel accepts={kernel}; x/net/bpf runs it"
