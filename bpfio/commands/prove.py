@@ -10,7 +10,7 @@ from .common import program_options
 from .equiv import EXIT_DIFFERENT, EXIT_UNKNOWN, load_checked, profile_options, verdict_text
 
 
-def _verdict_table(prog, profile, mem_words, max_len, timeout, limit):
+def _verdict_table(prog, name, profile, mem_words, max_len, timeout, limit):
     """Lines: the verdict classes (pio: per direction and size) with a witness each."""
     from ..prove import verdict_classes
     groups = [("", None)]
@@ -26,7 +26,7 @@ def _verdict_table(prog, profile, mem_words, max_len, timeout, limit):
             lines.append(f"{title}:")
         for verdict, witness in sorted(classes):
             opts = witness if profile == "socket" else f"--profile {profile} {witness}"
-            lines.append(f"  {verdict_text(profile, verdict):<28} e.g. bpfio run {opts}")
+            lines.append(f"  {verdict_text(profile, verdict):<22} e.g. bpfio run {opts} {name}")
         if not complete:
             lines.append(f"  ... possibly more (stopped after {len(classes)}; "
                          "raise --limit or --timeout)")
@@ -99,7 +99,7 @@ def prove(program, assertions, verdicts, limit, profile, mem_words, max_len, tim
             shown = verdict_text(profile, r.results[0], r.observed[0], r.counterexample)
             click.echo(f"  bpfio run {cex} {name}  ->  {shown}")
     if verdicts:
-        lines, complete = _verdict_table(prog, profile, mem_words, max_len, timeout, limit)
+        lines, complete = _verdict_table(prog, name, profile, mem_words, max_len, timeout, limit)
         if as_json:
             report.append({"verdicts": lines, "complete": complete})
         else:
