@@ -11,6 +11,7 @@ from bpfio.cli import main
 COMMANDS = [
     ["asm"], ["disasm"], ["check"], ["check", "--profile", "seccomp"],
     ["check", "--profile", "pio"], ["run", "--packet", "00"], ["cfg"],
+    ["equiv"], ["prove", "--assert", "ret <= 0xffffffff"],
 ]
 
 
@@ -42,6 +43,8 @@ def test_mutated_programs_never_traceback(cmd, tmp_path):
         path = tmp_path / f"p{i}"
         path.write_bytes(data)
         extra = ["-o", str(tmp_path / "g.dot")] if cmd == ["cfg"] else []
+        if cmd == ["equiv"]:
+            extra = [str(path)]                # the program against itself: proved or an error
         result = runner.invoke(main, [*cmd, *extra, str(path)])
         assert result.exit_code in (0, 1), (data, result.output)
         assert result.exception is None or isinstance(result.exception, SystemExit), (
@@ -54,7 +57,8 @@ def test_mutated_programs_never_traceback(cmd, tmp_path):
 
 def test_missing_file_is_one_line(tmp_path):
     for cmd in COMMANDS:
-        result = CliRunner().invoke(main, [*cmd, str(tmp_path / "nope.bpf")])
+        extra = [str(tmp_path / "nope.bpf")] if cmd == ["equiv"] else []
+        result = CliRunner().invoke(main, [*cmd, *extra, str(tmp_path / "nope.bpf")])
         assert result.exit_code in (1, 2), cmd
         assert "nope.bpf" in result.stderr and "Traceback" not in result.output
 
