@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from ..isa import BPF_ABS, BPF_IND, BPF_LD, U32
 from .flow import remove_unreachable, tail_classes
-from .ir import JA, LDX_IMM, NEG_OFFSET, Op, lower, reads, resolve, writes
-from .values import liveness
+from .ir import JA, LDX_IMM, NEG_OFFSET, Op, lower, reads, resolve, successors, writes
+from .values import analyse, liveness
 
 _X_FREE_WRITES = {0x01, 0x81, 0x61, 0xb1}  # ldx #k, ldx len, ldx M[k], ldxb msh: X from scratch
 
@@ -72,12 +72,17 @@ def share_x_tails(ops, ctx) -> int:
     """Replace an absolute-load tail by a jump to its X-relative twin with ``X = c``.
 
     Two shapes are tried: ``ldx #c`` inserted before each jump into the tail
-    (when X is dead there), or the tail's first two slots turned into
-    ``ldx #c; ja j``; the shorter wins, and only if it is shorter than now.
+    (or once before a dominator, when X is dead there), or the tail's first
+    two slots turned into ``ldx #c; ja j``; the shortest wins, and only if it
+    is shorter than now.  In the socket profile a later absolute tail where X
+    is a known constant ``cx`` (often 0: nothing set X yet) also qualifies:
+    its ``[k]`` loads are read as ``[x + (k - cx)]``, the same bytes.
     """
     rep = tail_classes(ops)
     live = liveness(ops, ctx.profile, ctx.mem_words)
+    entry = analyse(ops, ctx.profile) if ctx.profile == "socket" else None
     base = len(lower(ops) or ops)
+    views: dict = {}
     for i, a in enumerate(ops):
         if a is None or a.info.cls != BPF_LD or a.info.mode != BPF_ABS or a.k >= NEG_OFFSET:
             continue
@@ -85,25 +90,66 @@ def share_x_tails(ops, ctx) -> int:
             continue
         for j in range(i + 2, len(ops)):
             b = ops[j]
-            if b is None or b.info.cls != BPF_LD or b.info.mode != BPF_IND \
-                    or b.info.size != a.info.size:
+            if b is None or b.info.cls != BPF_LD or b.info.size != a.info.size:
                 continue
-            c = (a.k - b.k) & U32
-            if not _match(ops, i, j, c, rep, live, {}):
-                continue
-            best = None
-            for trial in (_hoisted(ops, i, j, c, live, False), _hoisted(ops, i, j, c, live, True),
-                          _jumped(ops, i, j, c)):
-                if trial is None:
+            view, vrep, vlive = ops, rep, live
+            if b.info.mode == BPF_ABS and entry is not None:
+                if j not in views:
+                    views[j] = _relative_view(ops, entry, j, ctx)
+                if views[j] is None:
                     continue
-                remove_unreachable(trial, ctx)
-                low = lower(trial)
-                if low is not None and len(low) < base and (best is None or len(low) < best[0]):
-                    best = (len(low), trial)
-            if best is not None:
-                ops[:] = best[1]
+                view, vrep, vlive = views[j]
+            elif b.info.mode != BPF_IND:
+                continue
+            found = _share(view, i, j, vrep, vlive, base, ctx)
+            if found is not None:
+                ops[:] = found
                 return 1
     return 0
+
+
+def _relative_view(ops, entry, j, ctx):
+    """ops with the absolute loads reachable from j written X-relative (X known there).
+
+    Returns ``(view, tail classes, liveness)`` or None when X is not a known
+    constant at j.  ``[k]`` with X = cx is ``[x + (k - cx)]``: the same bytes
+    and the same bounds check (the offset wraps at 32 bits).
+    """
+    if entry[j] is None or entry[j].x[0] != "c" or ops[j].k >= NEG_OFFSET:
+        return None
+    out = list(ops)
+    seen = [False] * (len(ops) + 1)
+    seen[j] = True
+    for t in range(j, len(ops)):
+        op, st = ops[t], entry[t]
+        if not seen[t] or op is None:
+            if seen[t] and t + 1 <= len(ops):
+                seen[t + 1] = True
+            continue
+        for s in successors(ops, t):
+            seen[min(s, len(ops))] = True
+        if op.info.cls == BPF_LD and op.info.mode == BPF_ABS and op.k < NEG_OFFSET \
+                and st is not None and st.x[0] == "c":
+            out[t] = Op(op.code & ~BPF_ABS | BPF_IND, (op.k - st.x[1]) & U32)
+    return out, tail_classes(out), liveness(out, ctx.profile, ctx.mem_words)
+
+
+def _share(ops, i, j, rep, live, base, ctx):
+    """The shortest rewrite of the tail at i into a jump to the tail at j, or None."""
+    a, b = ops[i], ops[j]
+    c = (a.k - b.k) & U32
+    if "X" in _live_in(ops, i, live) or not _match(ops, i, j, c, rep, live, {}):
+        return None
+    best = None
+    for trial in (_hoisted(ops, i, j, c, live, False), _hoisted(ops, i, j, c, live, True),
+                  _jumped(ops, i, j, c)):
+        if trial is None:
+            continue
+        remove_unreachable(trial, ctx)
+        low = lower(trial)
+        if low is not None and len(low) < base and (best is None or len(low) < best[0]):
+            best = (len(low), trial)
+    return None if best is None else best[1]
 
 
 def _jumped(ops, i, j, c):
