@@ -11,13 +11,13 @@ import json
 import random
 import shlex
 import subprocess
-import sys
 
 import pytest
 
 from bpfio.kernel_run import random_program
 from bpfio.prove import equivalent
 
+from devtools import bpfio_exe
 from prove_tools import breaking
 
 PASS_IP = "ldh [12]\njeq #0x800, ok, drop\nok: ret #-1\ndrop: ret #0\n"
@@ -222,6 +222,6 @@ def test_verdicts_lists_each_class_with_a_witness_run_reproduces(runner, cli):
 
 def test_installed_entry_point_runs_equiv(files):
     a, b = files(a=PASS_IP, b=PASS_ARP)
-    proc = subprocess.run([sys.executable, "-m", "bpfio", "equiv", a, b], capture_output=True,
+    proc = subprocess.run([bpfio_exe(), "equiv", a, b], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 1 and proc.stdout.startswith("different")

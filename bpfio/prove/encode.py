@@ -199,6 +199,10 @@ class Inputs:
         """``(kind, value)``: kind 'value', 'fault' or 'exit' (end returning A)."""
         return "fault", 0
 
+    def preferred(self) -> list:
+        """``(variable, value)`` pairs a readable counterexample uses where it can."""
+        return []
+
 
 def encode(program, inputs: Inputs, tag: str = "p", visit=None) -> Outputs:
     """Symbolically execute ``program`` over ``inputs``; ``tag`` names its private variables.
@@ -366,6 +370,9 @@ class SocketInputs(Inputs):
     def constraints(self):
         return [z3.ULE(self.length, self.max_len)]
 
+    def preferred(self):
+        return [(self.pkt, z3.K(z3.BitVecSort(BV), z3.BitVecVal(0, 8)))]
+
     def byte(self, i):
         return z3.Select(self.pkt, bv(i))
 
@@ -411,6 +418,10 @@ class SeccompInputs(Inputs):
         self.length = 64
         self.mem0 = (0,) * isa.BPF_MEMWORDS
 
+    def preferred(self):
+        from ..seccomp import AUDIT_ARCH_X86_64
+        return [(self.words[1], AUDIT_ARCH_X86_64)] + [(w, 0) for w in self.words]
+
     def load(self, state, off, size):
         if size != 4:
             return False, 0
@@ -451,6 +462,11 @@ class PioInputs(Inputs):
                 z3.Implies(direction == PIO_IN, data == 0),
                 z3.Implies(size == 1, z3.ULE(data, 0xff)),
                 z3.Implies(size == 2, z3.ULE(data, 0xffff))]
+
+    def preferred(self):
+        keep = ("size", "dir")
+        return [(v, 0) for name, v in zip(self.NAMES, self.header) if name not in keep] + \
+            [(m, 0) for m in self.mem0]
 
     def _words(self, state):
         return list(self.header) + list(state.mem)

@@ -86,13 +86,31 @@ def differ(obs_a, obs_b):
     return z3.Or(*[bv(p) != bv(q) for p, q in zip(obs_a, obs_b)])
 
 
-def solve(constraints, *, timeout: float):
-    """Check ``constraints``; return ``(z3 result, model or None)``."""
+def solve(constraints, *, timeout: float, prefer=()):
+    """Check ``constraints``; return ``(z3 result, model or None)``.
+
+    ``prefer`` lists ``(variable, value)`` pairs tried one at a time after a
+    model is found and kept where still satisfiable, so that a counterexample
+    reads ``--arch x86_64`` and zeros rather than the solver's arbitrary bits.
+    """
     solver = z3.SolverFor("QF_ABV")
     solver.set("timeout", max(1, int(timeout * 1000)))
     solver.add(*constraints)
     answer = solver.check()
-    return answer, solver.model() if answer == z3.sat else None
+    if answer != z3.sat:
+        return answer, None
+    model = solver.model()
+    deadline = time.perf_counter() + timeout / 4
+    for var, value in prefer:
+        if time.perf_counter() > deadline:
+            break
+        solver.push()
+        solver.add(var == value)
+        if solver.check() == z3.sat:
+            model = solver.model()
+        else:
+            solver.pop()
+    return z3.sat, model
 
 
 def equivalent(prog_a, prog_b, profile: str = "socket", timeout: float = 10.0, *,
@@ -111,7 +129,8 @@ def equivalent(prog_a, prog_b, profile: str = "socket", timeout: float = 10.0, *
     out_a, out_b = encode(a, inputs, "a"), encode(b, inputs, "b")
     obs_a = observation(profile, inputs, out_a, compare)
     obs_b = observation(profile, inputs, out_b, compare)
-    answer, model = solve(inputs.constraints() + [differ(obs_a, obs_b)], timeout=timeout)
+    answer, model = solve(inputs.constraints() + [differ(obs_a, obs_b)], timeout=timeout,
+                          prefer=inputs.preferred())
     result = Result("unknown", profile)
     if answer == z3.unsat:
         result.status = "equivalent"

@@ -311,7 +311,7 @@ def prove_property(program, assertion: str, profile: str = "socket", timeout: fl
     out = encode(prog, inputs, "p", visit=visit)
     claim = Claim(assertion, profile, inputs, out, accesses)
     answer, model = solve(inputs.constraints() + [claim.when, z3.Not(claim.holds)],
-                          timeout=timeout)
+                          timeout=timeout, prefer=inputs.preferred())
     result = Result("unknown", profile)
     if answer == z3.unsat:
         result.status = "proved"
@@ -384,7 +384,8 @@ def verdict_classes(program, profile: str = "socket", *, limit: int = 16, timeou
         left = deadline - time.perf_counter()
         if left <= 0:
             return classes, False
-        answer, model = solve(facts + [verdict != c for c, _ in classes], timeout=left)
+        answer, model = solve(facts + [verdict != c for c, _ in classes], timeout=left,
+                              prefer=inputs.preferred())
         if answer == z3.unsat:
             return classes, True
         if answer != z3.sat:
