@@ -103,6 +103,19 @@ def goal_rows(d: dict) -> list[str]:
             row(f"offload: {what}, exits (#7 stretch)", f"{rows[key]['value']:.0f}",
                 f"without offload {v(f'kvm offload {g}', 'PIO exits without offload'):.0f}",
                 f"{rows[key]['ratio']:.3f}", "fewer exits", rows[key]["ratio"] < 1)
+    if rows.get(("opt", "corpus expressions"), {}).get("value"):
+        n = v("opt", "corpus expressions")
+        row(f"`bpfio opt` vs libpcap's optimizer, {n} tcpdump filters: shorter (#13)",
+            f"{v('opt', 'shorter than libpcap'):.1f}%",
+            f"longer {v('opt', 'longer than libpcap')}, not proved {v('opt', 'not proved')}",
+            "-", ">= 25%, never longer", v("opt", "shorter than libpcap") >= 25
+            and v("opt", "longer than libpcap") == 0 and v("opt", "not proved") == 0)
+        row("`bpfio opt`: mean insns; executed per packet (#13)",
+            f"{v('opt', 'mean insns opt'):.2f}; {v('opt', 'executed per packet opt'):.2f}",
+            f"libpcap {v('opt', 'mean insns libpcap'):.2f}; "
+            f"{v('opt', 'executed per packet libpcap'):.2f}",
+            f"{rows[('opt', 'mean insns opt')]['ratio']:.3f}; "
+            f"{rows[('opt', 'executed per packet opt')]['ratio']:.3f}", "-", None)
     return out
 
 
