@@ -12,6 +12,7 @@ COMMANDS = [
     ["asm"], ["disasm"], ["check"], ["check", "--profile", "seccomp"],
     ["check", "--profile", "pio"], ["run", "--packet", "00"], ["cfg"],
     ["equiv"], ["prove", "--assert", "ret <= 0xffffffff"],
+    ["opt"], ["opt", "--profile", "pio"],
 ]
 
 
