@@ -6,9 +6,9 @@ threading, trivial jumps, identical tails), data-flow passes
 (:mod:`.values`: constants, redundant loads, dead code), libpcap-specific
 straight-line rewrites (:mod:`.sched`) and a small time-boxed search over
 shorter replacements for short windows (:mod:`.search`).  It imports only
-lower stages: :mod:`bpfio.isa`, :mod:`bpfio.insn`, :mod:`bpfio.errors`,
-:mod:`bpfio.formats`, :mod:`bpfio.interp`, :mod:`bpfio.verifier`,
-:mod:`bpfio.pio.abi` and :mod:`bpfio.prove`.
+lower stages: :mod:`bpfio.isa`, :mod:`bpfio.insn`, :mod:`bpfio.verifier`,
+:mod:`bpfio.pio.abi` and :mod:`bpfio.prove` (the CLI in
+:mod:`bpfio.commands.opt` adds :mod:`bpfio.formats` for reading and writing).
 
 The contract of :func:`optimize`: the input must pass :func:`bpfio.verify`
 for the profile; the output passes it too, is never longer, and is emitted
@@ -94,6 +94,8 @@ def optimize(program, *, profile: str = "socket", mem_words: int = 16, notifiers
         out, found = search(out, ctx, budget=search_budget, timeout=timeout, prove=prove)
         if found:
             fired["search"] += found
+            out, more = run_passes(out, ctx, passes)   # a shorter window may free more code
+            fired.update(more)
         search_seconds = time.perf_counter() - start
     candidate = Program(out)
     result = OptResult("unchanged", original, original, candidate, fired,
