@@ -69,6 +69,9 @@ CASES = [
      "ldh [12]; jeq #1, one, two; one: ret #0; two: jeq #2, seven, zero; seven: ret #7;"
      "zero: ret #0",
      "ldh [12]; jeq #1, zero, two; two: jeq #2, seven, zero; seven: ret #7; zero: ret #0"),
+    ("fallthrough-copy-becomes-ja", ("merge-tails", "unreachable"), "socket",
+     "ldh [12]; jeq #1, yes, no; yes: ldh [14]; ld [2]; ret a; no: ld [2]; ret a",
+     "ldh [12]; jeq #1, yes, no; yes: ldh [14]; ja no; no: ld [2]; ret a"),
     ("redundant-load", ("values",), "socket",
      "ldh [12]; jeq #0x800, v4, no; v4: ldh [12]; jeq #0x800, yes, no; yes: ret #1; no: ret #0",
      "ldh [12]; jeq #0x800, v4, no; v4: jeq #0x800, yes, no; yes: ret #1; no: ret #0"),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..insn import Insn
 from ..isa import (BPF_A, BPF_ABS, BPF_ALU, BPF_DIV, BPF_IMM, BPF_IND, BPF_JA, BPF_JMP,
-                   BPF_LD, BPF_LDX, BPF_LEN, BPF_MEM, BPF_MISC, BPF_MOD, BPF_MSH, BPF_NEG,
+                   BPF_LD, BPF_LDX, BPF_MEM, BPF_MISC, BPF_MOD, BPF_MSH, BPF_NEG,
                    BPF_RET, BPF_ST, BPF_STX, BPF_TAX, BPF_X, OPCODES)
 from ..pio.abi import PIO_HDR_LEN
 
@@ -60,12 +60,9 @@ class Op:
         return self.info.is_jump or self.info.is_ret
 
 
-Ops = list  # list[Op | None]; None is a deleted instruction (a nop)
-
-
-def lift(program) -> Ops:
+def lift(program) -> list:
     """Turn instructions into Ops with absolute targets."""
-    ops: Ops = []
+    ops: list = []
     for pc, insn in enumerate(program):
         code, jt, jf, k = insn
         info = OPCODES[code]
@@ -78,7 +75,7 @@ def lift(program) -> Ops:
     return ops
 
 
-def live_index(ops: Ops) -> list[int]:
+def live_index(ops) -> list[int]:
     """For each index, the index it lands on among live ops after compaction.
 
     A deleted op maps to the next live one (the nop falls through).
@@ -93,7 +90,7 @@ def live_index(ops: Ops) -> list[int]:
     return new
 
 
-def lower(ops: Ops) -> list[Insn] | None:
+def lower(ops) -> list[Insn] | None:
     """Compact and re-encode; None when a conditional jump no longer fits in 8 bits."""
     new = live_index(ops)
     out = []
@@ -113,7 +110,7 @@ def lower(ops: Ops) -> list[Insn] | None:
     return out
 
 
-def successors(ops: Ops, i: int) -> tuple[int, ...]:
+def successors(ops, i: int) -> tuple[int, ...]:
     """Indices control may go to after op i (raw: deleted ops included)."""
     op = ops[i]
     if op.is_ret():
@@ -125,14 +122,14 @@ def successors(ops: Ops, i: int) -> tuple[int, ...]:
     return (i + 1,)
 
 
-def resolve(ops: Ops, target: int) -> int:
+def resolve(ops, target: int) -> int:
     """The first live index at or after ``target``."""
     while target < len(ops) and ops[target] is None:
         target += 1
     return target
 
 
-def reachable(ops: Ops) -> list[bool]:
+def reachable(ops) -> list[bool]:
     """Which ops some path from pc 0 reaches (jumps are forward, so one pass)."""
     seen = [False] * len(ops)
     if ops:
@@ -150,7 +147,7 @@ def reachable(ops: Ops) -> list[bool]:
     return seen
 
 
-def leaders(ops: Ops) -> set[int]:
+def leaders(ops) -> set[int]:
     """Indices that are jump targets (a block may only be entered at its start)."""
     out = {0}
     for i, op in enumerate(ops):
@@ -251,4 +248,4 @@ def load_end(op: Op) -> int | None:
 
 __all__ = ["Op", "lift", "lower", "live_index", "successors", "resolve", "reachable",
            "leaders", "reads", "writes", "pure", "may_abort", "is_abs_load", "load_end",
-           "JA", "LD_IMM", "LDX_IMM", "TAX", "BPF_RET", "BPF_LEN"]
+           "JA", "LD_IMM", "LDX_IMM", "TAX", "NEG_OFFSET"]

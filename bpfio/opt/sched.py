@@ -13,14 +13,14 @@
 
 from __future__ import annotations
 
-from ..isa import (BPF_ABS, BPF_ALU, BPF_AND, BPF_DIV, BPF_IMM, BPF_LD, BPF_LEN, BPF_LSH,
-                   BPF_MEM, BPF_MOD, BPF_MSH, BPF_MUL, BPF_NEG, BPF_X)
+from ..isa import (BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_IMM, BPF_LD, BPF_LDX, BPF_LEN,
+                   BPF_LSH, BPF_MEM, BPF_MOD, BPF_MSH, BPF_MUL, BPF_NEG, BPF_ST, BPF_X)
 from .ir import NEG_OFFSET, TAX, Op, leaders, reads, writes
 from .values import TXA, liveness
 
 LD_MEM = BPF_LD | BPF_MEM
-LDXB_MSH = 0x01 | 0x10 | BPF_MSH
-LDB_ABS = BPF_LD | 0x10 | BPF_ABS
+LDXB_MSH = BPF_LDX | BPF_B | BPF_MSH
+LDB_ABS = BPF_LD | BPF_B | BPF_ABS
 
 
 def _from_scratch(op: Op, clobbered: set) -> bool:
@@ -68,7 +68,7 @@ def reschedule_scratch(ops, ctx) -> int:
     heads = leaders(ops)
     live = liveness(ops, ctx.profile, ctx.mem_words)
     for i, op in enumerate(ops):
-        if op is None or op.info.cls != 0x02 or i in heads:   # st M[n]
+        if op is None or op.info.cls != BPF_ST or i in heads:
             continue
         n = op.k
         seq, j = [], None
@@ -78,7 +78,7 @@ def reschedule_scratch(ops, ctx) -> int:
                 j = idx
                 break
             if n in reads(o) or n in writes(o) or (
-                    o.info.cls in (BPF_LD, 0x01) and o.k >= NEG_OFFSET
+                    o.info.cls in (BPF_LD, BPF_LDX) and o.k >= NEG_OFFSET
                     and o.info.mode == BPF_ABS):
                 break
             seq.append(idx)
