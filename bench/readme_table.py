@@ -116,6 +116,20 @@ def goal_rows(d: dict) -> list[str]:
             f"{v('opt', 'executed per packet libpcap'):.2f}",
             f"{rows[('opt', 'mean insns opt')]['ratio']:.3f}; "
             f"{rows[('opt', 'executed per packet opt')]['ratio']:.3f}", "-", None)
+    if ("prove", "equivalent 100 insns") in rows:
+        t = rows[("prove", "equivalent 100 insns")]
+        row("prove a 100-insn pair equivalent (#13)", f"{t['value']:.2f} s",
+            f"interpreter, 10k packets {v('prove', t['baseline']):.2f} s", f"{t['ratio']:.2f}",
+            "< 2 s", t["value"] < 2)
+        sizes = [r for r in d["rows"] if r["group"] == "prove" and r["name"].startswith("equivalent ")]
+        row("prove equivalent, 100 → 4096 insns (#13)",
+            " / ".join(f"{r['value']:.2f}" for r in sizes) + " s", "-", "-", "-", None)
+    if ("prove", "tcpdump -O vs optimized, mean") in rows:
+        row("prove tcpdump -O == optimized, corpus (#13)",
+            f"{v('prove', 'tcpdump -O vs optimized, mean') * 1000:.0f} ms mean over "
+            f"{v('prove', 'tcpdump -O vs optimized, pairs decided'):.0f} pairs; "
+            f"{v('prove', 'tcpdump -O vs optimized, pairs different'):.0f} differ (docs/prove.md)",
+            "-", "-", "-", None)
     return out
 
 
