@@ -341,3 +341,46 @@ def test_random_programs_are_proved(profile, seed):
             pkts = [random_packet(rng, max_len=200) for _ in range(50)]
             for pkt in pkts:
                 assert run(prog, pkt) == run(result.candidate, pkt), (list(prog), pkt.hex())
+
+
+# --- libpcap-shaped programs with mutated constants, targets and opcodes ------------
+
+_MUTANT_CODES = (0x28, 0x30, 0x20, 0x48, 0x50, 0x40, 0xb1, 0x07, 0x87, 0x01, 0x02, 0x61, 0x60)
+
+
+def _mutant(rng, prog) -> list:
+    p = list(prog)
+    for _ in range(rng.randint(1, 3)):
+        i = rng.randrange(len(p))
+        code, jt, jf, k = p[i]
+        r = rng.random()
+        if r < 0.4 and code != 0x06:
+            k = rng.choice([k + rng.choice((-4, -2, -1, 1, 2, 4)), rng.randrange(64), 0, 40,
+                            14, k ^ 1]) & 0xffffffff
+        elif r < 0.6 and code & 7 == 5 and code != 5:
+            jt, jf = jf, jt
+        elif r < 0.8 and code & 7 not in (5, 6):
+            code = rng.choice(_MUTANT_CODES)
+        p[i] = Insn(code, jt, jf, k)
+    return p
+
+
+@needs_tcpdump
+@pytest.mark.parametrize("seed", [pytest.param(s, marks=() if s < 2 else pytest.mark.slow)
+                                  for s in range(20)])
+def test_mutated_corpus_programs(seed):
+    rng = random.Random(seed)
+    items = [prog for _, prog in (p.values for p in CORPUS)]
+    done = 0
+    while done < 25:
+        prog = _mutant(rng, rng.choice(items))
+        try:
+            verify(prog, lints=False)
+        except Exception:
+            continue
+        done += 1
+        result = optimize(prog, timeout=20)
+        assert result.status in ("optimized", "unchanged"), (prog, result.warnings)
+        for _ in range(20):
+            pkt = random_packet(rng, max_len=200)
+            assert run(prog, pkt) == run(result.candidate, pkt), (prog, pkt.hex())
