@@ -210,7 +210,7 @@ def encode(program, inputs: Inputs, tag: str = "p", visit=None) -> Outputs:
     ``visit(pc, cond, state)``, when given, sees every reachable pc with its
     path condition and the machine state before the instruction runs.
     """
-    ops = predecode(program, inputs.profile)   # the interpreter's own structural checks
+    predecode(program, inputs.profile)   # the interpreter's own checks: codes, jump targets
     n = len(program)
     incoming: list[list] = [[] for _ in range(n + 1)]
     incoming[0].append((True, State(0, 0, tuple(inputs.mem0))))
@@ -321,7 +321,6 @@ def encode(program, inputs: Inputs, tag: str = "p", visit=None) -> Outputs:
                          f"(verify the program first)")
     if not ends:
         ends.append((True, 0, State(0, 0, tuple(inputs.mem0))))
-    del ops
     return Outputs(ends, rand)
 
 

@@ -52,7 +52,8 @@ class Result:
     rand: tuple = ()
 
     def __bool__(self) -> bool:
-        return self.status == "equivalent"
+        """True when proved (``equivalent``, or ``proved`` for a property)."""
+        return self.status in ("equivalent", "proved")
 
 
 def as_program(program) -> list[Insn]:

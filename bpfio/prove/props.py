@@ -269,7 +269,9 @@ class Claim:
 
 
 def _access_tracker(program, profile, inputs):
-    """Record, per reachable pc, which scratch/shared words it may read or write."""
+    """``(visit, accesses)``: ``visit`` records each reachable pc for :func:`encode`;
+    ``accesses(words)`` then yields ``(kind, pc, condition)`` for every read or
+    write of those words (for pio also loads of their bytes at ``PIO_MEM + 4i``)."""
     seen = []
 
     def visit(pc, cond, state):
