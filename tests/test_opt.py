@@ -104,6 +104,14 @@ CASES = [
      "v4: ldxb 4*([14]&0xf); ldh [x + 14]; jeq #80, yes, no; yes: ret #1; no: ret #0",
      "ldh [12]; ldx #40; jeq #0x86dd, port, v4; v4: ldxb 4*([14]&0xf);"
      "port: ldh [x + 14]; jeq #80, yes, no; yes: ret #1; no: ret #0"),
+    ("share-x-tails-relative-first", ("share-x-tails",), "socket",
+     "ldh [12]; jeq #0x800, v4, v6chk; v4: ldxb 4*([14]&0xf);"
+     "ldh [x + 14]; jeq #80, yes, dst4; dst4: ldh [x + 16]; jeq #80, yes, no;"
+     "v6chk: jeq #0x86dd, v6, no; v6: ldh [54]; jeq #80, yes, dst6;"
+     "dst6: ldh [56]; jeq #80, yes, no; yes: ret #1; no: ret #0",
+     "ldh [12]; jeq #0x800, v4, v6chk; v4: ldxb 4*([14]&0xf); ja port;"
+     "v6chk: ldx #40; jeq #0x86dd, port, no; port: ldh [x + 14]; jeq #80, yes, dst;"
+     "dst: ldh [x + 16]; jeq #80, yes, no; yes: ret #1; no: ret #0"),
 ]
 
 

@@ -15,26 +15,26 @@ program.
 from __future__ import annotations
 
 from ..isa import BPF_ABS, BPF_IND, BPF_LD, U32
-from .flow import remove_unreachable, tail_classes
+from .flow import drop_trivial_jumps, merge_tails, remove_unreachable, tail_classes
 from .ir import JA, LDX_IMM, NEG_OFFSET, Op, lower, reads, resolve, successors, writes
 from .values import analyse, liveness
 
 _X_FREE_WRITES = {0x01, 0x81, 0x61, 0xb1}  # ldx #k, ldx len, ldx M[k], ldxb msh: X from scratch
 
 
-def _match(ops, p, q, c, rep, live, memo, depth=0) -> bool:
+def _match(ops, p, q, c, rep, live, memo, depth=0, pairs=None) -> bool:
     """The tail at p (X untouched) equals the tail at q run with X = c."""
     p, q = resolve(ops, p), resolve(ops, q)
     key = (p, q)
     if key in memo:
         return memo[key]
     memo[key] = False            # no cycles (forward jumps), but be safe while recursing
-    ok = _match_op(ops, p, q, c, rep, live, memo, depth)
+    ok = _match_op(ops, p, q, c, rep, live, memo, depth, pairs)
     memo[key] = ok
     return ok
 
 
-def _match_op(ops, p, q, c, rep, live, memo, depth) -> bool:
+def _match_op(ops, p, q, c, rep, live, memo, depth, pairs) -> bool:
     if p >= len(ops) or q >= len(ops) or depth > 200:
         return False
     if p == q or rep[p] == rep[q]:
@@ -45,6 +45,8 @@ def _match_op(ops, p, q, c, rep, live, memo, depth) -> bool:
             and b.info.mode == BPF_IND:
         if a.info.size != b.info.size or a.k >= NEG_OFFSET or (c + b.k) & U32 != a.k:
             return False
+        if pairs is not None:
+            pairs.append((p, q))
     elif (a.code, a.k) == (b.code, b.k):
         if "X" in reads(a):
             return False
@@ -56,11 +58,11 @@ def _match_op(ops, p, q, c, rep, live, memo, depth) -> bool:
     if a.is_ret():
         return True
     if a.is_ja():
-        return _match(ops, a.jt, b.jt, c, rep, live, memo, depth + 1)
+        return _match(ops, a.jt, b.jt, c, rep, live, memo, depth + 1, pairs)
     if a.is_cond():
-        return (_match(ops, a.jt, b.jt, c, rep, live, memo, depth + 1)
-                and _match(ops, a.jf, b.jf, c, rep, live, memo, depth + 1))
-    return _match(ops, p + 1, q + 1, c, rep, live, memo, depth + 1)
+        return (_match(ops, a.jt, b.jt, c, rep, live, memo, depth + 1, pairs)
+                and _match(ops, a.jf, b.jf, c, rep, live, memo, depth + 1, pairs))
+    return _match(ops, p + 1, q + 1, c, rep, live, memo, depth + 1, pairs)
 
 
 def _live_in(ops, i, live_out):
@@ -105,7 +107,46 @@ def share_x_tails(ops, ctx) -> int:
             if found is not None:
                 ops[:] = found
                 return 1
+    # The X-relative copy comes first: make the later absolute copy identical to it
+    # (X = c set on the way in), then merge-tails keeps only the later one.
+    for j, a in enumerate(ops):
+        if a is None or a.info.cls != BPF_LD or a.info.mode != BPF_ABS or a.k >= NEG_OFFSET:
+            continue
+        if "X" in _live_in(ops, j, live):
+            continue
+        for i in range(j):
+            b = ops[i]
+            if b is None or b.info.cls != BPF_LD or b.info.mode != BPF_IND \
+                    or b.info.size != a.info.size:
+                continue
+            found = _rewrite_later(ops, j, i, (a.k - b.k) & U32, rep, live, base, ctx)
+            if found is not None:
+                ops[:] = found
+                return 1
     return 0
+
+
+def _rewrite_later(ops, j, i, c, rep, live, base, ctx):
+    """The absolute tail at j rewritten as the X-relative tail at i, X = c set before j."""
+    pairs: list = []
+    if not _match(ops, j, i, c, rep, live, {}, 0, pairs):
+        return None
+    copy = [None if op is None else Op(op.code, op.k, op.jt, op.jf) for op in ops]
+    for p, q in pairs:
+        copy[p] = Op(ops[q].code, ops[q].k)
+    best = None
+    for at_dominator in (False, True):
+        trial = _hoisted(copy, j, j, c, live, at_dominator)
+        if trial is None:
+            continue
+        for _ in range(3):
+            merge_tails(trial, ctx)
+            remove_unreachable(trial, ctx)
+            drop_trivial_jumps(trial, ctx)
+        low = lower(trial)
+        if low is not None and len(low) < base and (best is None or len(low) < best[0]):
+            best = (len(low), trial)
+    return None if best is None else best[1]
 
 
 def _relative_view(ops, entry, j, ctx):
