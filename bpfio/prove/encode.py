@@ -200,7 +200,7 @@ class Inputs:
         return "fault", 0
 
     def preferred(self) -> list:
-        """``(variable, value)`` pairs a readable counterexample uses where it can."""
+        """Conditions a readable counterexample satisfies where it can (tried in order)."""
         return []
 
 
@@ -370,7 +370,9 @@ class SocketInputs(Inputs):
         return [z3.ULE(self.length, self.max_len)]
 
     def preferred(self):
-        return [(self.pkt, z3.K(z3.BitVecSort(BV), z3.BitVecVal(0, 8)))]
+        zeros = z3.K(z3.BitVecSort(BV), z3.BitVecVal(0, 8))
+        return [z3.ULE(self.length, 64), z3.ULE(self.length, 1514), self.pkt == zeros] + \
+            [z3.Select(self.pkt, i) == 0 for i in range(64)]
 
     def byte(self, i):
         return z3.Select(self.pkt, bv(i))
@@ -419,7 +421,7 @@ class SeccompInputs(Inputs):
 
     def preferred(self):
         from ..seccomp import AUDIT_ARCH_X86_64
-        return [(self.words[1], AUDIT_ARCH_X86_64)] + [(w, 0) for w in self.words]
+        return [self.words[1] == AUDIT_ARCH_X86_64] + [w == 0 for w in self.words]
 
     def load(self, state, off, size):
         if size != 4:
@@ -464,8 +466,8 @@ class PioInputs(Inputs):
 
     def preferred(self):
         keep = ("size", "dir")
-        return [(v, 0) for name, v in zip(self.NAMES, self.header) if name not in keep] + \
-            [(m, 0) for m in self.mem0]
+        return [v == 0 for name, v in zip(self.NAMES, self.header) if name not in keep] + \
+            [m == 0 for m in self.mem0]
 
     def _words(self, state):
         return list(self.header) + list(state.mem)

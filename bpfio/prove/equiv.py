@@ -90,9 +90,10 @@ def differ(obs_a, obs_b):
 def solve(constraints, *, timeout: float, prefer=()):
     """Check ``constraints``; return ``(z3 result, model or None)``.
 
-    ``prefer`` lists ``(variable, value)`` pairs tried one at a time after a
-    model is found and kept where still satisfiable, so that a counterexample
-    reads ``--arch x86_64`` and zeros rather than the solver's arbitrary bits.
+    ``prefer`` lists conditions tried one at a time after a model is found
+    and kept where still satisfiable, so that a counterexample reads
+    ``--arch x86_64``, zeros and a short packet rather than arbitrary bits.
+    Preferring never costs more than a quarter of ``timeout``.
     """
     solver = z3.SolverFor("QF_ABV")
     solver.set("timeout", max(1, int(timeout * 1000)))
@@ -102,11 +103,13 @@ def solve(constraints, *, timeout: float, prefer=()):
         return answer, None
     model = solver.model()
     deadline = time.perf_counter() + timeout / 4
-    for var, value in prefer:
-        if time.perf_counter() > deadline:
+    for cond in prefer:
+        left = deadline - time.perf_counter()
+        if left <= 0:
             break
+        solver.set("timeout", max(1, int(left * 1000)))
         solver.push()
-        solver.add(var == value)
+        solver.add(cond)
         if solver.check() == z3.sat:
             model = solver.model()
         else:
