@@ -111,6 +111,8 @@ def search(program, ctx, *, budget: float, timeout: float, prove) -> tuple[list,
                     continue
                 out = live[i + size - 1]
                 for cand in _candidates(window):
+                    if time.perf_counter() > deadline:
+                        return current, found
                     if not _agrees(window, cand, "A" in out, "X" in out, rng):
                         continue
                     trial = list(ops)
