@@ -171,8 +171,24 @@ class Outputs(NamedTuple):
     rand: dict
 
     def verdict(self):
-        """The u32 verdict as one term."""
-        return select([(c, v) for c, v, _ in self.ends[:-1]], self.ends[-1][1])
+        """The u32 verdict as one term.
+
+        Ends returning the same constant (every abort returns 0) share one
+        ``Or`` of their conditions: the ends are exclusive, so their order is
+        free, and the ``If`` chain shrinks to one link per distinct verdict.
+        """
+        groups: dict = {}
+        cases = []
+        for cond, value, _ in self.ends:
+            if isinstance(value, int):
+                if value not in groups:
+                    groups[value] = []
+                    cases.append((groups[value], value))
+                groups[value].append(cond)
+            else:
+                cases.append(([cond], value))
+        pairs = [(or_all(conds), value) for conds, value in cases]
+        return select(pairs[:-1], pairs[-1][1])
 
     def final(self, pick):
         """``pick(state)`` at the end of the run as one term."""
