@@ -21,6 +21,7 @@ search, then the proof).  Rows:
 Quick mode takes the first 15 expressions and skips the device programs.
 
     python bench/bench_opt.py [--quick]
+    python bench/bench_opt.py --per-expression     # one Markdown row per expression
 """
 
 from __future__ import annotations
@@ -149,8 +150,12 @@ def executed(prog, pkts) -> float:
     return sum(outcome(prog, p)[2] for p in pkts) / len(pkts)
 
 
-def measure(items, pkts) -> dict:
-    """Optimize every program; return the totals the rows are made of."""
+def measure(items, pkts, per_expr=None) -> dict:
+    """Optimize every program; return the totals the rows are made of.
+
+    ``per_expr`` (a list) receives ``(expr, before, after, executed before,
+    executed after, status)`` for each expression.
+    """
     stats = {"n": 0, "shorter": 0, "longer": 0, "unproved": 0, "before": 0, "after": 0,
              "exec_before": 0.0, "exec_after": 0.0, "seconds": 0.0}
     for expr, prog in items:
@@ -164,9 +169,23 @@ def measure(items, pkts) -> dict:
         stats["unproved"] += result.status in ("unknown", "different")
         stats["before"] += len(prog)
         stats["after"] += len(out)
-        stats["exec_before"] += executed(prog, pkts)
-        stats["exec_after"] += executed(out, pkts)
+        eb, ea = executed(prog, pkts), executed(out, pkts)
+        stats["exec_before"] += eb
+        stats["exec_after"] += ea
+        if per_expr is not None:
+            per_expr.append((expr, len(prog), len(out), eb, ea, result.status))
     return stats
+
+
+def expression_table() -> str:
+    """A Markdown table: every corpus expression, instructions and executed, before/after."""
+    lines = ["| expression | insns libpcap | insns opt | executed libpcap | executed opt |",
+             "|---|---|---|---|---|"]
+    per: list = []
+    measure(corpus(), capture(), per)
+    for expr, b, a, eb, ea, _ in per:
+        lines.append(f"| `{expr}` | {b} | {a} | {eb:.2f} | {ea:.2f} |")
+    return "\n".join(lines)
 
 
 def device_rows() -> list[dict]:
@@ -223,5 +242,8 @@ def run(quick: bool) -> list[dict]:
 
 
 if __name__ == "__main__":
-    from bench.__main__ import table
-    print(table(run("--quick" in sys.argv)))
+    if "--per-expression" in sys.argv:
+        print(expression_table())
+    else:
+        from bench.__main__ import table
+        print(table(run("--quick" in sys.argv)))
