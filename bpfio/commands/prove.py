@@ -36,7 +36,7 @@ def _verdict_table(prog, name, profile, mem_words, max_len, timeout, limit):
 @click.command("prove")
 @click.argument("program", default="-", metavar="[PROGRAM|-]")
 @click.option("--assert", "assertions", multiple=True, metavar="EXPR",
-              help="A property to prove (repeatable); see the language below.")
+              help="A property to prove (repeatable); the language is above.")
 @click.option("--verdicts", is_flag=True,
               help="List every verdict the program can return, with an input for each.")
 @click.option("--limit", type=click.IntRange(1, 4096), default=16, show_default=True,
@@ -66,7 +66,7 @@ def prove(program, assertions, verdicts, limit, profile, mem_words, max_len, tim
     \b
     Examples:
       bpfio prove --profile pio asm/pmtimer.asm --assert 'ret == DONE'
-      bpfio prove --profile pio asm/uart.asm --assert 'never-writes M[4..]'
+      bpfio prove --profile pio --mem-words 32 asm/uart.asm --assert 'never-writes M[0..6]'
       bpfio prove --profile seccomp policy.asm --assert 'ret == ALLOW when nr == read'
       bpfio prove --profile pio --verdicts examples/guests/bpf/virtio-kick.asm
     """
