@@ -11,6 +11,7 @@ import json
 import random
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -225,3 +226,20 @@ def test_installed_entry_point_runs_equiv(files):
     proc = subprocess.run([bpfio_exe(), "equiv", a, b], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 1 and proc.stdout.startswith("different")
+
+
+@pytest.mark.parametrize("command", ["prove", "equiv"])
+def test_help_examples_on_shipped_files_hold(runner, cli, command):
+    text = runner.invoke(cli, [command, "--help"]).stdout
+    ran = 0
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith(f"bpfio {command} "):
+            continue
+        argv = shlex.split(line)[1:]
+        if not all(Path(a).exists() for a in argv if a.endswith((".asm", ".bpf"))):
+            continue                    # an example about the reader's own files
+        r = runner.invoke(cli, argv)
+        assert r.exit_code == 0, (line, r.output)
+        ran += 1
+    assert ran >= (3 if command == "prove" else 0)
