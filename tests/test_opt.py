@@ -19,7 +19,7 @@ import pytest
 
 from bpfio.formats import format_program
 from bpfio.insn import Insn, Program
-from bpfio.interp import run
+from bpfio.interp import outcome, run
 from bpfio.kernel_run import random_packet, random_program
 from bpfio.opt import optimize
 from bpfio.opt.passes import PASSES, Context, run_passes
@@ -229,6 +229,11 @@ def test_corpus_expression(expr, prog):
     if result.status == "optimized":
         assert result.proof.status == "equivalent"
     same_on_packets(prog, out, seed=len(expr))
+    # --prefer speed: no packet runs more instructions than in libpcap's program.
+    fast = optimize(prog, timeout=30, prefer="speed")
+    assert fast.status in ("optimized", "unchanged") and len(fast.program) <= len(prog)
+    for pkt in bench_opt.packets(len(expr), 150):
+        assert outcome(fast.program, pkt)[2] <= outcome(prog, pkt)[2], pkt.hex()
 
 
 def test_device_program_pio():
@@ -392,3 +397,13 @@ def test_mutated_corpus_programs(seed):
         for _ in range(20):
             pkt = random_packet(rng, max_len=200)
             assert run(prog, pkt) == run(result.candidate, pkt), (prog, pkt.hex())
+
+
+@pytest.mark.parametrize("name", ["libpcap-scratch", "dead-load-covered", "share-x-tails",
+                                  "share-x-tails-relative-first", "fallthrough-copy-becomes-ja"])
+def test_prefer_speed_skips_rewrites_that_run_longer(name):
+    """Each of these shortens the program but makes some input run more instructions."""
+    _, passes, profile, source, _ = next(c for c in CASES if c[0] == name)
+    prog = asm(source)
+    out, _ = run_passes(prog, Context(profile, 16, "speed"), {p: PASSES[p] for p in passes})
+    assert list(out) == list(prog)

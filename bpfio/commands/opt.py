@@ -48,12 +48,16 @@ def _stats_lines(name, result, profile) -> list[str]:
 @click.option("--search", "search_budget", type=click.FloatRange(0, 3600), default=1.0,
               show_default=True, metavar="S",
               help="Seconds for the window search (0 = off); each find is proved on its own.")
+@click.option("--prefer", type=click.Choice(("size", "speed")), default="size",
+              show_default=True,
+              help="size: fewest instructions; speed: no rewrite that makes any input "
+                   "execute more instructions (shared tails, reordered loads).")
 @click.option("--stats", is_flag=True,
               help="Print instructions before/after, the passes that fired and the proof time "
                    "(standard error).")
 @program_options
-def opt(program, fmt, output, profile, mem_words, notifiers, timeout, search_budget, stats,
-        include_path, defines, relax):
+def opt(program, fmt, output, profile, mem_words, notifiers, timeout, search_budget, prefer,
+        stats, include_path, defines, relax):
     """Optimize PROGRAM (any format; default: standard input) and prove it unchanged.
 
     The passes remove unreachable code, thread jumps through jumps whose
@@ -78,6 +82,7 @@ def opt(program, fmt, output, profile, mem_words, notifiers, timeout, search_bud
       bpfio opt --profile seccomp policy.bpf -o policy.opt.bpf
       bpfio opt --profile pio --mem-words 48 --stats asm/pit.asm
       bpfio opt --timeout 2 --search 0 prog.json      # quick, no window search
+      bpfio opt --prefer speed prog.bpf       # never more instructions on any path
     Exit status 0 when a program (optimized or not) was written, 1 for bad
     input (the place and the problem on one line), 2 for usage errors.
     """
@@ -93,7 +98,7 @@ def opt(program, fmt, output, profile, mem_words, notifiers, timeout, search_bud
     try:
         result = optimize(prog, profile=profile, mem_words=words, notifiers=notifiers or 0,
                           timeout=timeout,
-                          search_budget=search_budget)
+                          search_budget=search_budget, prefer=prefer)
     except VerifierError as err:
         raise BpfClickError(f"{name}: error: {err}") from None
     for warning in result.warnings:

@@ -65,14 +65,17 @@ class OptResult:
 
 
 def optimize(program, *, profile: str = "socket", mem_words: int = 16, notifiers: int = 0,
-             timeout: float = 10.0, search_budget: float = 0.0, passes=None,
-             prove=None) -> OptResult:
+             timeout: float = 10.0, search_budget: float = 0.0, prefer: str = "size",
+             passes=None, prove=None) -> OptResult:
     """Optimize a verified ``program`` and prove the result equivalent.
 
     ``search_budget`` (seconds, 0 = off) lets :mod:`.search` try shorter
     replacements for straight-line windows, each checked by its own proof.
     ``mem_words`` and ``notifiers`` describe the pio binding (as for
-    :func:`bpfio.verify`).  ``passes`` (name -> function) replaces :data:`~bpfio.opt.passes.PASSES`
+    :func:`bpfio.verify`).  ``prefer="speed"`` skips the rewrites that
+    shorten the program by making some path execute more: an added
+    ``ldx``/``ja`` into a shared tail, or loads moved before others (on a
+    short packet they abort later).  Then no input runs more instructions.  ``passes`` (name -> function) replaces :data:`~bpfio.opt.passes.PASSES`
     and ``prove`` replaces :func:`bpfio.prove.equivalent` (tests use both).
     Raises :class:`~bpfio.errors.VerifierError` when the input is not valid
     for the profile.
@@ -82,7 +85,9 @@ def optimize(program, *, profile: str = "socket", mem_words: int = 16, notifiers
     original = Program(program)
     options = {"mem_words": mem_words, "notifiers": notifiers} if profile == "pio" else {}
     verify(original, profile=profile, lints=False, **options)
-    ctx = Context(profile, mem_words)
+    if prefer not in ("size", "speed"):
+        raise ValueError(f"prefer must be 'size' or 'speed', not {prefer!r}")
+    ctx = Context(profile, mem_words, prefer)
     start = time.perf_counter()
     out, fired = run_passes(original, ctx, passes)
     pass_seconds = time.perf_counter() - start

@@ -80,6 +80,8 @@ def share_x_tails(ops, ctx) -> int:
     is a known constant ``cx`` (often 0: nothing set X yet) also qualifies:
     its ``[k]`` loads are read as ``[x + (k - cx)]``, the same bytes.
     """
+    if ctx.prefer == "speed":
+        return 0              # the shared tail is reached through an added ldx (and ja)
     rep = tail_classes(ops)
     live = liveness(ops, ctx.profile, ctx.mem_words)
     entry = analyse(ops, ctx.profile) if ctx.profile == "socket" else None

@@ -210,6 +210,8 @@ def merge_tails(ops, ctx) -> int:
             if t < len(ops) and rep[t] != t:
                 setattr(op, attr, rep[t])
                 count += 1
+    if ctx.prefer == "speed":
+        return count          # a ja into the last copy is one more instruction on that path
     heads = leaders(ops)
     for i, op in enumerate(ops):
         if op is None or i == 0 or i in heads or rep[i] == i or op.is_ja():

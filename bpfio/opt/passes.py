@@ -18,6 +18,9 @@ class Context:
 
     profile: str = "socket"
     mem_words: int = 16
+    # "size": fewest instructions; "speed": never a rewrite that makes some path
+    # execute more instructions (no shared tails reached through an added ldx/ja).
+    prefer: str = "size"
 
 
 # name -> pass; the order is the order of one round.

@@ -303,7 +303,8 @@ def remove_dead(ops, ctx) -> int:
         if w & live[i]:
             continue
         removable = pure(op, ctx.profile, ctx.mem_words)
-        if not removable and ctx.profile == "socket":
+        # (speed: on a short packet the later load aborts after more instructions)
+        if not removable and ctx.profile == "socket" and ctx.prefer != "speed":
             end = load_end(op)
             removable = end is not None and _covered(ops, i, end)
         if removable:
