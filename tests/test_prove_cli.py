@@ -159,6 +159,11 @@ def test_stdin_for_one_program(runner, cli, files):
     (["prove", "{a}", "--assert", "ret == ALLOW"], 1, "--assert 'ret == ALLOW':8: error: unknown value"),
     (["prove", "{a}", "--assert", "ret == 1 when len"], 1, "error: unexpected end of the assertion"),
     (["prove", "--profile", "pio", "{a}", "--assert", "never-reads M[99]"], 1, "error:"),
+    (["prove", "--ports", "0x3f8+8", "{a}", "--assert", "ret == 0"], 2,
+     "--ports applies to --profile pio"),
+    (["prove", "--profile", "pio", "--ports", "0xffff+2", "{a}", "--assert", "ret == 0"], 2,
+     "expected BASE+N inside 0..0xffff"),
+    (["equiv", "--profile", "pio", "--ports", "8", "{a}", "{a}"], 2, "expected BASE+N"),
 ])
 def test_bad_input_is_one_line(runner, cli, files, tmp_path, args, code, message):
     a, bad = files(a=PASS_IP, bad="frobnicate\n")
@@ -207,6 +212,17 @@ def test_prove_seccomp(runner, cli, files, assertion, status):
     if status == "disproved":
         (got,) = _check_reproduces(runner, cli, r.stdout, expect_differ=False)
         assert not got.startswith("ALLOW")
+
+
+def test_ports_restrict_the_events_to_one_binding(runner, cli):
+    # Without --ports the UART's offset is free (a read at offset 16 indexes the TX ring).
+    args = ["prove", "--profile", "pio", "--mem-words", "32", "asm/uart.asm",
+            "--assert", "never-reads M[16..31] when dir == IN"]
+    free = runner.invoke(cli, args)
+    bound = runner.invoke(cli, args[:2] + ["--ports", "0x3f8+8"] + args[2:])
+    assert free.exit_code == 1 and free.stdout.startswith("disproved")
+    assert bound.exit_code == 0 and bound.stdout.startswith("proved")
+    _check_reproduces(runner, cli, free.stdout, expect_differ=False)
 
 
 def test_verdicts_lists_each_class_with_a_witness_run_reproduces(runner, cli):

@@ -39,8 +39,32 @@ def load_checked(path, profile, mem_words, no_verify, include_path, defines, rel
     return prog
 
 
+def _ports(ctx, param, value):
+    """``BASE+N`` -> (base, n): the ports of one binding."""
+    if value is None:
+        return None
+    base, sep, count = value.partition("+")
+    try:
+        base, count = int(base, 0), int(count, 0)
+    except ValueError:
+        base = count = -1
+    if not sep or base < 0 or count < 1 or base + count > 0x10000:
+        raise click.BadParameter(f"'{value}': expected BASE+N inside 0..0xffff, e.g. 0x3f8+8",
+                                 ctx=ctx, param=param)
+    return base, count
+
+
+def check_ports(profile, ports):
+    """--ports is a pio option."""
+    if ports is not None and profile != "pio":
+        raise click.UsageError("--ports applies to --profile pio")
+
+
 def profile_options(func):
-    """--profile, --mem-words, --max-len, --timeout, --json and --no-verify."""
+    """--profile, --mem-words, --ports, --max-len, --timeout, --json and --no-verify."""
+    func = click.option("--ports", callback=_ports, metavar="BASE+N",
+                        help="pio: only events of a binding of N ports at BASE "
+                             "(offset = port - BASE).")(func)
     func = click.option("--no-verify", is_flag=True,
                         help="Skip the profile's verifier (the prover assumes a verified program).")(func)
     func = click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")(func)
@@ -115,7 +139,7 @@ def finish(result, names, as_json, proved_text="equivalent (proved)"):
 @click.argument("program_b", metavar="B")
 @profile_options
 @program_options
-def equiv(program_a, program_b, profile, mem_words, max_len, timeout, as_json, no_verify,
+def equiv(program_a, program_b, profile, mem_words, ports, max_len, timeout, as_json, no_verify,
           include_path, defines, relax):
     """Prove that programs A and B return the same on every input, or show an input where not.
 
@@ -139,9 +163,10 @@ def equiv(program_a, program_b, profile, mem_words, max_len, timeout, as_json, n
     from ..prove import equivalent
     if program_a == program_b == "-":
         raise click.UsageError("only one of A and B can be '-' (standard input)")
+    check_ports(profile, ports)
     progs = [load_checked(p, profile, mem_words, no_verify, include_path, defines, relax)
              for p in (program_a, program_b)]
     result = equivalent(*progs, profile=profile, timeout=timeout, mem_words=mem_words,
-                        max_len=max_len)
+                        max_len=max_len, ports=ports)
     names = ["<stdin>" if p == "-" else p for p in (program_a, program_b)]
     finish(result, names, as_json)

@@ -7,10 +7,11 @@ import json
 import click
 
 from .common import program_options
-from .equiv import EXIT_DIFFERENT, EXIT_UNKNOWN, load_checked, profile_options, verdict_text
+from .equiv import (EXIT_DIFFERENT, EXIT_UNKNOWN, check_ports, load_checked, profile_options,
+                    verdict_text)
 
 
-def _verdict_table(prog, name, profile, mem_words, max_len, timeout, limit):
+def _verdict_table(prog, name, profile, opts, limit):
     """Lines: the verdict classes (pio: per direction and size) with a witness each."""
     from ..prove import verdict_classes
     groups = [("", None)]
@@ -19,14 +20,13 @@ def _verdict_table(prog, name, profile, mem_words, max_len, timeout, limit):
                   for d in ("in", "out") for s in (1, 2, 4)]
     lines, complete_all = [], True
     for title, when in groups:
-        classes, complete = verdict_classes(prog, profile, limit=limit, timeout=timeout,
-                                            mem_words=mem_words, max_len=max_len, when=when)
+        classes, complete = verdict_classes(prog, limit=limit, when=when, **opts)
         complete_all &= complete
         if title:
             lines.append(f"{title}:")
         for verdict, witness in sorted(classes):
-            opts = witness if profile == "socket" else f"--profile {profile} {witness}"
-            lines.append(f"  {verdict_text(profile, verdict):<22} e.g. bpfio run {opts} {name}")
+            run_opts = witness if profile == "socket" else f"--profile {profile} {witness}"
+            lines.append(f"  {verdict_text(profile, verdict):<22} e.g. bpfio run {run_opts} {name}")
         if not complete:
             lines.append(f"  ... possibly more (stopped after {len(classes)}; "
                          "raise --limit or --timeout)")
@@ -43,8 +43,8 @@ def _verdict_table(prog, name, profile, mem_words, max_len, timeout, limit):
               help="--verdicts: stop after this many distinct verdicts per group.")
 @profile_options
 @program_options
-def prove(program, assertions, verdicts, limit, profile, mem_words, max_len, timeout, as_json,
-          no_verify, include_path, defines, relax):
+def prove(program, assertions, verdicts, limit, profile, mem_words, ports, max_len, timeout,
+          as_json, no_verify, include_path, defines, relax):
     """Prove properties of PROGRAM for every input of the profile, or print a counterexample.
 
     \b
@@ -68,14 +68,16 @@ def prove(program, assertions, verdicts, limit, profile, mem_words, max_len, tim
       bpfio prove --profile pio asm/pmtimer.asm --assert 'ret == DONE'
       bpfio prove --profile pio --mem-words 32 asm/uart.asm --assert 'never-writes M[0..6]'
       bpfio prove --profile seccomp policy.asm --assert 'ret == ALLOW when nr == read'
-      bpfio prove --profile pio --verdicts examples/guests/bpf/virtio-kick.asm
+      bpfio prove --profile pio --ports 0xc000+32 --verdicts examples/guests/bpf/virtio-kick.asm
     """
     from ..prove import prove_property
     if not assertions and not verdicts:
         raise click.UsageError("give --assert EXPR (repeatable) or --verdicts")
+    check_ports(profile, ports)
     prog = load_checked(program, profile, mem_words, no_verify, include_path, defines, relax)
     name = "<stdin>" if program == "-" else program
-    opts = {"profile": profile, "timeout": timeout, "mem_words": mem_words, "max_len": max_len}
+    opts = {"profile": profile, "timeout": timeout, "mem_words": mem_words, "max_len": max_len,
+            "ports": ports}
     results = [(text, prove_property(prog, text, **opts)) for text in assertions]
     report = []
     worst = 0
@@ -99,7 +101,7 @@ def prove(program, assertions, verdicts, limit, profile, mem_words, max_len, tim
             shown = verdict_text(profile, r.results[0], r.observed[0], r.counterexample)
             click.echo(f"  bpfio run {cex} {name}  ->  {shown}")
     if verdicts:
-        lines, complete = _verdict_table(prog, name, profile, mem_words, max_len, timeout, limit)
+        lines, complete = _verdict_table(prog, name, profile, opts, limit)
         if as_json:
             report.append({"verdicts": lines, "complete": complete})
         else:

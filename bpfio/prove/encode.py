@@ -387,8 +387,8 @@ class SocketInputs(Inputs):
 
     def preferred(self):
         zeros = z3.K(z3.BitVecSort(BV), z3.BitVecVal(0, 8))
-        return [z3.ULE(self.length, 64), z3.ULE(self.length, 1514), self.pkt == zeros] + \
-            [z3.Select(self.pkt, i) == 0 for i in range(64)]
+        ladder = [z3.ULE(self.length, n) for n in (0, 8, 16, 24, 32, 48, 64, 128, 256, 1514)]
+        return ladder + [self.pkt == zeros] + [z3.Select(self.pkt, i) == 0 for i in range(64)]
 
     def byte(self, i):
         return z3.Select(self.pkt, bv(i))
@@ -455,14 +455,17 @@ class PioInputs(Inputs):
 
     The event is one ``bpfio run --event`` can express: size 1, 2 or 4,
     direction IN or OUT, port < 0x10000, an OUT's data fits the size and an
-    IN's data is 0.  ``ld rand`` is a fresh variable per program and pc.
+    IN's data is 0.  ``ports=(base, length)`` restricts it to one binding's
+    ports (``offset`` is then ``port - base``).  ``ld rand`` is a fresh
+    variable per program and pc.
     """
 
     profile = "pio"
     NAMES = ("port", "size", "dir", "data", "offset", "vcpu", "ticks", "ticks_hi", "ns", "ns_hi")
 
-    def __init__(self, mem_words: int = 16):
+    def __init__(self, mem_words: int = 16, ports: tuple | None = None):
         from ..pio.abi import PIO_HDR_LEN
+        self.ports = ports          # (base, length) of a binding: port in range, offset = port - base
         self.header = [z3.BitVec(name, BV) for name in self.NAMES]
         self.mem0 = tuple(z3.BitVec(f"m{i}", BV) for i in range(mem_words))
         self.length = PIO_HDR_LEN + 4 * mem_words
@@ -474,11 +477,16 @@ class PioInputs(Inputs):
     def constraints(self):
         from ..pio.abi import PIO_IN, PIO_OUT
         port, size, direction, data = self.header[:4]
-        return [z3.ULE(port, 0xffff), z3.Or(size == 1, size == 2, size == 4),
-                z3.Or(direction == PIO_IN, direction == PIO_OUT),
-                z3.Implies(direction == PIO_IN, data == 0),
-                z3.Implies(size == 1, z3.ULE(data, 0xff)),
-                z3.Implies(size == 2, z3.ULE(data, 0xffff))]
+        facts = [z3.ULE(port, 0xffff), z3.Or(size == 1, size == 2, size == 4),
+                 z3.Or(direction == PIO_IN, direction == PIO_OUT),
+                 z3.Implies(direction == PIO_IN, data == 0),
+                 z3.Implies(size == 1, z3.ULE(data, 0xff)),
+                 z3.Implies(size == 2, z3.ULE(data, 0xffff))]
+        if self.ports is not None:
+            base, length = self.ports
+            facts += [z3.UGE(port, base), z3.ULT(port, base + length),
+                      self.field("offset") == port - base]
+        return facts
 
     def preferred(self):
         keep = ("size", "dir")
@@ -511,12 +519,13 @@ class PioInputs(Inputs):
         return "fault", 0
 
 
-def inputs_for(profile: str, *, mem_words: int = 16, max_len: int = 0xffff) -> Inputs:
-    """A fresh set of free variables for ``profile``."""
+def inputs_for(profile: str, *, mem_words: int = 16, max_len: int = 0xffff,
+               ports: tuple | None = None) -> Inputs:
+    """A fresh set of free variables for ``profile`` (``ports`` only for pio)."""
     if profile == "socket":
         return SocketInputs(max_len)
     if profile == "seccomp":
         return SeccompInputs()
     if profile == "pio":
-        return PioInputs(mem_words)
+        return PioInputs(mem_words, ports)
     raise ProveError(f"unknown profile '{profile}' (expected socket, seccomp or pio)")

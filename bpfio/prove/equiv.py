@@ -118,18 +118,20 @@ def solve(constraints, *, timeout: float, prefer=()):
 
 
 def equivalent(prog_a, prog_b, profile: str = "socket", timeout: float = 10.0, *,
-               mem_words: int = 16, max_len: int = 0xffff, compare=PIO_OBSERVED) -> Result:
+               mem_words: int = 16, max_len: int = 0xffff, compare=PIO_OBSERVED,
+               ports: tuple | None = None) -> Result:
     """Decide whether ``prog_a`` and ``prog_b`` agree on every input of ``profile``.
 
     ``socket``: packets of any length 0..``max_len`` with any bytes, the default
     (AF_UNIX) context.  ``seccomp``: any ``seccomp_data``.  ``pio``: any event,
-    any ``mem_words`` shared words.  ``timeout`` (seconds) bounds the solver;
+    any ``mem_words`` shared words (``ports=(base, length)``: only events of
+    that binding).  ``timeout`` (seconds) bounds the solver;
     past it the status is ``unknown``.  Raises :class:`ProveError` for a
     program the interpreter would refuse (e.g. a jump past the end).
     """
     start = time.perf_counter()
     a, b = as_program(prog_a), as_program(prog_b)
-    inputs = inputs_for(profile, mem_words=mem_words, max_len=max_len)
+    inputs = inputs_for(profile, mem_words=mem_words, max_len=max_len, ports=ports)
     out_a, out_b = encode(a, inputs, "a"), encode(b, inputs, "b")
     obs_a = observation(profile, inputs, out_a, compare)
     obs_b = observation(profile, inputs, out_b, compare)
