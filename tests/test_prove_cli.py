@@ -219,7 +219,7 @@ def test_ports_restrict_the_events_to_one_binding(runner, cli):
     args = ["prove", "--profile", "pio", "--mem-words", "32", "asm/uart.asm",
             "--assert", "never-reads M[16..31] when dir == IN"]
     free = runner.invoke(cli, args)
-    bound = runner.invoke(cli, args[:2] + ["--ports", "0x3f8+8"] + args[2:])
+    bound = runner.invoke(cli, args[:3] + ["--ports", "0x3f8+8"] + args[3:])
     assert free.exit_code == 1 and free.stdout.startswith("disproved")
     assert bound.exit_code == 0 and bound.stdout.startswith("proved")
     _check_reproduces(runner, cli, free.stdout, expect_differ=False)
