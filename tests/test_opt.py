@@ -112,6 +112,12 @@ CASES = [
      "ldh [12]; jeq #0x800, v4, v6chk; v4: ldxb 4*([14]&0xf); ja port;"
      "v6chk: ldx #40; jeq #0x86dd, port, no; port: ldh [x + 14]; jeq #80, yes, dst;"
      "dst: ldh [x + 16]; jeq #80, yes, no; yes: ret #1; no: ret #0"),
+    ("share-x-tails-both-absolute", ("share-x-tails",), "socket",
+     "ldh [12]; jeq #0x800, v4, v6chk; v4: ldb [23]; jeq #6, yes, no;"
+     "v6chk: jeq #0x86dd, v6, no; v6: ldb [20]; jeq #6, yes, no; yes: ret #1; no: ret #0",
+     # X is still 0 on the IPv4 path, so both copies become ldb [x + 23]; X = -3 on IPv6.
+     "ldh [12]; jeq #0x800, l4, v6chk; v6chk: ldx #0xfffffffd; jeq #0x86dd, l4, no;"
+     "l4: ldb [x + 23]; jeq #6, yes, no; yes: ret #1; no: ret #0"),
 ]
 
 
@@ -400,7 +406,8 @@ def test_mutated_corpus_programs(seed):
 
 
 @pytest.mark.parametrize("name", ["libpcap-scratch", "dead-load-covered", "share-x-tails",
-                                  "share-x-tails-relative-first", "fallthrough-copy-becomes-ja"])
+                                  "share-x-tails-relative-first", "share-x-tails-both-absolute",
+                                  "fallthrough-copy-becomes-ja"])
 def test_prefer_speed_skips_rewrites_that_run_longer(name):
     """Each of these shortens the program but makes some input run more instructions."""
     _, passes, profile, source, _ = next(c for c in CASES if c[0] == name)

@@ -118,10 +118,22 @@ def share_x_tails(ops, ctx) -> int:
             continue
         for i in range(j):
             b = ops[i]
-            if b is None or b.info.cls != BPF_LD or b.info.mode != BPF_IND \
-                    or b.info.size != a.info.size:
+            if b is None or b.info.cls != BPF_LD or b.info.size != a.info.size:
                 continue
-            found = _rewrite_later(ops, j, i, (a.k - b.k) & U32, rep, live, base, ctx)
+            view, vrep, vlive = ops, rep, live
+            if b.info.mode == BPF_ABS and entry is not None:
+                # An earlier absolute copy where X is known (often 0) reads as X-relative.
+                if i not in views:
+                    views[i] = _relative_view(ops, entry, i, ctx)
+                if views[i] is None:
+                    continue
+                view, vrep, vlive = views[i]
+                b = view[i]
+                if "X" in _live_in(view, j, vlive):
+                    continue
+            elif b.info.mode != BPF_IND:
+                continue
+            found = _rewrite_later(view, j, i, (a.k - b.k) & U32, vrep, vlive, base, ctx)
             if found is not None:
                 ops[:] = found
                 return 1
