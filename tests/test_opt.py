@@ -414,3 +414,28 @@ def test_prefer_speed_skips_rewrites_that_run_longer(name):
     prog = asm(source)
     out, _ = run_passes(prog, Context(profile, 16, "speed"), {p: PASSES[p] for p in passes})
     assert list(out) == list(prog)
+
+
+# --- the live kernel as the last word ------------------------------------------------
+
+from bpfio import kernel  # noqa: E402
+
+_SOCKET_SKIP = kernel.available("socket")
+
+
+@needs_tcpdump
+@pytest.mark.skipif(_SOCKET_SKIP is not None, reason=_SOCKET_SKIP or "")
+def test_optimized_corpus_agrees_in_the_kernel():
+    """Every shortened corpus program, attached with SO_ATTACH_FILTER, returns what libpcap's does."""
+    from bpfio.kernel_run import SocketOracle
+    pkts = bench_opt.capture()[:120]
+    checked = 0
+    with SocketOracle() as oracle:
+        for param in CORPUS:
+            expr, prog = param.values
+            result = optimize(prog)
+            if result.status != "optimized":
+                continue
+            checked += 1
+            assert oracle.run(result.program, pkts) == oracle.run(prog, pkts), expr
+    assert checked >= 30
