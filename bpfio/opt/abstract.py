@@ -94,7 +94,8 @@ def share_x_tails(ops, ctx) -> int:
             continue
         for j in range(i + 2, len(ops)):
             b = ops[j]
-            if b is None or b.info.cls != BPF_LD or b.info.size != a.info.size:
+            if b is None or b.info.cls != BPF_LD or b.info.size != a.info.size \
+                    or not _same_next(ops, i, j):
                 continue
             view, vrep, vlive = ops, rep, live
             if b.info.mode == BPF_ABS and entry is not None:
@@ -118,7 +119,8 @@ def share_x_tails(ops, ctx) -> int:
             continue
         for i in range(j):
             b = ops[i]
-            if b is None or b.info.cls != BPF_LD or b.info.size != a.info.size:
+            if b is None or b.info.cls != BPF_LD or b.info.size != a.info.size \
+                    or not _same_next(ops, i, j):
                 continue
             view, vrep, vlive = ops, rep, live
             if b.info.mode == BPF_ABS and entry is not None:
@@ -161,6 +163,18 @@ def _rewrite_later(ops, j, i, c, rep, live, base, ctx):
         if low is not None and len(low) < base and (best is None or len(low) < best[0]):
             best = (len(low), trial)
     return None if best is None else best[1]
+
+
+def _same_next(ops, i, j) -> bool:
+    """Cheap filter before matching: the instructions after i and j could match."""
+    p, q = resolve(ops, i + 1), resolve(ops, j + 1)
+    if p >= len(ops) or q >= len(ops):
+        return False
+    a, b = ops[p], ops[q]
+    if (a.code, a.k) == (b.code, b.k):
+        return True
+    return a.info.cls == b.info.cls == BPF_LD and a.info.size == b.info.size \
+        and {a.info.mode, b.info.mode} <= {BPF_ABS, BPF_IND}
 
 
 def _relative_view(ops, entry, j, ctx):

@@ -292,25 +292,39 @@ def _covered(ops, i: int, end: int) -> bool:
 
 
 def remove_dead(ops, ctx) -> int:
-    """Delete instructions whose results are never read."""
-    live = liveness(ops, ctx.profile, ctx.mem_words)
+    """Delete instructions whose results are never read.
+
+    One backward sweep: liveness is computed as it goes, so a deletion is
+    already seen by the instructions before it (chains of dead code go in
+    one call).
+    """
+    n = len(ops)
+    exit_live = set(range(ctx.mem_words)) | {"A"} if ctx.profile == "pio" else set()
+    live_in: list = [set()] * (n + 1)
     count = 0
-    for i in range(len(ops) - 1, -1, -1):
+    for i in range(n - 1, -1, -1):
         op = ops[i]
-        if op is None or op.ends_block():
+        if op is None:
+            live_in[i] = live_in[i + 1]
             continue
-        w = writes(op)
-        if w & live[i]:
-            continue
-        removable = pure(op, ctx.profile, ctx.mem_words)
-        # (speed: on a short packet the later load aborts after more instructions)
-        if not removable and ctx.profile == "socket" and ctx.prefer != "speed":
-            end = load_end(op)
-            removable = end is not None and _covered(ops, i, end)
-        if removable:
-            ops[i] = None
-            count += 1
-            live = liveness(ops, ctx.profile, ctx.mem_words)
+        if op.is_ret():
+            out = set(exit_live)
+        else:
+            out = set()
+            for s in successors(ops, i):
+                out |= live_in[s]
+        if not op.ends_block() and not writes(op) & out:
+            removable = pure(op, ctx.profile, ctx.mem_words)
+            # (speed: on a short packet the later load aborts after more instructions)
+            if not removable and ctx.profile == "socket" and ctx.prefer != "speed":
+                end = load_end(op)
+                removable = end is not None and _covered(ops, i, end)
+            if removable:
+                ops[i] = None
+                count += 1
+                live_in[i] = out
+                continue
+        live_in[i] = (out - writes(op)) | reads(op)
     return count
 
 
