@@ -24,7 +24,8 @@ from bpfio.compiler import compile as compile_program
 from bpfio.interp import Interpreter
 from bpfio.kernel_run import SocketOracle, random_program
 from bpfio.prove import equivalent
-from bpfio.prove.encode import PioInputs, SeccompInputs, SocketInputs, encode, inputs_for
+from bpfio.prove.encode import encode
+from bpfio.prove.inputs import PioInputs, SeccompInputs, SocketInputs, inputs_for
 from bpfio.prove.equiv import observation, run_observed
 
 from prove_tools import breaking, preserving, random_input

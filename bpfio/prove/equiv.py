@@ -23,8 +23,8 @@ import z3
 
 from ..insn import Insn
 from ..interp import Execution, SocketContext
-from .encode import (PioInputs, ProveError, SeccompInputs, SocketInputs, bv, encode,
-                     inputs_for)
+from .encode import ProveError, bv, encode
+from .inputs import PioInputs, SeccompInputs, SocketInputs, inputs_for
 
 STATUSES = ("equivalent", "different", "unknown")
 PIO_OBSERVED = ("verdict", "in", "mem")

@@ -25,7 +25,8 @@ import z3
 
 from ..interp import pio_runner
 from ..pio import abi
-from .encode import PioInputs, bv, encode
+from .encode import bv, encode
+from .inputs import PioInputs
 from .equiv import as_program, solve
 
 _REPLAYED = ("vcpu", "ticks", "ticks_hi", "ns", "ns_hi")   # differ between now and the replay

@@ -34,7 +34,8 @@ import z3
 
 from .. import isa
 from ..pio import abi
-from .encode import Outputs, ProveError, State, and_, bv, encode, inputs_for
+from .encode import Outputs, ProveError, State, and_, bv, encode
+from .inputs import inputs_for
 from .equiv import (PIO_OBSERVED, Result, as_program, concrete_input, observation,
                     run_execution, run_observed, solve)
 

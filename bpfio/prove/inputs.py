@@ -1,0 +1,190 @@
+"""The free variables and loads of each profile: what the prover quantifies over.
+
+:class:`SocketInputs` (packet bytes, length, the socket context),
+:class:`SeccompInputs` (``struct seccomp_data``) and :class:`PioInputs` (a
+port event and the shared words).  Each implements :class:`.encode.Inputs`:
+``load`` and ``ancillary`` return terms with exactly the interpreter's rules.
+"""
+
+from __future__ import annotations
+
+import z3
+
+from .. import isa
+from ..isa import SKF_AD, SKF_AD_OFF
+from .encode import _NET, BV, Inputs, ProveError, _alu, bv, select
+
+def _concat(parts):
+    """Big-endian bytes as one zero-extended 32-bit term."""
+    term = parts[0] if len(parts) == 1 else z3.Concat(*parts)
+    return term if len(parts) == 4 else z3.ZeroExt(32 - 8 * len(parts), term)
+
+
+class SocketInputs(Inputs):
+    """Packet bytes (an array), a free length up to ``max_len``, the default context.
+
+    ``ld rand`` is a fresh variable per program and pc.  ``nla``/``nlan`` are one
+    uninterpreted function of (A, X, len, bytes), shared by both programs; a
+    counterexample that depends on it is checked in the interpreter before it
+    is reported.
+    """
+
+    profile = "socket"
+
+    def __init__(self, max_len: int = 0xffff):
+        self.max_len = max_len
+        self.pkt = z3.Array("pkt", z3.BitVecSort(BV), z3.BitVecSort(8))
+        self.length = z3.BitVec("len", BV)
+        self.nla = z3.Function("nlattr", z3.BitVecSort(BV), z3.BitVecSort(BV), z3.BitVecSort(BV),
+                               self.pkt.sort(), z3.BitVecSort(BV))
+        self.nlan = z3.Function("nlattr_nest", z3.BitVecSort(BV), z3.BitVecSort(BV),
+                                z3.BitVecSort(BV), self.pkt.sort(), z3.BitVecSort(BV))
+        self.mem0 = (0,) * isa.BPF_MEMWORDS
+
+    def constraints(self):
+        return [z3.ULE(self.length, self.max_len)]
+
+    def preferred(self):
+        zeros = z3.K(z3.BitVecSort(BV), z3.BitVecVal(0, 8))
+        ladder = [z3.ULE(self.length, n) for n in (0, 8, 16, 24, 32, 48, 64, 128, 256, 1514)]
+        return ladder + [self.pkt == zeros] + [z3.Select(self.pkt, i) == 0 for i in range(64)]
+
+    def byte(self, i):
+        return z3.Select(self.pkt, bv(i))
+
+    def load(self, state, off, size):
+        if isinstance(off, int):
+            if off < 0x80000000:
+                start = off
+            elif off >= _NET:
+                start = off - _NET
+            else:
+                return False, 0        # SKF_LL_OFF without a link layer, or below it
+            if start + size > self.max_len:
+                return False, 0
+            ok = z3.UGE(self.length, start + size)
+            return ok, _concat([self.byte(start + i) for i in range(size)])
+        neg = z3.UGE(off, 0x80000000)
+        start = z3.If(neg, off - _NET, off)
+        ok = z3.And(z3.Or(z3.Not(neg), z3.UGE(off, _NET)),
+                    z3.UGE(self.length, size), z3.ULE(start, self.length - size))
+        return ok, _concat([z3.Select(self.pkt, start + i) for i in range(size)])
+
+    def ancillary(self, state, k, pc, tag):
+        off = k - SKF_AD_OFF
+        if off in (SKF_AD["IFINDEX"], SKF_AD["HATYPE"]):
+            return "exit", 0          # no device on the default AF_UNIX socket
+        if off == SKF_AD["ALU_XOR_X"]:
+            return "value", _alu(isa.BPF_XOR, state.a, state.x)
+        if off == SKF_AD["RANDOM"]:
+            return "rand", z3.BitVec(f"rand_{tag}_{pc}", BV)
+        if off in (SKF_AD["NLATTR"], SKF_AD["NLATTR_NEST"]):
+            f = self.nla if off == SKF_AD["NLATTR"] else self.nlan
+            return "value", f(bv(state.a), bv(state.x), self.length, self.pkt)
+        return "value", 0             # protocol, mark, ... are 0 in the default context
+
+
+class SeccompInputs(Inputs):
+    """The sixteen host-order words of ``struct seccomp_data``, all free."""
+
+    profile = "seccomp"
+
+    def __init__(self):
+        self.words = [z3.BitVec(f"w{i}", BV) for i in range(16)]
+        self.length = 64
+        self.mem0 = (0,) * isa.BPF_MEMWORDS
+
+    def preferred(self):
+        from ..seccomp import AUDIT_ARCH_X86_64
+        return [self.words[1] == AUDIT_ARCH_X86_64] + [w == 0 for w in self.words]
+
+    def load(self, state, off, size):
+        if size != 4:
+            return False, 0
+        if isinstance(off, int):
+            if off & 3 or off >= 64:
+                return False, 0
+            return True, self.words[off >> 2]
+        ok = z3.And((off & 3) == 0, z3.ULT(off, 64))
+        return ok, select([(off == 4 * i, w) for i, w in enumerate(self.words[:-1])], self.words[-1])
+
+
+class PioInputs(Inputs):
+    """Every header word of a port event, every shared word (``M[k]`` is word k), free.
+
+    The event is one ``bpfio run --event`` can express: size 1, 2 or 4,
+    direction IN or OUT, port < 0x10000, an OUT's data fits the size and an
+    IN's data is 0.  ``ports=(base, length)`` restricts it to one binding's
+    ports (``offset`` is then ``port - base``).  ``ld rand`` is a fresh
+    variable per program and pc.
+    """
+
+    profile = "pio"
+    NAMES = ("port", "size", "dir", "data", "offset", "vcpu", "ticks", "ticks_hi", "ns", "ns_hi")
+
+    def __init__(self, mem_words: int = 16, ports: tuple | None = None):
+        from ..pio.abi import PIO_HDR_LEN
+        self.ports = ports          # (base, length) of a binding: port in range, offset = port - base
+        self.header = [z3.BitVec(name, BV) for name in self.NAMES]
+        self.mem0 = tuple(z3.BitVec(f"m{i}", BV) for i in range(mem_words))
+        self.length = PIO_HDR_LEN + 4 * mem_words
+
+    def field(self, name):
+        """The free variable of a header field."""
+        return self.header[self.NAMES.index(name)]
+
+    def constraints(self):
+        from ..pio.abi import PIO_IN, PIO_OUT
+        port, size, direction, data = self.header[:4]
+        facts = [z3.ULE(port, 0xffff), z3.Or(size == 1, size == 2, size == 4),
+                 z3.Or(direction == PIO_IN, direction == PIO_OUT),
+                 z3.Implies(direction == PIO_IN, data == 0),
+                 z3.Implies(size == 1, z3.ULE(data, 0xff)),
+                 z3.Implies(size == 2, z3.ULE(data, 0xffff))]
+        if self.ports is not None:
+            base, length = self.ports
+            facts += [z3.UGE(port, base), z3.ULT(port, base + length),
+                      self.field("offset") == port - base]
+        return facts
+
+    def preferred(self):
+        keep = ("size", "dir")
+        return [v == 0 for name, v in zip(self.NAMES, self.header) if name not in keep] + \
+            [m == 0 for m in self.mem0]
+
+    def _words(self, state):
+        return list(self.header) + list(state.mem)
+
+    def load(self, state, off, size):
+        words = self._words(state)
+        if isinstance(off, int):
+            if off + size > self.length:
+                return False, 0
+            if size == 4 and not off & 3:
+                return True, words[off >> 2]
+            parts = [z3.Extract(31 - 8 * (i & 3), 24 - 8 * (i & 3), bv(words[i >> 2]))
+                     for i in range(off, off + size)]
+            return True, _concat(parts)
+        ok = z3.And(z3.ULE(off, self.length - size))
+        arr = z3.K(z3.BitVecSort(BV), z3.BitVecVal(0, 8))
+        for j, w in enumerate(words):
+            for b in range(4):
+                arr = z3.Store(arr, 4 * j + b, z3.Extract(31 - 8 * b, 24 - 8 * b, bv(w)))
+        return ok, _concat([z3.Select(arr, off + i) for i in range(size)])
+
+    def ancillary(self, state, k, pc, tag):
+        if k == SKF_AD_OFF + SKF_AD["RANDOM"]:
+            return "rand", z3.BitVec(f"rand_{tag}_{pc}", BV)
+        return "fault", 0
+
+
+def inputs_for(profile: str, *, mem_words: int = 16, max_len: int = 0xffff,
+               ports: tuple | None = None) -> Inputs:
+    """A fresh set of free variables for ``profile`` (``ports`` only for pio)."""
+    if profile == "socket":
+        return SocketInputs(max_len)
+    if profile == "seccomp":
+        return SeccompInputs()
+    if profile == "pio":
+        return PioInputs(mem_words, ports)
+    raise ProveError(f"unknown profile '{profile}' (expected socket, seccomp or pio)")
