@@ -439,3 +439,21 @@ def test_optimized_corpus_agrees_in_the_kernel():
             checked += 1
             assert oracle.run(result.program, pkts) == oracle.run(prog, pkts), expr
     assert checked >= 30
+
+
+def _libseccomp():
+    from test_kernel_verify_corpus import libseccomp_programs
+    return libseccomp_programs()
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_libseccomp_policies(index):
+    """Policies libseccomp generated: the seccomp profile's rules, every result proved."""
+    progs = _libseccomp()
+    if index >= len(progs):
+        pytest.skip("libseccomp not available (or fewer policies)")
+    _, prog = progs[index]
+    result = optimize(prog, profile="seccomp", timeout=30)
+    assert result.status in ("optimized", "unchanged"), result.warnings
+    assert len(result.program) <= len(prog)
+    verify(result.program, profile="seccomp", lints=False)
