@@ -457,3 +457,14 @@ def test_libseccomp_policies(index):
     assert result.status in ("optimized", "unchanged"), result.warnings
     assert len(result.program) <= len(prog)
     verify(result.program, profile="seccomp", lints=False)
+
+
+def test_prover_error_emits_the_input():
+    from bpfio.prove import ProveError
+    prog = asm("ld #1; add #2; ret a")
+
+    def refuses(a, b, **kw):
+        raise ProveError("cannot encode this")
+    result = optimize(prog, prove=refuses)
+    assert result.status == "unknown" and result.program == prog
+    assert "cannot encode this" in result.warnings[0]

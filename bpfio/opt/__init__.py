@@ -118,7 +118,15 @@ def optimize(program, *, profile: str = "socket", mem_words: int = 16, notifiers
     if len(candidate) > len(original):
         warnings.append("optimizer produced a longer program; emitting the input unchanged")
         return result
-    proof = prove(original, candidate, profile=profile, timeout=timeout, mem_words=mem_words)
+    from ..prove import ProveError
+    try:
+        proof = prove(original, candidate, profile=profile, timeout=timeout,
+                      mem_words=mem_words)
+    except ProveError as err:   # the prover cannot encode it: say so, emit the input
+        warnings.append(f"could not prove the result equivalent ({err}); "
+                        "emitting the input unchanged")
+        result.status = "unknown"
+        return result
     result.proof = proof
     if proof.status == "equivalent":
         result.status, result.program = "optimized", candidate
