@@ -16,6 +16,7 @@ import random
 import time
 
 from ..isa import BPF_ALU, BPF_DIV, BPF_IMM, BPF_LD, BPF_MISC, BPF_MOD, BPF_NEG, BPF_X, U32
+from ..prove import ProveError
 from .ir import Op, leaders, lift, lower
 from .values import TXA, fold, liveness
 
@@ -121,8 +122,11 @@ def search(program, ctx, *, budget: float, timeout: float, prove) -> tuple[list,
                     if low is None:
                         continue
                     left = max(0.5, min(timeout, deadline - time.perf_counter()))
-                    proof = prove(current, low, profile=ctx.profile, timeout=left,
-                                  mem_words=ctx.mem_words)
+                    try:
+                        proof = prove(current, low, profile=ctx.profile, timeout=left,
+                                      mem_words=ctx.mem_words)
+                    except ProveError:
+                        continue
                     if proof.status == "equivalent":
                         current, found, progress = low, found + 1, True
                         break
