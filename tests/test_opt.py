@@ -468,3 +468,16 @@ def test_prover_error_emits_the_input():
     result = optimize(prog, prove=refuses)
     assert result.status == "unknown" and result.program == prog
     assert "cannot encode this" in result.warnings[0]
+
+
+@pytest.mark.parametrize("gap,merges", [(100, True), (296, False)])
+def test_merge_beyond_jump_range_is_undone(gap, merges):
+    """Redirecting a jt to a ret copy past 255 instructions would not encode: undone."""
+    body = [Insn(0x28, 0, 0, 12), Insn(0x15, 0, 1, 1), Insn(0x06, 0, 0, 0)]
+    body += [Insn(0x04, 0, 0, 1)] * gap + [Insn(0x15, 0, 1, 7), Insn(0x06, 0, 0, 0),
+                                           Insn(0x16, 0, 0, 0)]
+    prog = Program(body)
+    verify(prog, lints=False)
+    out, fired = run_passes(prog, Context(), {"merge-tails": PASSES["merge-tails"]})
+    assert bool(fired) == merges
+    assert (list(out) == list(prog)) != merges
