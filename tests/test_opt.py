@@ -1,4 +1,4 @@
-"""``bpfio.opt`` / ``bpfio opt``: each pass on hand-written cases, the tcpdump corpus, the proof gate.
+"""``bpfio.opt`` / ``bpfio opt``: each pass by hand, the tcpdump corpus, the proof gate.
 
 Every optimized program here is checked three ways: the socket (or pio)
 verifier accepts it, :func:`bpfio.prove.equivalent` proves it equivalent to
@@ -426,7 +426,7 @@ _SOCKET_SKIP = kernel.available("socket")
 @needs_tcpdump
 @pytest.mark.skipif(_SOCKET_SKIP is not None, reason=_SOCKET_SKIP or "")
 def test_optimized_corpus_agrees_in_the_kernel():
-    """Every shortened corpus program, attached with SO_ATTACH_FILTER, returns what libpcap's does."""
+    """Every shortened corpus program, attached with SO_ATTACH_FILTER, gives libpcap's verdicts."""
     from bpfio.kernel_run import SocketOracle
     pkts = bench_opt.capture()[:120]
     checked = 0

@@ -44,7 +44,8 @@ def _stats_lines(name, result, profile) -> list[str]:
 @click.option("--notifiers", type=click.IntRange(0, 0x10000), metavar="N",
               help="pio: number of notifiers a NOTIFY verdict may name (default 0).")
 @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
-              metavar="S", help="Seconds the proof may take; past it the input is written unchanged.")
+              metavar="S",
+              help="Seconds the proof may take; past it the input is written unchanged.")
 @click.option("--search", "search_budget", type=click.FloatRange(0, 3600), default=1.0,
               show_default=True, metavar="S",
               help="Seconds for the window search (0 = off); each find is proved on its own.")

@@ -20,7 +20,8 @@ An "unknown" answer (timeout) also emits the input, with a warning.
 Example::
 
     >>> from bpfio.insn import Insn
-    >>> prog = [Insn(0x00, 0, 0, 1), Insn(0x04, 0, 0, 2), Insn(0x16, 0, 0, 0)]  # ld #1; add #2; ret a
+    >>> # ld #1; add #2; ret a
+    >>> prog = [Insn(0x00, 0, 0, 1), Insn(0x04, 0, 0, 2), Insn(0x16, 0, 0, 0)]
     >>> result = optimize(prog)
     >>> result.status, [tuple(i) for i in result.program]
     ('optimized', [(6, 0, 0, 3)])
@@ -75,7 +76,8 @@ def optimize(program, *, profile: str = "socket", mem_words: int = 16, notifiers
     :func:`bpfio.verify`).  ``prefer="speed"`` skips the rewrites that
     shorten the program by making some path execute more: an added
     ``ldx``/``ja`` into a shared tail, or loads moved before others (on a
-    short packet they abort later).  Then no input runs more instructions.  ``passes`` (name -> function) replaces :data:`~bpfio.opt.passes.PASSES`
+    short packet they abort later).  Then no input runs more instructions.
+    ``passes`` (name -> function) replaces :data:`~bpfio.opt.passes.PASSES`
     and ``prove`` replaces :func:`bpfio.prove.equivalent` (tests use both).
     Raises :class:`~bpfio.errors.VerifierError` when the input is not valid
     for the profile.
