@@ -60,6 +60,29 @@ def test_rule(why, profile, a, b, status):
             assert [run(P(x), r.counterexample) for x in (a, b)] == list(r.results)
 
 
+PROTO = "ld proto\njeq #0x800, yes, no\nyes: ret #1\nno: ret #0\n"
+
+
+@pytest.mark.parametrize("why, a, b, default, free", [
+    ("proto is 0 by default, anything when free", PROTO, RET0, "equivalent", "different"),
+    ("ifidx returns A without a device, a free value with one", "ld #7\nld ifidx\nret a\n",
+     "ret #7\n", "equivalent", "different"),
+    ("type is at most 7", "ld type\njgt #7, yes, no\nyes: ret #1\nno: ret #0\n", RET0,
+     "equivalent", "equivalent"),
+    ("vlan_avail is 0 or 1", "ld vlan_avail\njgt #1, yes, no\nyes: ret #1\nno: ret #0\n", RET0,
+     "equivalent", "equivalent"),
+    ("ifidx and hatype share the device", "ld #1\nld ifidx\nld #2\nld hatype\nld #3\nret a\n",
+     "ld #1\nld ifidx\nld #3\nret a\n", "equivalent", "equivalent"),
+])
+def test_socket_context(why, a, b, default, free):
+    assert equivalent(P(a), P(b)).status == default, why
+    r = equivalent(P(a), P(b), context="free")
+    assert r.status == free, why
+    if free == "different":
+        assert "--ctx " in r.cex_text
+        assert [run(P(x), r.counterexample, **r.context) for x in (a, b)] == list(r.results)
+
+
 def test_nla_is_checked_before_it_is_called_different():
     # Both search attributes, from different starts: the prover's free function may disagree
     # where the real search does not; whatever it answers must hold in the interpreter.

@@ -152,6 +152,43 @@ def test_prover_agrees_with_the_interpreter(profile):
     assert tally["equivalent"] >= 10 and tally["different"] >= 5, tally
 
 
+def _random_context(rng) -> dict:
+    """A random SocketContext: every ancillary field, a device or none, ``ld rand`` values."""
+    from bpfio.prove.inputs import CONTEXT_FIELDS
+    ctx = {name: rng.randrange(mask + 1) if rng.random() < 0.7 else rng.choice((0, mask))
+           for name, (_, mask) in CONTEXT_FIELDS.items()}
+    if rng.random() < 0.5:
+        ctx["ifindex"] = ctx["hatype"] = None
+    ctx["rand"] = lambda: rng.getrandbits(32)
+    return ctx
+
+
+def test_free_socket_context_against_the_interpreter():
+    # Every ancillary load, rand included (oracle_safe=False), with the context free.
+    from bpfio.interp import SocketContext, run
+    rng = random.Random(1305)
+    tally = {"equivalent": 0, "different": 0, "unknown": 0}
+    for _ in range(40):
+        a = random_program(rng, profile="socket", length=rng.randrange(4, 30), oracle_safe=False)
+        r = rng.random()
+        b = (random_program(rng, profile="socket", oracle_safe=False) if r < 0.3 else
+             breaking(rng, a) if r < 0.7 else preserving(rng, a) or a)
+        r = equivalent(a, b, profile="socket", context="free")
+        tally[r.status] += 1
+        if r.status == "equivalent":
+            for _ in range(2_000):
+                data, _ = random_input(rng, "socket")
+                ctx = SocketContext(**_random_context(rng))
+                assert run(a, data, context=ctx) == run(b, data, context=ctx), (data, ctx)
+        elif r.status == "different":
+            _, obs_a = run_observed("socket", a, r.counterexample, r.context, r.rand[0])
+            _, obs_b = run_observed("socket", b, r.counterexample, r.context, r.rand[1])
+            assert obs_a != obs_b and (obs_a, obs_b) == r.observed
+        else:
+            assert _uses_nla(a) or _uses_nla(b), r.reason
+    assert tally["equivalent"] >= 10 and tally["different"] >= 5, tally
+
+
 SOCKET_SKIP = kernel.available("socket")
 
 

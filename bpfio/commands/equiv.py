@@ -54,14 +54,20 @@ def _ports(ctx, param, value):
     return base, count
 
 
-def check_ports(profile, ports):
-    """--ports is a pio option."""
+def check_ports(profile, ports, context="default"):
+    """--ports is a pio option, --context a socket one."""
     if ports is not None and profile != "pio":
         raise click.UsageError("--ports applies to --profile pio")
+    if context != "default" and profile != "socket":
+        raise click.UsageError("--context applies to --profile socket")
 
 
 def profile_options(func):
     """--profile, --mem-words, --ports, --max-len, --timeout, --json and --no-verify."""
+    func = click.option("--context", type=click.Choice(("default", "free")), default="default",
+                        show_default=True,
+                        help="socket: the default AF_UNIX context, or every ancillary value "
+                             "(proto, mark, ifidx, ...) free.")(func)
     func = click.option("--ports", callback=_ports, metavar="BASE+N",
                         help="pio: only events of a binding of N ports at BASE "
                              "(offset = port - BASE).")(func)
@@ -139,13 +145,14 @@ def finish(result, names, as_json, proved_text="equivalent (proved)"):
 @click.argument("program_b", metavar="B")
 @profile_options
 @program_options
-def equiv(program_a, program_b, profile, mem_words, ports, max_len, timeout, as_json, no_verify,
-          include_path, defines, relax):
+def equiv(program_a, program_b, profile, mem_words, ports, context, max_len, timeout, as_json,
+          no_verify, include_path, defines, relax):
     """Prove that programs A and B return the same on every input, or show an input where not.
 
     A and B are in any program format ('-' reads one of them from standard
     input).  socket: every packet of 0..--max-len bytes on the default
-    AF_UNIX socket; seccomp: every seccomp_data; pio: every port event and
+    AF_UNIX socket (--context free: any ancillary values, with or without a
+    device; use it to check a rewrite for every socket); seccomp: every seccomp_data; pio: every port event and
     every value of the --mem-words shared words (compared: the verdict, the
     value an IN receives, and the shared memory afterwards).
 
@@ -163,10 +170,10 @@ def equiv(program_a, program_b, profile, mem_words, ports, max_len, timeout, as_
     from ..prove import equivalent
     if program_a == program_b == "-":
         raise click.UsageError("only one of A and B can be '-' (standard input)")
-    check_ports(profile, ports)
+    check_ports(profile, ports, context)
     progs = [load_checked(p, profile, mem_words, no_verify, include_path, defines, relax)
              for p in (program_a, program_b)]
     result = equivalent(*progs, profile=profile, timeout=timeout, mem_words=mem_words,
-                        max_len=max_len, ports=ports)
+                        max_len=max_len, ports=ports, context=context)
     names = ["<stdin>" if p == "-" else p for p in (program_a, program_b)]
     finish(result, names, as_json)

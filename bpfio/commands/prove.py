@@ -43,8 +43,8 @@ def _verdict_table(prog, name, profile, opts, limit):
               help="--verdicts: stop after this many distinct verdicts per group.")
 @profile_options
 @program_options
-def prove(program, assertions, verdicts, limit, profile, mem_words, ports, max_len, timeout,
-          as_json, no_verify, include_path, defines, relax):
+def prove(program, assertions, verdicts, limit, profile, mem_words, ports, context, max_len,
+          timeout, as_json, no_verify, include_path, defines, relax):
     """Prove properties of PROGRAM for every input of the profile, or print a counterexample.
 
     \b
@@ -73,11 +73,11 @@ def prove(program, assertions, verdicts, limit, profile, mem_words, ports, max_l
     from ..prove import prove_property
     if not assertions and not verdicts:
         raise click.UsageError("give --assert EXPR (repeatable) or --verdicts")
-    check_ports(profile, ports)
+    check_ports(profile, ports, context)
     prog = load_checked(program, profile, mem_words, no_verify, include_path, defines, relax)
     name = "<stdin>" if program == "-" else program
     opts = {"profile": profile, "timeout": timeout, "mem_words": mem_words, "max_len": max_len,
-            "ports": ports}
+            "ports": ports, "context": context}
     results = [(text, prove_property(prog, text, **opts)) for text in assertions]
     report = []
     worst = 0

@@ -212,7 +212,9 @@ class Inputs:
         return []
 
     def ancillary(self, state, k, pc, tag):
-        """``(kind, value)``: kind 'value', 'fault' or 'exit' (end returning A)."""
+        """``(kind, value)``: kind 'value', 'rand' (a fresh value), 'fault', 'exit'
+        (end returning A) or 'exit_unless' (value = (condition, value): end
+        returning A unless the condition holds)."""
         return "fault", 0
 
     def preferred(self) -> list:
@@ -273,6 +275,10 @@ def encode(program, inputs: Inputs, tag: str = "p", visit=None) -> Outputs:
                 kind, value = inputs.ancillary(state, k, pc, tag)
                 if kind == "rand":
                     rand[pc] = value
+                if kind == "exit_unless":     # a device field: without one, end returning A
+                    present, value = value
+                    ends.append((and_(cond, z3.Not(present)), a, state))
+                    cond = and_(cond, present)
                 if kind == "exit":
                     end(a)
                     continue

@@ -119,11 +119,12 @@ def solve(constraints, *, timeout: float, prefer=()):
 
 def equivalent(prog_a, prog_b, profile: str = "socket", timeout: float = 10.0, *,
                mem_words: int = 16, max_len: int = 0xffff, compare=PIO_OBSERVED,
-               ports: tuple | None = None) -> Result:
+               ports: tuple | None = None, context: str = "default") -> Result:
     """Decide whether ``prog_a`` and ``prog_b`` agree on every input of ``profile``.
 
     ``socket``: packets of any length 0..``max_len`` with any bytes, the default
-    (AF_UNIX) context.  ``seccomp``: any ``seccomp_data``.  ``pio``: any event,
+    (AF_UNIX) context, or with ``context="free"`` any ancillary values and
+    device or none (what an optimizer must preserve).  ``seccomp``: any ``seccomp_data``.  ``pio``: any event,
     any ``mem_words`` shared words (``ports=(base, length)``: only events of
     that binding).  ``timeout`` (seconds) bounds the solver;
     past it the status is ``unknown``.  Raises :class:`ProveError` for a
@@ -131,7 +132,8 @@ def equivalent(prog_a, prog_b, profile: str = "socket", timeout: float = 10.0, *
     """
     start = time.perf_counter()
     a, b = as_program(prog_a), as_program(prog_b)
-    inputs = inputs_for(profile, mem_words=mem_words, max_len=max_len, ports=ports)
+    inputs = inputs_for(profile, mem_words=mem_words, max_len=max_len, ports=ports,
+                        context=context)
     out_a, out_b = encode(a, inputs, "a"), encode(b, inputs, "b")
     obs_a = observation(profile, inputs, out_a, compare)
     obs_b = observation(profile, inputs, out_b, compare)
@@ -183,7 +185,9 @@ def concrete_input(profile: str, inputs, model):
     """``(data, context, cex_text)`` of the input a model describes."""
     if isinstance(inputs, SocketInputs):
         pkt = _array_bytes(model, inputs.pkt, _value(model, inputs.length))
-        return pkt, {}, "--packet " + (pkt.hex() or "''")
+        ctx = inputs.context_values(model)
+        text = "--packet " + (pkt.hex() or "''")
+        return pkt, ctx, text + "".join(f" --ctx {k}={v:#x}" for k, v in ctx.items())
     if isinstance(inputs, SeccompInputs):
         from ..seccomp import SeccompData, syscall_name
         w = [_value(model, t) for t in inputs.words]

@@ -20,9 +20,24 @@ def _concat(parts):
     return term if len(parts) == 4 else z3.ZeroExt(32 - 8 * len(parts), term)
 
 
-class SocketInputs(Inputs):
-    """Packet bytes (an array), a free length up to ``max_len``, the default context.
+# SocketContext field -> (SKF_AD_* name, the largest value the interpreter's load returns).
+CONTEXT_FIELDS = {
+    "protocol": ("PROTOCOL", 0xffff), "pkt_type": ("PKTTYPE", 7), "mark": ("MARK", isa.U32),
+    "queue": ("QUEUE", 0xffff), "rxhash": ("RXHASH", isa.U32), "cpu": ("CPU", isa.U32),
+    "vlan_tci": ("VLAN_TAG", 0xffff), "vlan_present": ("VLAN_TAG_PRESENT", 1),
+    "vlan_tpid": ("VLAN_TPID", 0xffff), "poff": ("PAY_OFFSET", isa.U32),
+    "ifindex": ("IFINDEX", isa.U32), "hatype": ("HATYPE", 0xffff)}
+CONTEXTS = ("default", "free")
 
+
+class SocketInputs(Inputs):
+    """Packet bytes (an array), a free length up to ``max_len``, and the socket context.
+
+    ``context="default"``: the interpreter's default AF_UNIX socket (every
+    ancillary field 0, no device: ``ifidx``/``hatype`` return A).
+    ``context="free"``: every ancillary field is free within what its load can
+    return, and the socket may or may not have a device (then ``ifidx`` and
+    ``hatype`` are free too); the header offsets stay the default ones.
     ``ld rand`` is a fresh variable per program and pc.  ``nla``/``nlan`` are one
     uninterpreted function of (A, X, len, bytes), shared by both programs; a
     counterexample that depends on it is checked in the interpreter before it
@@ -31,7 +46,13 @@ class SocketInputs(Inputs):
 
     profile = "socket"
 
-    def __init__(self, max_len: int = 0xffff):
+    def __init__(self, max_len: int = 0xffff, context: str = "default"):
+        if context not in CONTEXTS:
+            raise ProveError(f"unknown socket context '{context}' (expected default or free)")
+        self.context = context
+        self.ctx = {name: z3.BitVec(f"ctx_{name}", BV) for name in CONTEXT_FIELDS} \
+            if context == "free" else {}
+        self.device = z3.Bool("ctx_device")
         self.max_len = max_len
         self.pkt = z3.Array("pkt", z3.BitVecSort(BV), z3.BitVecSort(8))
         self.length = z3.BitVec("len", BV)
@@ -42,12 +63,29 @@ class SocketInputs(Inputs):
         self.mem0 = (0,) * isa.BPF_MEMWORDS
 
     def constraints(self):
-        return [z3.ULE(self.length, self.max_len)]
+        return [z3.ULE(self.length, self.max_len)] + [
+            z3.ULE(var, CONTEXT_FIELDS[name][1]) for name, var in self.ctx.items()]
 
     def preferred(self):
         zeros = z3.K(z3.BitVecSort(BV), z3.BitVecVal(0, 8))
         ladder = [z3.ULE(self.length, n) for n in (0, 8, 16, 24, 32, 48, 64, 128, 256, 1514)]
-        return ladder + [self.pkt == zeros] + [z3.Select(self.pkt, i) == 0 for i in range(64)]
+        ctx = [z3.Not(self.device)] + [var == 0 for var in self.ctx.values()] if self.ctx else []
+        return ladder + ctx + [self.pkt == zeros] + [z3.Select(self.pkt, i) == 0 for i in range(64)]
+
+    def context_values(self, model) -> dict:
+        """The SocketContext fields a model chose (free context only; defaults left out)."""
+        if not self.ctx:
+            return {}
+        device = z3.is_true(model.eval(self.device, model_completion=True))
+        out = {}
+        for name, var in self.ctx.items():
+            value = model.eval(var, model_completion=True).as_long()
+            if name in ("ifindex", "hatype"):
+                if device:
+                    out[name] = value
+            elif value:
+                out[name] = value
+        return out
 
     def byte(self, i):
         return z3.Select(self.pkt, bv(i))
@@ -72,6 +110,12 @@ class SocketInputs(Inputs):
 
     def ancillary(self, state, k, pc, tag):
         off = k - SKF_AD_OFF
+        if self.ctx:
+            for name, (kernel_name, _) in CONTEXT_FIELDS.items():
+                if off == SKF_AD[kernel_name]:
+                    if name in ("ifindex", "hatype"):   # without a device: end returning A
+                        return "exit_unless", (self.device, self.ctx[name])
+                    return "value", self.ctx[name]
         if off in (SKF_AD["IFINDEX"], SKF_AD["HATYPE"]):
             return "exit", 0          # no device on the default AF_UNIX socket
         if off == SKF_AD["ALU_XOR_X"]:
@@ -179,10 +223,10 @@ class PioInputs(Inputs):
 
 
 def inputs_for(profile: str, *, mem_words: int = 16, max_len: int = 0xffff,
-               ports: tuple | None = None) -> Inputs:
-    """A fresh set of free variables for ``profile`` (``ports`` only for pio)."""
+               ports: tuple | None = None, context: str = "default") -> Inputs:
+    """A fresh set of free variables for ``profile`` (``ports`` pio, ``context`` socket only)."""
     if profile == "socket":
-        return SocketInputs(max_len)
+        return SocketInputs(max_len, context)
     if profile == "seccomp":
         return SeccompInputs()
     if profile == "pio":

@@ -300,17 +300,19 @@ def _access_tracker(program, profile, inputs):
 
 
 def prove_property(program, assertion: str, profile: str = "socket", timeout: float = 10.0, *,
-                   mem_words: int = 16, max_len: int = 0xffff, ports=None) -> Result:
+                   mem_words: int = 16, max_len: int = 0xffff, ports=None,
+                   context: str = "default") -> Result:
     """Prove ``assertion`` for every input of ``profile``; status proved, disproved or unknown.
 
     A disproof carries a counterexample checked in the interpreter, as for
     :func:`bpfio.prove.equivalent` (whose ``mem_words``, ``max_len`` and
-    ``ports`` mean the same here).  Raises :class:`ProveError` for an
+    ``ports`` and ``context`` mean the same here).  Raises :class:`ProveError` for an
     assertion that does not parse (``--assert:COL: error: problem``).
     """
     start = time.perf_counter()
     prog = as_program(program)
-    inputs = inputs_for(profile, mem_words=mem_words, max_len=max_len, ports=ports)
+    inputs = inputs_for(profile, mem_words=mem_words, max_len=max_len, ports=ports,
+                        context=context)
     visit, accesses = _access_tracker(prog, profile, inputs)
     out = encode(prog, inputs, "p", visit=visit)
     claim = Claim(assertion, profile, inputs, out, accesses)
@@ -355,14 +357,15 @@ def _disproof(prog, profile, inputs, model, out, claim) -> Result:
 
 def _free_vars(profile, inputs):
     if profile == "socket":
-        return [inputs.pkt, inputs.length]
+        return [inputs.pkt, inputs.length, inputs.device, *inputs.ctx.values()]
     if profile == "seccomp":
         return list(inputs.words)
     return list(inputs.header) + list(inputs.mem0)
 
 
 def verdict_classes(program, profile: str = "socket", *, limit: int = 16, timeout: float = 10.0,
-                    mem_words: int = 16, max_len: int = 0xffff, when=None, ports=None):
+                    mem_words: int = 16, max_len: int = 0xffff, when=None, ports=None,
+                    context: str = "default"):
     """The distinct verdicts a program can return, each with a witness input.
 
     Returns ``(classes, complete)``: ``classes`` is ``[(verdict, cex_text)]``
@@ -371,7 +374,8 @@ def verdict_classes(program, profile: str = "socket", *, limit: int = 16, timeou
     condition) restricts the inputs, e.g. ``"dir == OUT and size == 1"``.
     """
     prog = as_program(program)
-    inputs = inputs_for(profile, mem_words=mem_words, max_len=max_len, ports=ports)
+    inputs = inputs_for(profile, mem_words=mem_words, max_len=max_len, ports=ports,
+                        context=context)
     out = encode(prog, inputs, "p")
     facts = list(inputs.constraints())
     if when:
