@@ -25,7 +25,7 @@ import z3
 from .. import isa
 from ..interp import predecode
 from ..isa import BPF_ABS, BPF_IND, BPF_LD, BPF_LDX, BPF_MSH, OPCODES, SKF_AD_OFF, U32
-from ..errors import BpfError
+from ..errors import BpfError, VMError
 
 BV = 32
 
@@ -228,7 +228,10 @@ def encode(program, inputs: Inputs, tag: str = "p", visit=None) -> Outputs:
     ``visit(pc, cond, state)``, when given, sees every reachable pc with its
     path condition and the machine state before the instruction runs.
     """
-    predecode(program, inputs.profile)   # the interpreter's own checks: codes, jump targets
+    try:
+        predecode(program, inputs.profile)   # the interpreter's own checks: codes, jump targets
+    except VMError as err:
+        raise ProveError(str(err)) from None
     n = len(program)
     incoming: list[list] = [[] for _ in range(n + 1)]
     incoming[0].append((True, State(0, 0, tuple(inputs.mem0))))
