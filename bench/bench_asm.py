@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 from bench import best_of
-from bpfio.assembler import assemble
+from bpfio.text.assembler import assemble
 
 
 def source_4096() -> str:

@@ -1,8 +1,8 @@
 """Debugger and CFG benchmark: what stepping costs over the plain interpreter.
 
 Rows (ns per executed instruction unless said otherwise):
-* ``interp_outcome``   -- ``bpfio.interp.outcome`` over the packets (the baseline).
-* ``dbg_run``          -- ``run`` in a :class:`bpfio.debugger.Debugger`: one ``Execution.step``
+* ``interp_outcome``   -- ``bpfio.exec.interp.outcome`` over the packets (the baseline).
+* ``dbg_run``          -- ``run`` in a :class:`bpfio.dbg.debugger.Debugger`: one ``Execution.step``
   per instruction plus the undo/path bookkeeping that ``step -N`` and ``path`` need.
 * ``dbg_step_trace``   -- ``step N``: the same plus one explained trace line per instruction.
 * ``dbg_machine_event`` -- ns per *event* of ``run`` in machine mode (program stepped, then the
@@ -54,11 +54,12 @@ def _packets():
 
 def run(quick: bool) -> list[dict]:
     """Measure and return the rows."""
-    from bpfio.assembler import assemble
-    from bpfio.cfg import build_cfg, to_dot
-    from bpfio.debugger import Debugger
+    from bpfio.text.assembler import assemble
+    from bpfio.dbg.cfg import build_cfg, to_dot
+    from bpfio.dbg.debugger import Debugger
     from bpfio.insn import Insn
-    from bpfio.interp import outcome, trace
+    from bpfio.exec.interp import outcome
+    from bpfio.exec.trace import trace
 
     prog = assemble(FILTER)
     packets = _packets() * (200 if quick else 2000)

@@ -27,10 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bpfio.compiler import compile as compile_program  # noqa: E402
-from bpfio.formats import parse_program  # noqa: E402
-from bpfio.interp import Interpreter, pio_runner  # noqa: E402
-from bpfio.verifier import verify  # noqa: E402
+from bpfio.exec.compiler import compile as compile_program  # noqa: E402
+from bpfio.text.formats import parse_program  # noqa: E402
+from bpfio.exec.interp import Interpreter
+from bpfio.exec.interp import pio_runner  # noqa: E402
+from bpfio.check.verifier import verify  # noqa: E402
 
 CORPUS = ROOT / "tests" / "golden" / "tcpdump"
 

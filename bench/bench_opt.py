@@ -12,7 +12,7 @@ search, then the proof).  Rows:
 * ``mean insns libpcap`` / ``mean insns opt``;
 * ``executed per packet libpcap`` / ``... opt``: mean instructions the
   interpreter executes, over every (program, packet) pair of a pcap of
-  generated frames (:func:`packets`, written with :func:`bpfio.pcap.write_pcap`
+  generated frames (:func:`packets`, written with :func:`bpfio.exec.pcap.write_pcap`
   and read back);
 * ``opt+proof time``: total seconds for the corpus;
 * the same with ``--prefer speed`` (no rewrite that adds an executed
@@ -42,11 +42,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bpfio.errors import VerifierError  # noqa: E402
-from bpfio.formats import load_program, parse_program  # noqa: E402
-from bpfio.interp import outcome  # noqa: E402
+from bpfio.text.formats import load_program
+from bpfio.text.formats import parse_program  # noqa: E402
+from bpfio.exec.interp import outcome  # noqa: E402
 from bpfio.opt import optimize  # noqa: E402
-from bpfio.pcap import read_packets, write_pcap  # noqa: E402
-from bpfio.verifier import verify  # noqa: E402
+from bpfio.exec.pcap import read_packets
+from bpfio.exec.pcap import write_pcap  # noqa: E402
+from bpfio.check.verifier import verify  # noqa: E402
 
 EXPRESSIONS = ROOT / "bench" / "data" / "tcpdump_exprs.txt"
 QUICK = 15

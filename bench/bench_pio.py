@@ -46,7 +46,7 @@ PM_PROGRAM_FALLBACK = """
 def _pm_program():
     """asm/pmtimer.asm when it is there, else the equivalent three instructions."""
     from bpfio.resources import asm_dir
-    from bpfio.formats import load_program
+    from bpfio.text.formats import load_program
     path = asm_dir() / "pmtimer.asm"
     if path.is_file():
         return load_program(str(path), include_path=(asm_dir(),))

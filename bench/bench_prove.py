@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
 from bpfio import isa  # noqa: E402
 from bpfio.errors import BpfError  # noqa: E402
 from bpfio.insn import Insn, Program  # noqa: E402
-from bpfio.interp import Interpreter  # noqa: E402
+from bpfio.exec.interp import Interpreter  # noqa: E402
 from bpfio.prove import equivalent  # noqa: E402
 
 GOAL = "< 2 s at 100 insns"
@@ -126,7 +126,7 @@ def _timed(a, b, profile="socket"):
 
 def _tcpdump_pairs(limit: int):
     exprs = (ROOT / "tests/golden/tcpdump/exprs.txt").read_text().splitlines()
-    from bpfio.formats import parse_program
+    from bpfio.text.formats import parse_program
     pairs = []
     for line in exprs:
         linktype, _, expr = line.partition("\t")

@@ -19,8 +19,9 @@ import tomllib
 from pathlib import Path
 
 from bpfio import Program, assemble
-from bpfio.compiler import compile as compile_program
-from bpfio.interp import Interpreter, trace as interp_trace
+from bpfio.exec.compiler import compile as compile_program
+from bpfio.exec.interp import Interpreter
+from bpfio.exec.trace import trace as interp_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
 from bench import best_of
 from bpfio.errors import VerifierError  # noqa: E402
 from bpfio.insn import Insn, Program  # noqa: E402
-from bpfio.verifier import verify  # noqa: E402
+from bpfio.check.verifier import verify  # noqa: E402
 
 GOAL = "<= 20 ms"
 
@@ -80,7 +80,7 @@ def _row(name, value, unit="ms", baseline=None, ratio=None, goal=None):
 
 
 def _tcpdump_corpus() -> list[Program]:
-    from bpfio.formats import parse_program
+    from bpfio.text.formats import parse_program
     out = []
     for path in sorted((ROOT / "tests" / "golden" / "tcpdump").glob("*.ddd")):
         out.append(parse_program(path.read_bytes(), filename=str(path)))
@@ -118,7 +118,7 @@ def run(quick: bool = False) -> list[dict]:
                     pass
         per = _best_ms(all_of_them, max(1, repeat // 3)) * 1000 / len(corpus)
         rows.append(_row(f"tcpdump corpus ({len(corpus)} programs), per program", per, "us"))
-    from bpfio import kernel
+    from bpfio.exec import kernel
     if kernel.available("socket") is None:
         ker = _best_ms(lambda: kernel.socket_attach_errnos([prog]), repeat)
         rows.append(_row("kernel SO_ATTACH_FILTER, same 4096 insns", ker))

@@ -31,18 +31,40 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import (AsmError, BpfError, ConfigError, DecodeError, PioError,
-                     TraceError, VerifierError, VMError)
-from .insn import Insn, Program
+from bpfio import _moved
+from bpfio.errors import (AsmError, BpfError, ConfigError, DecodeError, PioError,
+                          TraceError, VerifierError, VMError)
+from bpfio.insn import Insn, Program
+
+# The data path, bottom to top: text -> Insn -> verify -> run/compile -> prove/opt ->
+# dispatch -> device -> guest, with the tools on top.  A module imports only from its own
+# stage and the stages below it, and the import graph has no cycles (tests/test_layout.py).
+STAGES = (
+    ("core", ("bpfio.errors", "bpfio.isa", "bpfio.insn", "bpfio.resources", "bpfio.abi")),
+    ("text", ("bpfio.text",)),          # assembler, disassembler, formats
+    ("check", ("bpfio.check",)),        # verifier, lints
+    ("exec", ("bpfio.exec",)),          # interpreter, compiler, kernel oracles
+    ("prove", ("bpfio.prove",)),        # SMT equivalence and properties
+    ("opt", ("bpfio.opt",)),            # the proven optimizer
+    ("pio", ("bpfio.pio",)),            # the port-I/O engine
+    ("devices", ("bpfio.devices",)),    # userspace reference models
+    ("kvm", ("bpfio.kvm",)),            # real guests on /dev/kvm
+    ("dbg", ("bpfio.dbg",)),            # debugger, control-flow graphs
+    ("commands", ("bpfio.commands",)),  # one module per subcommand
+    ("cli", ("bpfio.cli", "bpfio.__main__", "bpfio._moved", "bpfio")),
+)
+
+_moved.install()    # old module paths (bpfio.interp, ...) keep working for one release
 
 # Public names that live in heavier modules, imported on first use.
 _LAZY = {
-    "assemble": "bpfio.assembler",
-    "disassemble": "bpfio.disasm",
-    "format_program": "bpfio.formats",
-    "verify": "bpfio.verifier",
-    "run": "bpfio.interp",
-    "compile": "bpfio.compiler",
+    "assemble": "bpfio.text.assembler",
+    "disassemble": "bpfio.text.disasm",
+    "format_program": "bpfio.text.formats",
+    "parse_program": "bpfio.text.formats",
+    "verify": "bpfio.check.verifier",
+    "run": "bpfio.exec.interp",
+    "compile": "bpfio.exec.compiler",
     "Machine": "bpfio.pio.machine",
     "Binding": "bpfio.pio.machine",
 }

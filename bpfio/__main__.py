@@ -1,5 +1,5 @@
 """``python -m bpfio`` runs the command line."""
 
-from .cli import run_main
+from bpfio.cli import run_main
 
 run_main()

@@ -14,7 +14,8 @@ import sys
 
 import click
 
-from .errors import BpfError
+from bpfio.commands.common import BpfClickError, render_error
+from bpfio.errors import BpfError
 
 # name -> (module, attribute, one-line help shown by `bpfio --help`).
 COMMANDS = {
@@ -31,22 +32,6 @@ COMMANDS = {
     "bench": ("bpfio.commands.bench", "bench", "Run the benchmark suite."),
     "opt": ("bpfio.commands.opt", "opt", "Optimize a program; the result is proved equivalent first."),
 }
-
-
-class BpfClickError(click.ClickException):
-    """A library error shown as is: it already names the place and the problem."""
-
-    exit_code = 1
-
-    def show(self, file=None):
-        click.echo(self.format_message(), err=True)
-
-
-def render_error(err: BpfError) -> str:
-    """The text shown for a library error: ``place: error: problem`` (plus caret lines)."""
-    text = str(err)
-    first = text.split("\n", 1)[0]
-    return text if ": error:" in first else f"error: {text}"
 
 
 class LazyGroup(click.Group):

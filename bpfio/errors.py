@@ -132,3 +132,26 @@ class TraceError(BpfError):
         self.line = line
         where = filename + (f":{line}" if line is not None else "")
         super().__init__(f"{where}: error: {message}")
+
+
+class KvmError(BpfError):
+    """The VMM cannot start a guest, or a guest stopped for a reason other than HLT."""
+
+    def __init__(self, message: str, *, vcpu: int | None = None, reason: str | None = None,
+                 rip: int | None = None, filename: str | None = None):
+        self.message = message
+        self.vcpu = vcpu
+        self.reason = reason
+        self.rip = rip
+        self.filename = filename
+        where = "" if vcpu is None else f"vcpu {vcpu}: "
+        at = "" if rip is None else f" at rip {rip:#x}"
+        text = f"{where}{message}{at}"
+        super().__init__(text if filename is None else f"{filename}: error: {text}")
+
+    def at(self, filename: str) -> "KvmError":
+        """The same error, placed in ``filename`` (for the command line)."""
+        if self.filename is not None or ": error:" in str(self).split("\n", 1)[0]:
+            return self
+        return KvmError(self.message, vcpu=self.vcpu, reason=self.reason, rip=self.rip,
+                        filename=filename)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from typing import Iterable, NamedTuple
 
-from .errors import DecodeError
+from bpfio.errors import DecodeError
 
 # struct sock_filter { __u16 code; __u8 jt; __u8 jf; __u32 k; } -- byte order chosen here, once.
 SOCK_FILTER = struct.Struct("<HBBI")
@@ -86,9 +86,3 @@ class Program(tuple):
                 f"raw program is {len(data)} bytes, not a multiple of 8",
                 filename=filename, offset=len(data) - len(data) % 8)
         return cls(Insn._make(t) for t in SOCK_FILTER.iter_unpack(data))
-
-    @classmethod
-    def parse(cls, text, *, filename: str = "<input>", **asm_options) -> "Program":
-        """Read a program in any supported format, detected from its content."""
-        from .formats import parse_program
-        return parse_program(text, filename=filename, **asm_options)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from bpfio import isa
 from bpfio.insn import Insn, Program
-from bpfio.kernel_run import random_packet
-from bpfio.pio.abi import PIO_IN, PIO_OUT, PioEvent
-from bpfio.seccomp import ARCHES, SeccompData
+from bpfio.exec.gen import random_packet
+from bpfio.abi.pio import PIO_IN, PIO_OUT, PioEvent
+from bpfio.abi.seccomp import ARCHES, SeccompData
 
 _EDGE = (0, 1, 2, 0x7f, 0x80, 0xff, 0x100, 0x7fff, 0x8000, 0xffff, 0x10000,
          0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff)

@@ -5,8 +5,8 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 
 import bpfio
 from bpfio import AsmError, Insn
-from bpfio.assembler import assemble, assemble_source
-from bpfio.formats import format_program
+from bpfio.text.assembler import assemble, assemble_source
+from bpfio.text.formats import format_program
 
 # One source line per instruction form and its encoding (re-derived from bpf_exp.y's rules
 # and kernel-cbpf.md §3.2; the golden corpus checks the same against the real bpf_asm).
@@ -256,10 +256,10 @@ def test_public_api_exports():
 
 
 def test_shipped_parser_tables_are_current():
-    """bpfio/_parsetab.py must match the grammar (else ply would rebuild it at start-up)."""
+    """bpfio/text/_parsetab.py must match the grammar (else ply would rebuild it at start-up)."""
     import ply.yacc as yacc
-    from bpfio import _parsetab
-    from bpfio.parser import Parser
+    from bpfio.text import _parsetab
+    from bpfio.text.parser import Parser
     pinfo = yacc.ParserReflect({k: getattr(Parser, k) for k in dir(Parser)})
     pinfo.get_all()
-    assert pinfo.signature() == _parsetab._lr_signature, "run: python -m bpfio.parser"
+    assert pinfo.signature() == _parsetab._lr_signature, "run: python -m bpfio.text.parser"

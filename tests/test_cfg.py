@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from bpfio.cfg import Block, Edge, build_cfg, describe_verdict, to_dot
+from bpfio.dbg.cfg import Block, Edge, build_cfg, describe_verdict, to_dot
 from bpfio.errors import BpfError
 from bpfio.insn import Insn
 
@@ -19,7 +19,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 def prog(text: str):
-    from bpfio.assembler import assemble
+    from bpfio.text.assembler import assemble
     return assemble(text)
 
 

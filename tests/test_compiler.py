@@ -8,15 +8,17 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bpfio import assemble, compiler
-from bpfio.compiler import CompiledProgram, compile, generate
+from bpfio import assemble
+from bpfio.exec import compiler
+from bpfio.exec.compiler import CompiledProgram, compile, generate
 from bpfio.insn import Insn, Program
-from bpfio.interp import Execution, outcome, run, trace
+from bpfio.exec.interp import outcome, run
+from bpfio.exec.trace import Execution, trace
 from bpfio.isa import ANCILLARY, KERNEL_CODES, OPCODES
-from bpfio.kernel_run import random_packet, random_program
-from bpfio.pio.abi import PioEvent
-from bpfio.seccomp import SeccompData, SeccompResult
-from bpfio.verifier import verify
+from bpfio.exec.gen import random_packet, random_program
+from bpfio.abi.pio import PioEvent
+from bpfio.abi.seccomp import SeccompData, SeccompResult
+from bpfio.check.verifier import verify
 
 PROFILES = ("socket", "seccomp", "pio")
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

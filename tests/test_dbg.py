@@ -12,7 +12,7 @@ import textwrap
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from bpfio.debugger import DbgError, Debugger
+from bpfio.dbg.debugger import DbgError, Debugger
 from bpfio.errors import BpfError
 from devtools import bpfio_exe
 
@@ -36,7 +36,7 @@ PACKETS = [ARP, TCP80, UDP53]
 
 
 def pcap_file(packets, order: str = "<", magic: int = 0xa1b2c3d4) -> bytes:
-    """A classic pcap in either byte order (written here, independent of bpfio.pcap)."""
+    """A classic pcap in either byte order (written here, independent of bpfio.exec.pcap)."""
     out = struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 65535, 1)
     for i, p in enumerate(packets):
         out += struct.pack(order + "IIII", 1000 + i, 0, len(p), len(p)) + p
@@ -106,7 +106,7 @@ def field(lines, name):
     (0x07, 0, 0, 0, 0, "tax "),
 ])
 def test_disassembly_line_formats(code, jt, jf, k, pc, text):
-    from bpfio.dbg_format import disasm_line
+    from bpfio.dbg.format import disasm_line
     from bpfio.insn import Insn
     assert disasm_line(Insn(code, jt, jf, k), pc) == f"l{pc}:\t{text}"
 
@@ -124,8 +124,8 @@ def test_docs_example_line_and_dump(files):
 
 @pytest.mark.parametrize("form", ["bpf_asm", "xt_bpf", "c", "tcpdump", "tcpdump-c", "raw", "json", "asm"])
 def test_load_bpf_any_format(files, form):
-    from bpfio.assembler import assemble
-    from bpfio.formats import format_program
+    from bpfio.text.assembler import assemble
+    from bpfio.text.formats import format_program
     prog = assemble(FILTER)
     data = format_program(prog, form)
     path = files / f"p.{form}"

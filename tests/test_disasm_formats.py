@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from bpfio import DecodeError, Insn, Program, assemble, disassemble
-from bpfio.formats import FORMATS, detect_format, format_program, parse_program
+from bpfio.text.formats import FORMATS, detect_format, format_program, parse_program
 from bpfio.isa import OPCODES
 from devtools import bpfio_exe
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from bpfio.cli import main
 from bpfio.errors import BpfError
-from bpfio.pcap import iter_packets, write_pcap
+from bpfio.exec.pcap import iter_packets, write_pcap
 from bpfio.pio.config import check_machine
 from bpfio.pio.events import EventReader
 

@@ -21,7 +21,7 @@ import pytest
 
 import bpfio
 from bpfio.errors import AsmError, BpfError
-from bpfio.formats import parse_program
+from bpfio.text.formats import parse_program
 from bpfio.insn import Insn, Program
 from bpfio.isa import OPCODES
 
@@ -89,7 +89,7 @@ def words_c(text: str) -> list[Insn]:
 
 def explain(expected, got) -> str:
     """The differing instructions with raw fields and disassembly."""
-    from bpfio.disasm import format_insn
+    from bpfio.text.disasm import format_insn
     expected, got = list(expected), list(got)
     out = [f"expected {len(expected)} insns, got {len(got)}"]
     shown = 0

@@ -12,10 +12,12 @@ import pytest
 from bpfio import assemble
 from bpfio.errors import VMError
 from bpfio.insn import Insn, Program
-from bpfio.interp import (EXIT_WITH_A, Execution, Interpreter, SocketContext, ancillary,
-                          outcome, pio_runner, run, trace)
-from bpfio.pio.abi import PIO_DONE, PIO_IN, PioEvent
-from bpfio.seccomp import AUDIT_ARCH_X86_64, SeccompData, SeccompResult
+from bpfio.exec.interp import EXIT_WITH_A, Interpreter, SocketContext, ancillary, outcome
+from bpfio.exec.trace import Execution
+from bpfio.exec.interp import pio_runner, run
+from bpfio.exec.trace import trace
+from bpfio.abi.pio import PIO_DONE, PIO_IN, PioEvent
+from bpfio.abi.seccomp import AUDIT_ARCH_X86_64, SeccompData, SeccompResult
 
 PKT = bytes(range(1, 101))          # 100 bytes: byte i is i + 1
 
@@ -225,7 +227,7 @@ def test_unknown_profile():
 
 def test_syscall_names_resolve():
     from bpfio.errors import BpfError
-    from bpfio.seccomp import syscall_name, syscall_number
+    from bpfio.abi.seccomp import syscall_name, syscall_number
     assert syscall_number("getppid") == 110 and syscall_number("0x6e") == 110
     assert syscall_number("openat") == 257 and syscall_name(257) == "openat"
     with pytest.raises(BpfError, match="unknown syscall name 'nosuch'"):
@@ -233,7 +235,7 @@ def test_syscall_names_resolve():
 
 
 def test_pcap_timestamps_and_wire_length():
-    from bpfio.pcap import Packet, read_packets, write_pcap
+    from bpfio.exec.pcap import Packet, read_packets, write_pcap
     raw = write_pcap([Packet(b"ab", 60, 1, 0), b"xyz"], nano=True, byteorder=">")
     pkts = read_packets(raw)
     assert [(p.data, p.wirelen, p.ts_ns) for p in pkts] == [(b"ab", 60, 0), (b"xyz", 3, 1_000_000_000)]

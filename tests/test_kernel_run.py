@@ -16,13 +16,14 @@ import random
 
 import pytest
 
-from bpfio import assemble, kernel
+from bpfio import assemble
+from bpfio.exec import kernel
 from bpfio.insn import Insn, Program
-from bpfio.interp import SocketContext, outcome, run
+from bpfio.exec.interp import SocketContext, outcome, run
 from bpfio.isa import ANCILLARY, SKF_AD_OFF
-from bpfio.kernel_run import (SeccompOracle, SocketOracle, chunk_plan, chunk_variant,
-                              seccomp_sweep, socket_sweep)
-from bpfio.seccomp import SeccompData
+from bpfio.exec.kernel_run import (SeccompOracle, SocketOracle, chunk_plan, chunk_variant,
+                                   seccomp_sweep, socket_sweep)
+from bpfio.abi.seccomp import SeccompData
 
 from test_interp import CASES  # noqa: E402  (tests/ is on sys.path)
 

@@ -2,7 +2,7 @@
 
 Socket profile: ``SO_ATTACH_FILTER`` on an AF_UNIX datagram socket.
 Seccomp profile: ``seccomp()`` in a forked child (the batch dry-run oracle of
-:mod:`bpfio.kernel`, itself checked against real installs below).
+:mod:`bpfio.exec.kernel`, itself checked against real installs below).
 
 CI runs bounded samples.  The full sweep (>= 1M programs per profile)::
 
@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from bpfio import kernel
+from bpfio.exec import kernel
 from bpfio.errors import VerifierError
 from bpfio.insn import Insn, Program
-from bpfio.verifier import kernel_errno, verify
+from bpfio.check.verifier import kernel_errno, verify
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_kernel_verify_corpus import (libseccomp_programs, mutate, random_program,  # noqa: E402
-                           tcpdump_programs)
+                                       tcpdump_programs)
 
 SOCKET_SKIP = kernel.available("socket")
 SECCOMP_SKIP = kernel.available("seccomp-batch")
@@ -230,7 +230,7 @@ CONVERSION_CASES = [
 @needs_socket
 @pytest.mark.parametrize("name,prog,expected", CONVERSION_CASES, ids=[c[0] for c in CONVERSION_CASES])
 def test_conversion_limits_match_kernel(name, prog, expected):
-    from bpfio.verifier import optmem_max
+    from bpfio.check.verifier import optmem_max
     if optmem_max() != 131072:
         pytest.skip("cases are sized for net.core.optmem_max = 131072")
     assert kernel.socket_attach_errnos([prog]) == [expected]

@@ -237,7 +237,7 @@ def libseccomp_programs() -> list[tuple[str, Program]]:
 
 def kernel_oracles() -> dict:
     """Import the oracles lazily (they need Linux)."""
-    from bpfio import kernel
+    from bpfio.exec import kernel
     return {"socket": kernel.socket_attach_errnos, "seccomp": kernel.seccomp_check_errnos}
 
 

@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from bpfio import kvm
-from bpfio import kvm_abi as K
+from bpfio.kvm import abi as K
 from test_kvm_helpers import nasm_image, needs_kvm, needs_nasm
 
 pytestmark = needs_kvm

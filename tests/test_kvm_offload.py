@@ -1,4 +1,4 @@
-"""Offload eligibility (bpfio.kvm_offload) and --offload on real guests.
+"""Offload eligibility (bpfio.kvm.offload) and --offload on real guests.
 
 The analysis must be conservative: whatever it calls eligible must behave,
 under the real engine and with *any* shared-memory contents, clock and vCPU,
@@ -16,11 +16,12 @@ import time
 
 import pytest
 
-from bpfio import kvm, kvm_offload
+from bpfio import kvm
+from bpfio.kvm import offload as kvm_offload
 from bpfio.errors import BpfError
-from bpfio.kvm_offload import (CoalescePlan, EventFdPlan, analyze_out, coalesce_plans,
-                               ioeventfd_plans)
-from bpfio.pio import abi
+from bpfio.kvm.offload import CoalescePlan, EventFdPlan, coalesce_plans, ioeventfd_plans
+from bpfio.kvm.analysis import analyze_out
+from bpfio.abi import pio as abi
 from bpfio.pio.config import load_machine
 from bpfio.pio.machine import FakeClock, Machine
 from test_kvm_helpers import GUESTS, ROOT, guest, needs_kvm, needs_nasm

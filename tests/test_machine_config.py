@@ -163,8 +163,8 @@ def test_missing_config_file(tmp_path):
 # -- programs in configs (need the assembler/verifier) -------------------------
 
 def test_config_program_relative_path_and_verifier_rejection(models):
-    pytest.importorskip("bpfio.verifier")
-    pytest.importorskip("bpfio.formats")
+    pytest.importorskip("bpfio.check.verifier")
+    pytest.importorskip("bpfio.text.formats")
     (models / "asm").mkdir()
     write(models / "asm" / "bad.asm", """
         #include <pio.inc>
@@ -185,7 +185,7 @@ def test_config_program_relative_path_and_verifier_rejection(models):
 
 
 def test_config_program_syntax_error_names_program_line(models):
-    pytest.importorskip("bpfio.formats")
+    pytest.importorskip("bpfio.text.formats")
     write(models / "p.asm", "ld [0]\nbogus x\nret #0\n")
     cfg = write(models / "m.toml", '[bindings.x]\nbase = 0x70\nlength = 1\nprogram = "p.asm"\n')
     _, errors = check_machine(cfg)
@@ -380,7 +380,7 @@ def test_docs_engine_example_runs():
     """The worked example in docs/engine.md runs as written."""
     import pathlib
     import re
-    pytest.importorskip("bpfio.compiler")
+    pytest.importorskip("bpfio.exec.compiler")
     doc = pathlib.Path(__file__).resolve().parent.parent / "docs" / "engine.md"
     if not doc.is_file():
         pytest.skip("docs/engine.md not in this tree")
@@ -397,7 +397,7 @@ DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "pio")
                                                 ("smp1-ftrace.txt", 162, 1),
                                                 ("smp2-perf.txt", 242, 2)])
 def test_replay_real_kvm_traces(trace, events, vcpus):
-    pytest.importorskip("bpfio.compiler")
+    pytest.importorskip("bpfio.exec.compiler")
     clock = FakeClock()
     m = load_machine(os.path.join(DATA, "smp.toml"), clock=clock)
     reader = EventReader(os.path.join(DATA, trace))
@@ -423,7 +423,7 @@ EXAMPLE_CONFIGS = sorted(f for f in (os.listdir(EXAMPLES) if os.path.isdir(EXAMP
     reason="no examples/*.toml in this tree"))])
 def test_example_configs_check_and_replay(config, runner, cli):
     """Every shipped example config checks clean; its workload replays without faults."""
-    pytest.importorskip("bpfio.compiler")
+    pytest.importorskip("bpfio.exec.compiler")
     path = os.path.join(EXAMPLES, config)
     r = runner.invoke(cli, ["machine", "check", path])
     assert r.exit_code == 0, r.stderr
@@ -463,7 +463,7 @@ def test_cli_run_faults_flag_prints_tracebacks(models, runner, cli):
 
 
 def test_cli_check_prints_verifier_lints(models, runner, cli):
-    pytest.importorskip("bpfio.formats")
+    pytest.importorskip("bpfio.text.formats")
     write(models / "never.asm", "ret #0\n")
     cfg = write(models / "m.toml", '[bindings.x]\nbase = 0x70\nlength = 1\nprogram = "never.asm"\n')
     r = runner.invoke(cli, ["machine", "check", str(cfg)])

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from bpfio.formats import format_program
+from bpfio.text.formats import format_program, parse_program
 from bpfio.insn import Insn, Program
-from bpfio.interp import outcome, run
-from bpfio.kernel_run import random_packet, random_program
+from bpfio.exec.interp import outcome, run
+from bpfio.exec.gen import random_packet, random_program
 from bpfio.opt import optimize
 from bpfio.opt.passes import PASSES, Context, run_passes
 from bpfio.prove import Result, equivalent
-from bpfio.verifier import verify
+from bpfio.check.verifier import verify
 from devtools import bpfio_exe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ needs_tcpdump = pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpd
 
 
 def asm(text: str) -> Program:
-    return Program.parse(text.replace(";", "\n"))
+    return parse_program(text.replace(";", "\n"))
 
 
 def same_on_packets(a, b, *, seed: int, n: int = 300) -> None:
@@ -244,7 +244,7 @@ def test_corpus_expression(expr, prog):
 
 def test_device_program_pio():
     """asm/debugport.asm (pio, mem_words 38 as in examples/pc.toml): shorter and proved."""
-    from bpfio.formats import load_program
+    from bpfio.text.formats import load_program
     prog = load_program(str(ROOT / "asm" / "debugport.asm"))
     result = optimize(prog, profile="pio", mem_words=38, timeout=60)
     assert result.status in ("optimized", "unchanged"), result.warnings
@@ -262,7 +262,7 @@ def test_cli_stats_and_formats(runner, cli, tmp_path):
     src = format_program(asm(PORT80), "tcpdump")
     result = runner.invoke(cli, ["opt", "--stats", "-"], input=src)
     assert result.exit_code == 0, result.stderr
-    out = Program.parse(result.stdout)
+    out = parse_program(result.stdout)
     assert result.stdout.startswith(f"{len(out)}\n")        # tcpdump in, tcpdump out
     assert len(out) < len(asm(PORT80))
     lines = result.stderr.splitlines()
@@ -274,7 +274,7 @@ def test_cli_stats_and_formats(runner, cli, tmp_path):
     dest = tmp_path / "out.json"
     result = runner.invoke(cli, ["opt", "-f", "json", "-o", str(dest), "-"], input=src)
     assert result.exit_code == 0 and result.stdout == ""
-    assert list(Program.parse(dest.read_text())) == list(out)
+    assert list(parse_program(dest.read_text())) == list(out)
 
 
 def test_cli_help_teaches(runner, cli):
@@ -312,7 +312,7 @@ def test_cli_subprocess_pio(tmp_path):
                            "--stats", "-f", "asm", str(ROOT / "asm" / "debugport.asm")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    out = Program.parse(proc.stdout)
+    out = parse_program(proc.stdout)
     verify(out, profile="pio", mem_words=38, lints=False)
     assert "proved equivalent in " in proc.stderr or "no shorter program" in proc.stderr
 
@@ -418,7 +418,7 @@ def test_prefer_speed_skips_rewrites_that_run_longer(name):
 
 # --- the live kernel as the last word ------------------------------------------------
 
-from bpfio import kernel  # noqa: E402
+from bpfio.exec import kernel  # noqa: E402
 
 _SOCKET_SKIP = kernel.available("socket")
 
@@ -427,7 +427,7 @@ _SOCKET_SKIP = kernel.available("socket")
 @pytest.mark.skipif(_SOCKET_SKIP is not None, reason=_SOCKET_SKIP or "")
 def test_optimized_corpus_agrees_in_the_kernel():
     """Every shortened corpus program, attached with SO_ATTACH_FILTER, gives libpcap's verdicts."""
-    from bpfio.kernel_run import SocketOracle
+    from bpfio.exec.kernel_run import SocketOracle
     pkts = bench_opt.capture()[:120]
     checked = 0
     with SocketOracle() as oracle:

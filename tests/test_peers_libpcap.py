@@ -34,12 +34,14 @@ import subprocess
 import pytest
 
 from bench.bench_interp import libpcap_filters
-from bpfio.compiler import compile as compile_program
-from bpfio.formats import parse_program
+from bpfio.exec.compiler import compile as compile_program
+from bpfio.text.formats import parse_program
 from bpfio.isa import SKF_AD_OFF
-from bpfio.interp import Interpreter, trace
-from bpfio.kernel import available, socket_attach_errno
-from bpfio.kernel_run import SocketOracle, random_packet
+from bpfio.exec.interp import Interpreter
+from bpfio.exec.trace import trace
+from bpfio.exec.kernel import available, socket_attach_errno
+from bpfio.exec.kernel_run import SocketOracle
+from bpfio.exec.gen import random_packet
 from peers_common import Tally, doc_row, load, render_row
 
 DATA = load("libpcap_filters.json")

@@ -5,7 +5,7 @@ Data: ``tests/peers/linux_test_bpf.json``, every ``CLASSIC`` case of
 a classic case, and how that maps onto bpfio:
 
 * ``bpf_prog_create()`` loads the program: the classic checks
-  (:func:`bpfio.verifier.verify`, socket profile) and the conversion to eBPF,
+  (:func:`bpfio.check.verifier.verify`, socket profile) and the conversion to eBPF,
   whose jump-range limit bpfio models as the ``convert-jump-range`` lint.
   ``bpf_prog_create`` charges nothing to a socket, so the
   ``convert-too-large`` lint (``SO_ATTACH_FILTER``'s ``optmem_max`` ENOMEM)
@@ -14,7 +14,7 @@ a classic case, and how that maps onto bpfio:
   builds: the first ``len`` bytes of the case's data (zero-padded), the mac
   header at offset 0 (``ll_off=0``), the network header at ``min(len, 14)``
   (``net_off``) and fixed field values (the JSON header's ``skb``), given to
-  bpfio as a :class:`bpfio.interp.SocketContext`.  ``FLAG_SKB_FRAG`` appends
+  bpfio as a :class:`bpfio.exec.interp.SocketContext`.  ``FLAG_SKB_FRAG`` appends
   a 128-byte page fragment; bpfio's input is plain bytes, so the packet is
   head + fragment.  ``FLAG_NO_DATA`` runs without an skb; bpfio gets an
   empty packet.  Both engines run: the interpreter and ``bpfio.compile``.
@@ -36,13 +36,14 @@ import struct
 import pytest
 
 from bpfio import isa
-from bpfio.compiler import compile as compile_program
+from bpfio.exec.compiler import compile as compile_program
 from bpfio.errors import VerifierError
 from bpfio.insn import Insn, Program
-from bpfio.interp import SocketContext, outcome, trace
-from bpfio.kernel import available, socket_attach_errno
-from bpfio.kernel_run import SocketOracle, chunk_variant
-from bpfio.verifier import conversion_warnings, kernel_errno, verify
+from bpfio.exec.interp import SocketContext, outcome
+from bpfio.exec.trace import trace
+from bpfio.exec.kernel import available, socket_attach_errno
+from bpfio.exec.kernel_run import SocketOracle, chunk_variant
+from bpfio.check.verifier import conversion_warnings, kernel_errno, verify
 from peers_common import Tally, doc_row, load, render_row
 
 DATA = load("linux_test_bpf.json")

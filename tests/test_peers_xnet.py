@@ -21,16 +21,16 @@ import re
 import pytest
 
 from bpfio import isa
-from bpfio.assembler import assemble
-from bpfio.compiler import compile as compile_program
-from bpfio.disasm import disassemble
+from bpfio.text.assembler import assemble
+from bpfio.exec.compiler import compile as compile_program
+from bpfio.text.disasm import disassemble
 from bpfio.errors import VerifierError
-from bpfio.formats import parse_program
+from bpfio.text.formats import parse_program
 from bpfio.insn import Insn, Program
-from bpfio.interp import Interpreter
-from bpfio.kernel import available, socket_attach_errno
-from bpfio.kernel_run import SocketOracle
-from bpfio.verifier import verify
+from bpfio.exec.interp import Interpreter
+from bpfio.exec.kernel import available, socket_attach_errno
+from bpfio.exec.kernel_run import SocketOracle
+from bpfio.check.verifier import verify
 from peers_common import Tally, doc_row, load, render_row
 
 VM = load("xnet_bpf_vm.json")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bpfio.pio import abi
+from bpfio.abi import pio as abi
 from bpfio.resources import asm_dir
 
 # docs/pio-abi.md, "The event context" and "Verdicts" tables: the contract itself.

@@ -13,10 +13,10 @@ import random
 
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from bpfio import compiler
-from bpfio.kernel_run import random_program
+from bpfio.exec import compiler
+from bpfio.exec.gen import random_program
 from bpfio.pio.machine import FakeClock, Machine
-from bpfio.verifier import verify
+from bpfio.check.verifier import verify
 
 MEM = 16
 

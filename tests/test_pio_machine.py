@@ -17,7 +17,7 @@ import time
 import pytest
 
 from bpfio.errors import PioError
-from bpfio.pio import abi
+from bpfio.abi import pio as abi
 from bpfio.pio.machine import FakeClock, Machine, SharedMemory
 from bpfio.pio.notify import HAVE_EVENTFD, Notifier
 
@@ -179,7 +179,7 @@ def test_value_too_wide(m, size, value, message):
 ])
 def test_bad_attach_requests(m, kwargs, message):
     if "program" in kwargs:
-        pytest.importorskip("bpfio.verifier")
+        pytest.importorskip("bpfio.check.verifier")
     with pytest.raises(PioError) as e:
         m.attach(**kwargs)
     assert str(e.value) == message
@@ -483,7 +483,7 @@ def test_module_docstring_example_runs():
     import doctest
 
     import bpfio.pio.machine as mod
-    pytest.importorskip("bpfio.compiler")
+    pytest.importorskip("bpfio.exec.compiler")
     result = doctest.testmod(mod)
     assert result.attempted >= 5 and result.failed == 0
 

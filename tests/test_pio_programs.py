@@ -9,19 +9,19 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from bpfio.errors import PioError, VerifierError
-from bpfio.pio import abi
+from bpfio.abi import pio as abi
 from bpfio.pio.machine import FakeClock, Machine
 
-pytest.importorskip("bpfio.verifier")
-pytest.importorskip("bpfio.assembler")
+pytest.importorskip("bpfio.check.verifier")
+pytest.importorskip("bpfio.text.assembler")
 
 
 def _engines():
     out = []
-    if importlib.util.find_spec("bpfio.interp") is not None:
+    if importlib.util.find_spec("bpfio.exec.interp") is not None:
         out.append("interp")
     out.append(pytest.param("compiled", marks=pytest.mark.skipif(
-        importlib.util.find_spec("bpfio.compiler") is None, reason="bpfio.compiler not built yet")))
+        importlib.util.find_spec("bpfio.exec.compiler") is None, reason="bpfio.exec.compiler not built yet")))
     return out
 
 
@@ -312,8 +312,8 @@ event = st.tuples(st.sampled_from(["in", "out"]), st.integers(0, 7), st.sampled_
                   st.integers(0, 0xffffffff), st.integers(0, 10 ** 12))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("bpfio.compiler") is None,
-                    reason="bpfio.compiler not built yet")
+@pytest.mark.skipif(importlib.util.find_spec("bpfio.exec.compiler") is None,
+                    reason="bpfio.exec.compiler not built yet")
 @settings(max_examples=60, deadline=None)
 @given(st.lists(event, max_size=40))
 def test_engines_agree(events):
@@ -371,8 +371,8 @@ def test_clock_read_lazily_for_programs_that_cannot_see_time():
 # -- slow sweeps (python -m pytest --run-slow tests/test_pio_programs.py) ---------------
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("bpfio.compiler") is None,
-                    reason="bpfio.compiler not built yet")
+@pytest.mark.skipif(importlib.util.find_spec("bpfio.exec.compiler") is None,
+                    reason="bpfio.exec.compiler not built yet")
 def test_engines_agree_sweep():
     """BPFIO_PIO_SWEEP random accesses (default 200000) give the same results on both engines."""
     import os
@@ -401,8 +401,8 @@ def test_engines_agree_sweep():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("bpfio.compiler") is None,
-                    reason="bpfio.compiler not built yet")
+@pytest.mark.skipif(importlib.util.find_spec("bpfio.exec.compiler") is None,
+                    reason="bpfio.exec.compiler not built yet")
 def test_memory_flat_over_many_events():
     """Resident memory does not grow over BPFIO_PIO_EVENTS accesses (default 2,000,000)."""
     import gc

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from bpfio.insn import Insn, Program
-from bpfio.interp import run
+from bpfio.text.formats import parse_program
+from bpfio.exec.interp import run
 from bpfio.prove import ProveError, Result, equivalent, prove_property, verdict_classes
 
 
 def P(text: str) -> Program:
-    return Program.parse(text)
+    return parse_program(text)
 
 
 RET0 = "ret #0\n"

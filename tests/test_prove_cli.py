@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bpfio.kernel_run import random_program
+from bpfio.exec.gen import random_program
 from bpfio.prove import equivalent
 
 from devtools import bpfio_exe

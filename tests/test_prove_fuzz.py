@@ -19,10 +19,11 @@ import random
 import pytest
 import z3
 
-from bpfio import kernel
-from bpfio.compiler import compile as compile_program
-from bpfio.interp import Interpreter
-from bpfio.kernel_run import SocketOracle, random_program
+from bpfio.exec import kernel
+from bpfio.exec.compiler import compile as compile_program
+from bpfio.exec.interp import Interpreter
+from bpfio.exec.kernel_run import SocketOracle
+from bpfio.exec.gen import random_program
 from bpfio.prove import equivalent
 from bpfio.prove.encode import encode
 from bpfio.prove.inputs import PioInputs, SeccompInputs, SocketInputs, inputs_for
@@ -165,7 +166,7 @@ def _random_context(rng) -> dict:
 
 def test_free_socket_context_against_the_interpreter():
     # Every ancillary load, rand included (oracle_safe=False), with the context free.
-    from bpfio.interp import SocketContext, run
+    from bpfio.exec.interp import SocketContext, run
     rng = random.Random(1305)
     tally = {"equivalent": 0, "different": 0, "unknown": 0}
     for _ in range(40):

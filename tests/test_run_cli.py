@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from bpfio.pcap import PcapError, read_packets, write_pcap
+from bpfio.exec.pcap import PcapError, read_packets, write_pcap
 from devtools import bpfio_exe
 
 ARP = "ldh [12]\njne #0x806, drop\nret #-1\ndrop: ret #0\n"

@@ -46,7 +46,7 @@ def test_warnings_go_to_stderr_and_keep_exit_0(runner, cli):
 def test_any_input_format(runner, cli, tmp_path, fmt):
     prog = Program([Insn(0x28, 0, 0, 12), Insn(0x15, 0, 1, 0x806),
                     Insn(0x06, 0, 0, 0xffffffff), Insn(0x06, 0, 0, 0)])
-    from bpfio.formats import format_program
+    from bpfio.text.formats import format_program
     data = format_program(prog, fmt)
     path = tmp_path / "prog"
     path.write_bytes(data if isinstance(data, bytes) else data.encode())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from ..resources import asm_dir
+from bpfio.resources import asm_dir
 
 _DEFINE = re.compile(r"^#define\s+([A-Za-z_]\w*)\s+(0[xX][0-9a-fA-F]+|\d+)\s*(?:;.*)?$")
 

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import BpfError
+from bpfio.errors import BpfError
 
 AUDIT_ARCH_X86_64 = 0xc000003e
 AUDIT_ARCH_I386 = 0x40000003

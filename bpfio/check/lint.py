@@ -4,7 +4,7 @@ They look past what the kernel checks -- instructions no path reaches,
 conditional jumps whose branches meet, conditions a constant decides, stores
 nothing reads, and (for ``pio``) programs that can never handle an access --
 and they never change accept/reject.  :func:`lint_program` expects a program
-that :func:`bpfio.verifier.verify` has accepted, so every jump is in range.
+that :func:`bpfio.check.verifier.verify` has accepted, so every jump is in range.
 
 The control flow here is the real one (``ret`` and ``ja`` have no
 fall-through), unlike the kernel's linear scratch-memory check.
@@ -12,12 +12,36 @@ fall-through), unlike the kernel's linear scratch-memory check.
 
 from __future__ import annotations
 
-from .insn import Program
-from .isa import (BPF_ADD, BPF_ALU, BPF_AND, BPF_DIV, BPF_IMM, BPF_JEQ,
-                  BPF_JGE, BPF_JGT, BPF_JMP, BPF_JSET, BPF_LD, BPF_LDX, BPF_LEN,
-                  BPF_LSH, BPF_MEM, BPF_MISC, BPF_MOD, BPF_MUL, BPF_NEG, BPF_OR,
-                  BPF_RET, BPF_RSH, BPF_ST, BPF_STX, BPF_SUB, BPF_TAX, BPF_X,
-                  BPF_XOR, OPCODES)
+from dataclasses import dataclass
+
+from bpfio.insn import Insn, Program
+from bpfio.isa import (BPF_ADD, BPF_ALU, BPF_AND, BPF_DIV, BPF_IMM, BPF_JEQ,
+                       BPF_JGE, BPF_JGT, BPF_JMP, BPF_JSET, BPF_LD, BPF_LDX, BPF_LEN,
+                       BPF_LSH, BPF_MEM, BPF_MISC, BPF_MOD, BPF_MUL, BPF_NEG, BPF_OR,
+                       BPF_RET, BPF_RSH, BPF_ST, BPF_STX, BPF_SUB, BPF_TAX, BPF_X,
+                       BPF_XOR, OPCODES)
+from bpfio.text.disasm import format_insn
+
+
+@dataclass(frozen=True, slots=True)
+class Lint:
+    """A warning about an accepted program; it never changes accept/reject."""
+
+    pc: int | None      # 0-based; None for whole-program warnings
+    rule: str           # stable identifier, documented in docs/verifier.md
+    message: str        # one sentence
+    insn: Insn | None = None
+
+    @property
+    def disasm(self) -> str | None:
+        """The instruction in bpf_asm syntax (None for whole-program warnings)."""
+        return None if self.insn is None else format_insn(self.insn, self.pc)
+
+    def __str__(self) -> str:
+        where = "program" if self.pc is None else f"pc {self.pc}"
+        if self.disasm:
+            where += f" ({self.disasm})"
+        return f"{where}: {self.message} [{self.rule}]"
 
 U32 = 0xffffffff
 _ALU = {
@@ -67,8 +91,6 @@ def successors(prog) -> list[tuple[int, ...]]:
 def lint_program(prog: Program, *, profile: str = "socket", mem_words: int = 16,
                  notifiers: int = 0) -> list:
     """Return the warnings for an accepted program (unsorted)."""
-    from .verifier import Lint
-
     found: list = []
     prog = tuple(prog)              # plain tuple indexing is much faster
 

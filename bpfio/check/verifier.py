@@ -19,7 +19,7 @@ Three profiles share one pass over the program:
 
 A rejection raises :class:`~bpfio.errors.VerifierError` with the pc, the
 instruction, a stable rule id and the errno.  An accepted program returns a
-list of :class:`Lint` warnings (see :mod:`bpfio.lint`), which never change
+list of :class:`Lint` warnings (see :mod:`bpfio.check.lint`), which never change
 the decision.  Two warnings mirror what the kernel refuses only *after* the
 classic checks, when it converts the program to eBPF: a converted jump that
 does not fit eBPF's 16-bit offset (EINVAL) and, for sockets, a converted
@@ -35,16 +35,16 @@ Example::
 from __future__ import annotations
 
 import errno as _errno
-from dataclasses import dataclass
 from functools import lru_cache
 
-from .errors import VerifierError
-from .insn import Insn, Program
-from .isa import (ANCILLARY_BY_K, BPF_ABS, BPF_ALU, BPF_B, BPF_DIV, BPF_IND,
-                  BPF_JA, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_LSH,
-                  BPF_MAXINSNS, BPF_MEM, BPF_MEMWORDS, BPF_MOD, BPF_MSH,
-                  BPF_RET, BPF_RSH, BPF_ST, BPF_STX, BPF_W, BPF_X, KERNEL_CODES,
-                  OPCODES, SECCOMP_CODES, SKF_AD, SKF_AD_OFF, to_s32)
+from bpfio.check.lint import Lint, format_insn, lint_program
+from bpfio.errors import VerifierError
+from bpfio.insn import Program
+from bpfio.isa import (ANCILLARY_BY_K, BPF_ABS, BPF_ALU, BPF_B, BPF_DIV, BPF_IND,
+                       BPF_JA, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_LSH,
+                       BPF_MAXINSNS, BPF_MEM, BPF_MEMWORDS, BPF_MOD, BPF_MSH,
+                       BPF_RET, BPF_RSH, BPF_ST, BPF_STX, BPF_W, BPF_X, KERNEL_CODES,
+                       OPCODES, SECCOMP_CODES, SKF_AD, SKF_AD_OFF, to_s32)
 
 PROFILES = ("socket", "seccomp", "pio")
 SECCOMP_DATA_SIZE = 64          # sizeof(struct seccomp_data)
@@ -76,36 +76,6 @@ SECCOMP_LD_ABS = BPF_LD | BPF_W | BPF_ABS
 
 # pio: the only ancillary loads that mean something for a port access.
 PIO_ANCILLARY_OK = frozenset({SKF_AD_OFF + SKF_AD["RANDOM"]})
-
-
-@dataclass(frozen=True, slots=True)
-class Lint:
-    """A warning about an accepted program; it never changes accept/reject."""
-
-    pc: int | None      # 0-based; None for whole-program warnings
-    rule: str           # stable identifier, documented in docs/verifier.md
-    message: str        # one sentence
-    insn: Insn | None = None
-
-    @property
-    def disasm(self) -> str | None:
-        """The instruction in bpf_asm syntax (None for whole-program warnings)."""
-        return None if self.insn is None else format_insn(self.insn, self.pc)
-
-    def __str__(self) -> str:
-        where = "program" if self.pc is None else f"pc {self.pc}"
-        if self.disasm:
-            where += f" ({self.disasm})"
-        return f"{where}: {self.message} [{self.rule}]"
-
-
-def format_insn(insn: Insn, pc: int | None = None) -> str:
-    """One instruction as text: bpf_asm syntax when the disassembler is present."""
-    try:
-        from .disasm import format_insn as fmt
-    except ImportError:
-        return "{ %#04x, %d, %d, %#010x }" % tuple(insn)
-    return fmt(insn, pc)
 
 
 @lru_cache(maxsize=1)
@@ -273,7 +243,7 @@ class _Checker:
 
     # -- the PIO ABI --------------------------------------------------------
     def check_pio(self) -> None:
-        from .pio import abi
+        from bpfio.abi import pio as abi
         ctx_len = abi.PIO_HDR_LEN + 4 * self.mem_words
         known = {abi.PIO_EXIT >> 16, abi.PIO_DONE >> 16, abi.PIO_NOTIFY >> 16}
         for pc, (code, _jt, _jf, k) in enumerate(self.prog):
@@ -338,7 +308,7 @@ def check_options(profile: str, mem_words: int, notifiers: int) -> None:
         raise ValueError(f"unknown verifier profile {profile!r}; choose one of "
                          f"{', '.join(PROFILES)}")
     if profile == "pio":
-        from .pio import abi
+        from bpfio.abi import pio as abi
         if not abi.PIO_MEM_MIN <= mem_words <= abi.PIO_MEM_MAX:
             raise ValueError(f"mem_words {mem_words} is outside "
                              f"{abi.PIO_MEM_MIN}..{abi.PIO_MEM_MAX}")
@@ -369,7 +339,6 @@ def verify(program, *, profile: str = "socket", mem_words: int = BPF_MEMWORDS,
             checker.check_seccomp()
     if not lints:
         return []
-    from .lint import lint_program
     found = lint_program(prog, profile=profile, mem_words=words, notifiers=notifiers)
     if profile != "pio":
         found += conversion_warnings(prog, profile=profile)

@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from ..assembler import assemble_source
-from ..formats import FORMATS, format_program, read_input
-from .common import program_options
+from bpfio.text.assembler import assemble_source
+from bpfio.text.formats import FORMATS, format_program, read_input
+from bpfio.commands.common import program_options
 
 
 @click.command("asm")

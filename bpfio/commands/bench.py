@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import BpfClickError
+from bpfio.commands.common import BpfClickError
 
 
 @click.command("bench", context_settings={"ignore_unknown_options": True})

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..cli import BpfClickError
+from bpfio.commands.common import BpfClickError
 
-from .common import load, program_options
+from bpfio.commands.common import load, program_options
 
 _SUFFIXES = {".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png"}
 
@@ -34,7 +34,7 @@ def cfg(program, output, profile, packet_hex, include_path, defines, relax):
       bpfio cfg filter.bpf -o filter.svg
       tcpdump -ddd -y EN10MB 'ip and tcp port 80' | bpfio cfg - > f.dot
     """
-    from ..cfg import dot_available, render, to_dot
+    from bpfio.dbg.cfg import dot_available, render, to_dot
     fmt = "dot"
     if output is not None:
         fmt = _SUFFIXES.get(Path(output).suffix.lower())
@@ -70,8 +70,8 @@ def _path(prog, profile, packet_hex) -> set[int]:
         packet = bytes.fromhex(clean[2:] if clean[:2].lower() == "0x" else clean)
     except ValueError:
         raise click.BadParameter(f"'{packet_hex}' is not hex bytes", param_hint="--packet") from None
-    from ..interp import trace
-    from ..verifier import verify
+    from bpfio.exec.trace import trace
+    from bpfio.check.verifier import verify
     verify(prog, profile="socket", lints=False)
     return {step.pc for step in trace(prog, packet)[1]}
 

@@ -7,12 +7,12 @@ import json
 
 import click
 
-from ..cli import BpfClickError
+from bpfio.commands.common import BpfClickError
 
-from ..errors import BpfError, VerifierError
-from ..pio import abi
-from ..verifier import PROFILES, verify
-from .common import load, program_options
+from bpfio.errors import BpfError, VerifierError
+from bpfio.abi import pio as abi
+from bpfio.check.verifier import PROFILES, verify
+from bpfio.commands.common import load, program_options
 
 
 def _errno_name(value: int | None) -> str | None:

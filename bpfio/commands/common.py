@@ -4,7 +4,24 @@ from __future__ import annotations
 
 import click
 
-from ..formats import load_program
+from bpfio.errors import BpfError
+from bpfio.text.formats import load_program
+
+
+class BpfClickError(click.ClickException):
+    """A library error shown as is: it already names the place and the problem."""
+
+    exit_code = 1
+
+    def show(self, file=None):
+        click.echo(self.format_message(), err=True)
+
+
+def render_error(err: BpfError) -> str:
+    """The text shown for a library error: ``place: error: problem`` (plus caret lines)."""
+    text = str(err)
+    first = text.split("\n", 1)[0]
+    return text if ": error:" in first else f"error: {text}"
 
 
 def parse_define(ctx, param, values):

@@ -7,9 +7,9 @@ import sys
 
 import click
 
-from ..cli import BpfClickError, render_error
-from ..errors import BpfError
-from .common import parse_define
+from bpfio.commands.common import BpfClickError, render_error
+from bpfio.errors import BpfError
+from bpfio.commands.common import parse_define
 
 HISTORY_FILE = "~/.bpfio_dbg_history"
 HISTORY_LENGTH = 1000
@@ -76,7 +76,7 @@ def dbg(program, profile, pcap_file, packets, ctx_fields, syscalls, events_file,
       bpfio dbg filter.bpf --pcap capture.pcap -x session.dbg
     Without a terminal on standard input, commands are read from it.
     """
-    from ..debugger import Debugger
+    from bpfio.dbg.debugger import Debugger
     if profile is None:
         profile = ("pio" if events_file or machine_config else
                    "seccomp" if syscalls else "socket")
@@ -107,7 +107,7 @@ def dbg(program, profile, pcap_file, packets, ctx_fields, syscalls, events_file,
 
 def _context(fields, profile) -> dict:
     """``--ctx FIELD=VALUE`` options as SocketContext keyword arguments."""
-    from ..interp import SocketContext
+    from bpfio.exec.interp import SocketContext
     if fields and profile != "socket":
         raise click.UsageError("--ctx applies to --profile socket")
     known = sorted(set(SocketContext.__dataclass_fields__) - {"rand"})
@@ -131,7 +131,7 @@ def _setup(session, program, pcap_file, packets, syscalls, events_file, machine_
     if machine_config:
         out += session.attach_machine(machine_config, binding_name)
     if program:
-        from ..formats import load_program
+        from bpfio.text.formats import load_program
         prog = load_program(program, include_path=include_path, defines=defines)
         out += session.set_program(prog, "<stdin>" if program == "-" else program)
     if pcap_file:

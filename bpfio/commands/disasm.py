@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..disasm import disassemble
-from .common import load, program_options
+from bpfio.text.disasm import disassemble
+from bpfio.commands.common import load, program_options
 
 
 @click.command("disasm")

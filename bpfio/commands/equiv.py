@@ -6,8 +6,8 @@ import json
 
 import click
 
-from ..pio import abi
-from .common import load, program_options
+from bpfio.abi import pio as abi
+from bpfio.commands.common import load, program_options
 
 EXIT_DIFFERENT = 1
 EXIT_UNKNOWN = 3
@@ -18,7 +18,7 @@ def verdict_text(profile: str, verdict, observed=None, event=None) -> str:
     if profile == "socket":
         return str(int(verdict))
     if profile == "seccomp":
-        from ..seccomp import SeccompResult
+        from bpfio.abi.seccomp import SeccompResult
         result = SeccompResult(int(verdict))
         return f"{result.describe()} {int(result):#010x}"
     action, data = abi.decode_verdict(int(verdict))
@@ -33,7 +33,7 @@ def load_checked(path, profile, mem_words, no_verify, include_path, defines, rel
     """Load a program and verify it for the profile (the prover assumes a verified program)."""
     prog = load(path, include_path, defines, relax)
     if not no_verify:
-        from ..verifier import verify
+        from bpfio.check.verifier import verify
         verify(prog, profile=profile, mem_words=mem_words if profile == "pio" else 16,
                notifiers=abi.PIO_NOTIFIERS_MAX if profile == "pio" else 0, lints=False)
     return prog
@@ -167,7 +167,7 @@ def equiv(program_a, program_b, profile, mem_words, ports, context, max_len, tim
       bpfio equiv --profile seccomp old-policy.asm new-policy.asm
       bpfio equiv --profile pio --mem-words 4 asm/pmtimer.asm pmtimer-opt.asm
     """
-    from ..prove import equivalent
+    from bpfio.prove import equivalent
     if program_a == program_b == "-":
         raise click.UsageError("only one of A and B can be '-' (standard input)")
     check_ports(profile, ports, context)

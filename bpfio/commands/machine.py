@@ -6,12 +6,12 @@ import json
 
 import click
 
-from ..cli import render_error
-from ..pio.config import check_machine, load_machine
-from ..pio.events import EventReader
-from ..pio.machine import FakeClock
-from ..pio.replay import replay
-from ..pio.stats import format_stats
+from bpfio.commands.common import render_error
+from bpfio.pio.config import check_machine, load_machine
+from bpfio.pio.events import EventReader
+from bpfio.pio.machine import FakeClock
+from bpfio.pio.replay import replay
+from bpfio.pio.stats import format_stats
 
 
 @click.group("machine")

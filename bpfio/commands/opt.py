@@ -6,12 +6,12 @@ import sys
 
 import click
 
-from ..cli import BpfClickError
-from ..errors import VerifierError
-from ..formats import FORMATS, detect_format, format_program, parse_program, read_input
-from ..pio import abi
-from ..verifier import PROFILES
-from .common import program_options
+from bpfio.commands.common import BpfClickError
+from bpfio.errors import VerifierError
+from bpfio.text.formats import FORMATS, detect_format, format_program, parse_program, read_input
+from bpfio.abi import pio as abi
+from bpfio.check.verifier import PROFILES
+from bpfio.commands.common import program_options
 
 
 def _stats_lines(name, result, profile) -> list[str]:
@@ -89,7 +89,7 @@ def opt(program, fmt, output, profile, mem_words, notifiers, timeout, search_bud
     """
     if profile != "pio" and (mem_words is not None or notifiers is not None):
         raise click.UsageError("--mem-words and --notifiers only apply to --profile pio")
-    from ..opt import optimize
+    from bpfio.opt import optimize
     data, name = read_input(program)
     if not data.strip():
         raise BpfClickError(f"{name}: error: file is empty")

@@ -6,14 +6,14 @@ import json
 
 import click
 
-from .common import program_options
-from .equiv import (EXIT_DIFFERENT, EXIT_UNKNOWN, check_ports, load_checked, profile_options,
-                    verdict_text)
+from bpfio.commands.common import program_options
+from bpfio.commands.equiv import (EXIT_DIFFERENT, EXIT_UNKNOWN, check_ports, load_checked, profile_options,
+                                  verdict_text)
 
 
 def _verdict_table(prog, name, profile, opts, limit):
     """Lines: the verdict classes (pio: per direction and size) with a witness each."""
-    from ..prove import verdict_classes
+    from bpfio.prove import verdict_classes
     groups = [("", None)]
     if profile == "pio":
         groups = [(f"{d} size {s}", f"dir == {d.upper()} and size == {s}")
@@ -70,7 +70,7 @@ def prove(program, assertions, verdicts, limit, profile, mem_words, ports, conte
       bpfio prove --profile seccomp policy.asm --assert 'ret == ALLOW when nr == read'
       bpfio prove --profile pio --ports 0xc000+32 --verdicts examples/guests/bpf/virtio-kick.asm
     """
-    from ..prove import prove_property
+    from bpfio.prove import prove_property
     if not assertions and not verdicts:
         raise click.UsageError("give --assert EXPR (repeatable) or --verdicts")
     check_ports(profile, ports, context)

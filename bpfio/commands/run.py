@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..errors import BpfError
-from ..isa import U32
-from .common import load, program_options
+from bpfio.errors import BpfError
+from bpfio.isa import U32
+from bpfio.commands.common import load, program_options
 
 ENGINES = ("compiled", "interp")
 
@@ -43,7 +43,7 @@ def _pairs(ctx, param, values):
 
 def parse_event(text: str):
     """``in PORT SIZE`` or ``out PORT SIZE VALUE``, then optional offset=/vcpu=/ticks=/ns=."""
-    from ..pio.abi import PIO_IN, PIO_OUT, PioEvent
+    from bpfio.abi.pio import PIO_IN, PIO_OUT, PioEvent
     words = text.split()
     if len(words) < 3 or words[0].lower() not in ("in", "out"):
         raise click.BadParameter(f"'{text}': expected 'in PORT SIZE' or 'out PORT SIZE VALUE'",
@@ -76,14 +76,14 @@ def parse_event(text: str):
 def _runner(prog, profile, engine):
     """Return outcome(data, **context) -> (verdict|None, A, executed)."""
     if engine == "interp":
-        from ..interp import outcome
+        from bpfio.exec.interp import outcome
         return lambda data, **ctx: outcome(prog, data, profile=profile, **ctx)
-    from ..compiler import compile as compile_program
+    from bpfio.exec.compiler import compile as compile_program
     return compile_program(prog, profile=profile).outcome
 
 
 def _format_trace(steps) -> list[str]:
-    from ..disasm import format_insn
+    from bpfio.text.disasm import format_insn
     lines = []
     for s in steps:
         text = format_insn(s.insn, s.pc) if s.insn is not None else "?"
@@ -146,11 +146,11 @@ def run(program, profile, packets, pcap_file, ctx_fields, syscall, args, arch, i
     events = [parse_event(text) for text in events]   # usage errors before reading files
     prog = load(program, include_path, defines, relax)
     if not no_verify:
-        from ..verifier import verify
+        from bpfio.check.verifier import verify
         verify(prog, profile=profile, mem_words=mem_words if profile == "pio" else 16,
                notifiers=notifiers if profile == "pio" else 0, lints=False)
     if show_source:
-        from ..compiler import generate
+        from bpfio.exec.compiler import generate
         click.echo(generate(prog, profile=profile, mode="detail" if profile == "pio" else "fast"),
                    nl=False)
     outcome = _runner(prog, profile, engine)
@@ -179,7 +179,7 @@ def _check_options(profile, packets, pcap_file, ctx_fields, syscall, args, event
 
 
 def _socket_context(fields):
-    from ..interp import SocketContext
+    from bpfio.exec.interp import SocketContext
     known = set(SocketContext.__dataclass_fields__) - {"rand"}
     out = {}
     for name, value in fields:
@@ -194,8 +194,8 @@ def _run_socket(prog, outcome, packets, pcap_file, ctx_fields, show_trace):
     context = _socket_context(ctx_fields)
     inputs = list(packets)
     if pcap_file:
-        from ..formats import read_input
-        from ..pcap import read_packets
+        from bpfio.text.formats import read_input
+        from bpfio.exec.pcap import read_packets
         raw, name = read_input(pcap_file)
         inputs += [p.data for p in read_packets(raw, filename=name)]
     for pkt in inputs:
@@ -206,14 +206,14 @@ def _run_socket(prog, outcome, packets, pcap_file, ctx_fields, show_trace):
 
 
 def _echo_trace(prog, data, profile, context):
-    from ..interp import trace
+    from bpfio.exec.trace import trace
     _, steps = trace(prog, data, profile=profile, **context)
     for line in _format_trace(steps):
         click.echo(line)
 
 
 def _run_seccomp(prog, outcome, syscall, args, arch, ip, show_trace):
-    from ..seccomp import ARCHES, SeccompData, SeccompResult, syscall_number
+    from bpfio.abi.seccomp import ARCHES, SeccompData, SeccompResult, syscall_number
     nr = syscall_number(syscall)
     values = [0] * 6
     for name, value in args:
@@ -233,7 +233,7 @@ def _run_seccomp(prog, outcome, syscall, args, arch, ip, show_trace):
 
 
 def _run_pio(prog, outcome, events, mem_words, mem_init, show_trace):
-    from ..pio.abi import PIO_IN, decode_verdict
+    from bpfio.abi.pio import PIO_IN, decode_verdict
     mem = [0] * mem_words
     for name, value in mem_init:
         index = _int(name, "memory index")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from .. import kvm
-from ..pio.config import load_machine
-from ..pio.stats import format_stats
-from .common import parse_define
+from bpfio import kvm
+from bpfio.pio.config import load_machine
+from bpfio.pio.stats import format_stats
+from bpfio.commands.common import parse_define
 
 UART_PORT = 0x3F8
 

@@ -24,8 +24,8 @@ import shutil
 import subprocess
 from typing import NamedTuple
 
-from .errors import BpfError
-from .isa import BPF_JA, BPF_K, BPF_RET, BPF_X, OPCODES
+from bpfio.errors import BpfError
+from bpfio.isa import BPF_JA, BPF_K, BPF_RET, BPF_X, OPCODES
 
 EDGE_KINDS = ("true", "false", "both", "always", "next")
 RENDER_FORMATS = ("svg", "png")
@@ -123,10 +123,10 @@ def build_cfg(program) -> Cfg:
 def describe_verdict(value: int, profile: str = "socket") -> str:
     """A short meaning of a returned value for ``profile`` (``drop``, ``ALLOW``, ``DONE``...)."""
     if profile == "seccomp":
-        from .seccomp import SeccompResult
+        from bpfio.abi.seccomp import SeccompResult
         return SeccompResult(value).describe()
     if profile == "pio":
-        from .pio.abi import decode_verdict
+        from bpfio.abi.pio import decode_verdict
         action, data = decode_verdict(value)
         return f"NOTIFY({data})" if action == "NOTIFY" else action
     if value == 0:
@@ -185,7 +185,7 @@ def to_dot(program, *, profile: str = "socket", name: str = "bpf",
     or goes to userspace) and ends with ``-> verdict``.  ``highlight`` is a
     set of executed pcs whose blocks and edges are drawn bold.
     """
-    from .disasm import format_insn
+    from bpfio.text.disasm import format_insn
     cfg = cfg or build_cfg(program)
     n = len(program)
     hot = set(highlight)

@@ -3,9 +3,9 @@
 The kernel's ``tools/bpf/bpf_dbg`` is the model: the same commands with the
 same meanings (``load bpf``/``load pcap``, ``select``, ``step [±N]``,
 ``run [N]``, ``breakpoint``, ``disassemble``, ``dump``, ``quit``) and its
-output layouts (see :mod:`bpfio.dbg_format`).  What it gets wrong is fixed
+output layouts (see :mod:`bpfio.dbg.format`).  What it gets wrong is fixed
 (docs/debugger.md lists each difference), it runs the real semantics of
-:mod:`bpfio.interp` (extensions included), and it knows the seccomp and
+:mod:`bpfio.exec.interp` (extensions included), and it knows the seccomp and
 pio profiles: ``load syscall``, ``load events``, ``mem`` and a machine mode
 that steps one binding of a machine config with its device model behind it.
 
@@ -15,7 +15,7 @@ command line and returns the lines to show; a problem raises
 scripts (``-x``) and tests all drive it through that one method.
 
 State model: the program runs on input ``cur`` (0-based; shown 1-based as
-bpf_dbg does) in an :class:`~bpfio.interp.Execution`.  A dump shows the
+bpf_dbg does) in an :class:`~bpfio.exec.trace.Execution`.  A dump shows the
 state *before* the instruction at ``pc`` -- the instruction ``step`` runs
 next.  When the program returns, the verdict is shown and the session moves
 to the next input, as bpf_dbg does.
@@ -24,20 +24,17 @@ to the next input, as bpf_dbg does.
 from __future__ import annotations
 
 import os
-import shlex
 from collections import Counter
 
-from . import dbg_format as fmt
-from .errors import BpfError
-from .isa import BPF_ST, BPF_STX, OPCODES
+from bpfio.dbg import format as fmt
+from bpfio.dbg.load import LOAD_USAGE, LOAD_WHAT, DbgError, Loading, _int, _prefix
+from bpfio.isa import BPF_ST, BPF_STX, OPCODES
 
 PROFILES = ("socket", "seccomp", "pio")
 
 # name -> (usage, one-line help); the order is the help order.
 COMMANDS = {
-    "load": ("load bpf FILE|CODE | load pcap FILE | load packet HEX | "
-             "load syscall NAME|NR [ARG...] [arch=A] [ip=N] | load events FILE [base=PORT]",
-             "load a program (any format) or inputs"),
+    "load": (LOAD_USAGE, "load a program (any format) or inputs"),
     "select": ("select N", "make input N (1-based) the current one"),
     "step": ("step [N|-N]", "run N instructions (default 1); -N goes back N"),
     "run": ("run [N]", "run the current and following inputs (all, or N) until a breakpoint"),
@@ -51,37 +48,9 @@ COMMANDS = {
     "help": ("help", "this list"),
     "quit": ("quit", "leave the debugger"),
 }
-LOAD_WHAT = ("bpf", "pcap", "packet", "syscall", "events")
 
 
-class DbgError(BpfError):
-    """A debugger command that cannot be carried out."""
-
-
-def _int(text: str, what: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise DbgError(f"'{text}' is not a number ({what})") from None
-
-
-def _split(text: str) -> list[str]:
-    """Shell-like words (quotes allowed), or a DbgError."""
-    try:
-        return shlex.split(text)
-    except ValueError as exc:
-        raise DbgError(f"cannot split '{text}' into words: {exc}") from None
-
-
-def _prefix(word: str, choices) -> str | None:
-    """bpf_dbg's sub-word rule: any prefix of a choice selects it (the first that matches)."""
-    for choice in choices:
-        if word and choice.startswith(word):
-            return choice
-    return None
-
-
-class Debugger:
+class Debugger(Loading):
     """One debugging session; see the module docstring."""
 
     def __init__(self, profile: str = "socket", *, mem_words: int = 16, notifiers: int = 16,
@@ -89,7 +58,7 @@ class Debugger:
                  defines=None, context: dict | None = None):
         if profile not in PROFILES:
             raise DbgError(f"unknown profile '{profile}' (one of {', '.join(PROFILES)})")
-        from .dbg_inputs import Packets, Syscalls
+        from bpfio.dbg.inputs import Packets, Syscalls
         self.profile = profile
         self.mem_words = mem_words if profile == "pio" else 16
         self.notifiers = notifiers if profile == "pio" else 0
@@ -115,7 +84,7 @@ class Debugger:
     # -- setup ------------------------------------------------------------------------
     def attach_machine(self, config: str, binding: str) -> list[str]:
         """Debug binding ``binding`` of machine config ``config`` in place (pio profile)."""
-        from .dbg_inputs import MachineEvents
+        from bpfio.dbg.inputs import MachineEvents
         if self.profile != "pio":
             raise DbgError("--machine needs the pio profile")
         self.machine = MachineEvents(config, binding)
@@ -244,122 +213,6 @@ class Debugger:
         """Leave."""
         self.quit = True
         return []
-
-    def cmd_load(self, arg):
-        """``load bpf|pcap|packet|syscall|events ...``."""
-        sub, _, rest = arg.partition(" ")
-        what = _prefix(sub, LOAD_WHAT)
-        rest = rest.strip()
-        if what is None or not rest:
-            raise DbgError("usage: " + COMMANDS["load"][0])
-        return getattr(self, "_load_" + what)(rest)
-
-    def _load_bpf(self, text):
-        from .formats import load_program, parse_program
-        if os.path.isfile(text):
-            prog = load_program(text, include_path=self.include_path, defines=self.defines)
-            origin = text
-        else:
-            try:
-                prog = parse_program(text, filename="<load bpf>", include_path=self.include_path,
-                                     defines=self.defines)
-            except BpfError:
-                if not any(c.isspace() or c == "," for c in text):
-                    raise DbgError(f"cannot load '{text}': no such file, and not a program "
-                                   "either") from None
-                raise
-            origin = "the command line"
-        return self.set_program(prog, origin)
-
-    def set_program(self, prog, origin: str = "the caller") -> list[str]:
-        """Verify ``prog`` for the session's profile and debug it from now on."""
-        from .verifier import verify
-        verify(prog, profile=self.profile, mem_words=self.mem_words, notifiers=self.notifiers,
-               lints=False)
-        if self.machine is not None:
-            self.machine.set_program(prog)
-        elif self.source is not None:
-            self.source.reset()
-        self.program = prog
-        self.breakpoints = []
-        self._reset_run()
-        n = len(prog)
-        return [f"bpf: {n} instruction{'s' if n != 1 else ''} from {origin} ({self.profile} profile)"]
-
-    def _require(self, profile, what):
-        if self.profile != profile:
-            raise DbgError(f"load {what} needs --profile {profile} (this session is {self.profile})")
-
-    def _load_pcap(self, path):
-        from .dbg_inputs import Packets
-        from .formats import read_input
-        from .pcap import read_packets
-        self._require("socket", "pcap")
-        raw, name = read_input(path)
-        packets = [(p.data, p.wirelen) for p in read_packets(raw, filename=name)]
-        self.source = Packets(packets, self.source.context)
-        self._reset_run()
-        return [f"pcap: {len(packets)} packets from {name}"]
-
-    def _load_packet(self, text):
-        self._require("socket", "packet")
-        clean = "".join(text.split()).replace(":", "")
-        if clean[:2].lower() == "0x":
-            clean = clean[2:]
-        try:
-            data = bytes.fromhex(clean)
-        except ValueError:
-            raise DbgError(f"'{text}' is not hex bytes") from None
-        self.source.packets.append((data, len(data)))
-        return [f"packet #{len(self.source)}: {len(data)} bytes"]
-
-    def _load_syscall(self, text):
-        from .seccomp import ARCHES, SeccompData, syscall_number
-        self._require("seccomp", "syscall")
-        words = _split(text)
-        fields = {"arch": "x86_64", "ip": "0"}
-        args = []
-        for w in words[1:]:
-            name, eq, value = w.partition("=")
-            if eq:
-                if name not in fields:
-                    raise DbgError(f"unknown field '{name}' (arch=, ip=)")
-                fields[name] = value
-            else:
-                args.append(_int(w, f"argument {len(args)}") & ((1 << 64) - 1))
-        if len(args) > 6:
-            raise DbgError(f"a system call has at most 6 arguments, got {len(args)}")
-        arch = ARCHES.get(fields["arch"].lower())
-        if arch is None:
-            arch = _int(fields["arch"], "arch") & 0xffffffff
-        data = SeccompData(syscall_number(words[0]), arch, _int(fields["ip"], "ip"),
-                           tuple(args) + (0,) * (6 - len(args)))
-        self.source.calls.append(data)
-        return [self.source.title(len(self.source) - 1)]
-
-    def _load_events(self, text):
-        from .dbg_inputs import PioEvents, read_accesses
-        self._require("pio", "events")
-        words = _split(text)
-        base = self.base
-        for w in words[1:]:
-            name, eq, value = w.partition("=")
-            if name != "base" or not eq:
-                raise DbgError(f"unknown option '{w}' (base=PORT)")
-            base = _int(value, "base port")
-        accesses, form = read_accesses(words[0])
-        if self.machine is not None:
-            self.machine.set_accesses(accesses)
-            self._reset_run()
-            return [f"events: {len(accesses)} accesses ({form}) from {words[0]}, "
-                    f"{len(self.machine)} for binding '{self.machine.binding_name}'"]
-        if base is None:
-            base = min((a.port for a in accesses), default=0)
-        self.source = PioEvents(accesses, base=base, mem_words=self.mem_words,
-                                clock_hz=self.clock_hz)
-        self._reset_run()
-        return [f"events: {len(accesses)} accesses ({form}) from {words[0]}; "
-                f"base port {base:#x} (PIO_OFFSET = port - {base:#x})"]
 
     def cmd_select(self, arg):
         """``select N``: input N (1-based) becomes current, from its first instruction."""

@@ -1,7 +1,7 @@
 """Text the debugger prints, in ``tools/bpf/bpf_dbg``'s formats where it has one.
 
 bpf_dbg prints with C's ``printf``; ``%#08x`` of zero is ``00000000`` (no
-``0x``) and of 0x800 is ``0x000800`` -- :func:`bpfio.formats.c_alt_hex`
+``0x``) and of 0x800 is ``0x000800`` -- :func:`bpfio.text.formats.c_alt_hex`
 reproduces that.  Layouts kept from bpf_dbg: the disassembly line
 ``l<pc>:<TAB><mnemonic> <operand>[, l<t>, l<f>]``, the register dump
 (``pc:``, ``code:``, ``curr:``, ``jt:``, ``jf:``, ``A:``, ``X:``, ``ret:``,
@@ -16,12 +16,12 @@ Everything returns strings or lists of lines; nothing prints.
 
 from __future__ import annotations
 
-from . import isa
-from .formats import c_alt_hex
-from .isa import (ANCILLARY_BY_K, BPF_A, BPF_ABS, BPF_ALU, BPF_AND, BPF_IMM, BPF_IND,
-                  BPF_JA, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_MEM, BPF_MISC,
-                  BPF_MSH, BPF_NEG, BPF_OR, BPF_RET, BPF_ST, BPF_STX, BPF_X, BPF_XOR,
-                  OPCODES, to_s32)
+from bpfio import isa
+from bpfio.text.formats import c_alt_hex
+from bpfio.isa import (ANCILLARY_BY_K, BPF_A, BPF_ABS, BPF_ALU, BPF_AND, BPF_IMM, BPF_IND,
+                       BPF_JA, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_MEM, BPF_MISC,
+                       BPF_MSH, BPF_NEG, BPF_OR, BPF_RET, BPF_ST, BPF_STX, BPF_X, BPF_XOR,
+                       OPCODES, to_s32)
 
 _HEX_ALU = {BPF_AND, BPF_OR, BPF_XOR}   # bpf_dbg prints these K operands with %#x, the rest %d
 
@@ -162,7 +162,7 @@ def input_field(profile: str, off: int, size: int) -> str:
             return f"args[{i}] ({'high' if half >= 4 else 'low'})"
         return f"offset {off}"
     if profile == "pio":
-        from .pio.abi import CONSTANTS, FIELDS, PIO_HDR_LEN
+        from bpfio.abi.pio import CONSTANTS, FIELDS, PIO_HDR_LEN
         if off >= PIO_HDR_LEN:
             i, rest = divmod(off - PIO_HDR_LEN, 4)
             return f"shared word {i}" + (f" + {rest}" if rest else "")
@@ -175,7 +175,7 @@ def input_field(profile: str, off: int, size: int) -> str:
 
 
 def explain(step, program, profile: str = "socket", old_mem: int | None = None) -> str:
-    """Say what the executed ``step`` (an :class:`bpfio.interp.Step`) did, and why it went where it went."""
+    """Say what the executed ``step`` (an :class:`bpfio.exec.trace.Step`) did, and why it went where it went."""
     insn, a, x = step.insn, step.a, step.x
     if step.next_pc is None:
         if step.fault:

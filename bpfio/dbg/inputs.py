@@ -1,7 +1,7 @@
 """What the debugger runs a program on: packets, system calls or port events.
 
 Each source is a list of inputs the debugger walks in order (``select``,
-``step``, ``run``).  A source builds the :class:`~bpfio.interp.Execution`
+``step``, ``run``).  A source builds the :class:`~bpfio.exec.trace.Execution`
 for input ``i`` (:meth:`start`), describes it (:meth:`dump`, :meth:`title`),
 explains the verdict (:meth:`verdict`) and, once the program has returned,
 commits what the input changed (:meth:`finish`).
@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .errors import BpfError
-from .interp import Execution, outcome
-from .isa import U32
+from bpfio.errors import BpfError
+from bpfio.exec.interp import outcome
+from bpfio.exec.trace import Execution
+from bpfio.isa import U32
 
 
 class Access(NamedTuple):
@@ -37,7 +38,7 @@ class Access(NamedTuple):
 
 def read_accesses(path: str) -> tuple[list[Access], str]:
     """Read a JSON Lines or kvm_pio trace file into single accesses; return (accesses, format)."""
-    from .pio.events import EventReader
+    from bpfio.pio.events import EventReader
     reader = EventReader(path)
     out, now = [], 0
     for ev in reader:
@@ -104,7 +105,7 @@ class Packets(Source):
         return f"packet #{i + 1} of {len(self)}: {wirelen} bytes{extra}"
 
     def dump(self, i):
-        from .dbg_format import packet_dump
+        from bpfio.dbg.format import packet_dump
         data, wirelen = self.packets[i]
         return packet_dump(data, wirelen)
 
@@ -136,14 +137,14 @@ class Syscalls(Source):
         return Execution(program, self.calls[i], profile="seccomp")
 
     def title(self, i):
-        from .seccomp import syscall_name
+        from bpfio.abi.seccomp import syscall_name
         d = self.calls[i]
         name = syscall_name(d.nr) or "?"
         args = ", ".join(f"{a:#x}" for a in d.args)
         return f"syscall #{i + 1} of {len(self)}: {name} (nr {d.nr}) args ({args})"
 
     def dump(self, i):
-        from .seccomp import syscall_name
+        from bpfio.abi.seccomp import syscall_name
         d = self.calls[i]
         lines = [f"nr:       {d.nr} ({syscall_name(d.nr) or 'unknown'})",
                  f"arch:     {d.arch:#010x}",
@@ -158,7 +159,7 @@ class Syscalls(Source):
 
 
 def _pio_verdict(exe, direction: int, size: int) -> str:
-    from .pio.abi import PIO_IN, decode_verdict
+    from bpfio.abi.pio import PIO_IN, decode_verdict
     v = int(exe.verdict)
     if exe.fault:
         return f"EXIT {v:#010x} (the program aborted: {exe.fault}; the device model serves it)"
@@ -177,7 +178,7 @@ def _pio_verdict(exe, direction: int, size: int) -> str:
 
 def _handled(exe, notifiers: int) -> bool:
     """Whether the engine treats this verdict as handled (DONE, or NOTIFY of an existing notifier)."""
-    from .pio.abi import decode_verdict
+    from bpfio.abi.pio import decode_verdict
     if exe.fault:
         return False
     action, data = decode_verdict(int(exe.verdict))
@@ -214,8 +215,8 @@ class PioEvents(Source):
         return len(self.accesses)
 
     def event(self, i: int):
-        """The :class:`~bpfio.pio.abi.PioEvent` access ``i`` gives the program."""
-        from .pio.abi import PIO_IN, PIO_OUT, PioEvent, ticks_at
+        """The :class:`~bpfio.abi.pio.PioEvent` access ``i`` gives the program."""
+        from bpfio.abi.pio import PIO_IN, PIO_OUT, PioEvent, ticks_at
         acc = self.accesses[i]
         out = acc.op == "out"
         return PioEvent(acc.port, acc.size, PIO_OUT if out else PIO_IN,
@@ -246,7 +247,7 @@ class PioEvents(Source):
         return f"event #{i + 1} of {len(self)} (line {acc.line}): {what}"
 
     def dump(self, i):
-        from .pio.abi import CONSTANTS, FIELDS
+        from bpfio.abi.pio import CONSTANTS, FIELDS
         ev = self.event(i)
         lines = [self.title(i)]
         lines += [f"{name + ':':<14}{w:#x}" for name, w in
@@ -286,8 +287,8 @@ class MachineEvents(Source):
         self._load()
 
     def _load(self) -> None:
-        from .pio.config import load_machine
-        from .pio.machine import FakeClock
+        from bpfio.pio.config import load_machine
+        from bpfio.pio.machine import FakeClock
         old = getattr(self, "machine", None)
         if old is not None:
             old.close()
@@ -344,7 +345,7 @@ class MachineEvents(Source):
 
     def event(self, i: int):
         """The PioEvent the binding's program sees for input ``i`` (at its replay time)."""
-        from .pio.abi import PIO_IN, PIO_OUT, PioEvent
+        from bpfio.abi.pio import PIO_IN, PIO_OUT, PioEvent
         acc = self.accesses[self.index[i]]
         b = self.binding
         out = acc.op == "out"
@@ -366,7 +367,7 @@ class MachineEvents(Source):
                 f"(line {acc.line}): {what}")
 
     def dump(self, i):
-        from .pio.abi import CONSTANTS, FIELDS
+        from bpfio.abi.pio import CONSTANTS, FIELDS
         ev = self.event(i)
         lines = [self.title(i)]
         lines += [f"{name + ':':<14}{w:#x}" for name, w in

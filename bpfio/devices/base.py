@@ -25,8 +25,8 @@ import re
 from functools import lru_cache
 from typing import Callable
 
-from ..errors import PioError
-from ..resources import asm_dir
+from bpfio.errors import PioError
+from bpfio.resources import asm_dir
 
 _DEFINE = re.compile(r"^#define\s+([A-Za-z_]\w*)\s+(0[xX][0-9a-fA-F]+|\d+)\s*(?:;.*)?$")
 _NS_PER_S = 1_000_000_000
@@ -160,7 +160,7 @@ class Model:
 
 def device_program(name: str, defines: dict | None = None):
     """Assemble ``asm/<name>.asm`` (the device's fast-path program) and return it."""
-    from ..assembler import assemble
+    from bpfio.text.assembler import assemble
     path = asm_dir() / f"{name}.asm"
     return assemble(path.read_text(), filename=str(path), include_path=(asm_dir(),),
                     defines=defines)

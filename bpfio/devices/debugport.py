@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .base import Bytes, Model, layout, split_read
+from bpfio.devices.base import Bytes, Model, layout, split_read
 
 L = layout("debugport")
 READBACK, SINK, LAST, COUNT = L["DBG_READBACK"], L["DBG_SINK"], L["DBG_LAST"], L["DBG_COUNT"]

@@ -29,9 +29,9 @@ from __future__ import annotations
 from contextlib import nullcontext
 from typing import NamedTuple
 
-from ..errors import PioError
-from .base import SIZE_MASK, layout
-from .uart import check_memory
+from bpfio.errors import PioError
+from bpfio.devices.base import SIZE_MASK, layout
+from bpfio.devices.uart import check_memory
 
 L = layout("pci")
 ADDR, MAP, SHADOW = L["PCI_ADDR"], L["PCI_MAP"], L["PCI_SHADOW"]

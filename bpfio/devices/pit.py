@@ -40,8 +40,8 @@ lands.  Interrupts: there is no timer here; :meth:`PIT.out` gives a channel's OU
 
 from __future__ import annotations
 
-from .base import U32, Model, layout, split_read, split_write
-from ..errors import PioError
+from bpfio.devices.base import U32, Model, layout, split_read, split_write
+from bpfio.errors import PioError
 
 L = layout("pit")
 HZ = L["PIT_HZ"]

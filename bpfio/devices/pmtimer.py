@@ -18,7 +18,7 @@ not implement that mode -- use the model alone for it.
 
 from __future__ import annotations
 
-from .base import U32, Model, layout
+from bpfio.devices.base import U32, Model, layout
 
 L = layout("pmtimer")
 HZ = L["PMTMR_HZ"]
@@ -39,7 +39,7 @@ class PMTimer(Model):
         """VM start: the counter reads 0 now."""
         b = self._need_binding()
         if not b.clock_hz:
-            from ..errors import PioError
+            from bpfio.errors import PioError
             raise PioError(f"PMTimer needs clock_hz={HZ} on its binding")
         self.mem[START] = b.ticks() & U32
 

@@ -43,8 +43,8 @@ from __future__ import annotations
 
 import time as _time
 
-from .base import U32, Bytes, Model, layout, split_read, split_write
-from ..errors import PioError
+from bpfio.devices.base import U32, Bytes, Model, layout, split_read, split_write
+from bpfio.errors import PioError
 
 L = layout("rtc")
 HZ = L["RTC_HZ"]

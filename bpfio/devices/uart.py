@@ -31,8 +31,8 @@ from __future__ import annotations
 from collections import deque
 from contextlib import nullcontext
 
-from ..errors import PioError
-from .base import layout
+from bpfio.errors import PioError
+from bpfio.devices.base import layout
 
 
 def check_memory(binding, needed: int, model: str) -> None:

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
-from ..errors import PioError
-from .base import SIZE_MASK, layout
-from .uart import check_memory
+from bpfio.errors import PioError
+from bpfio.devices.base import SIZE_MASK, layout
+from bpfio.devices.uart import check_memory
 
 V = layout("virtio")
 QVALID, NEED = V["VIRTIO_QVALID"], V["VIRTIO_NEED_NOTIFY"]

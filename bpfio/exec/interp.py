@@ -17,9 +17,9 @@ read-only input bytes, ``pc`` from 0; every instruction except jumps and
   returning the current A, as the kernel's converted code does.
 
 Profiles choose the input: ``socket`` (packet bytes + :class:`SocketContext`),
-``seccomp`` (:class:`~bpfio.seccomp.SeccompData`, host-order words, result a
-:class:`~bpfio.seccomp.SeccompResult`) and ``pio`` (a
-:class:`~bpfio.pio.abi.PioEvent` plus the binding's shared words ``mem``:
+``seccomp`` (:class:`~bpfio.abi.seccomp.SeccompData`, host-order words, result a
+:class:`~bpfio.abi.seccomp.SeccompResult`) and ``pio`` (a
+:class:`~bpfio.abi.pio.PioEvent` plus the binding's shared words ``mem``:
 ``M[k]`` *is* ``mem[k]`` and ``ld [PIO_MEM + 4i]`` reads the live word i).
 
 The interpreter may assume a verified program; it never raises on one.  An
@@ -37,148 +37,21 @@ from __future__ import annotations
 
 import random as _random
 from itertools import count as _count
-from dataclasses import dataclass, field, replace
 from typing import Callable, NamedTuple
 
-from . import isa
-from .errors import VMError
-from .isa import (BPF_ABS, BPF_ALU, BPF_IMM, BPF_IND, BPF_JMP, BPF_LD, BPF_LDX, BPF_LEN,
-                  BPF_MEM, BPF_MSH, BPF_RET, BPF_ST, BPF_STX, OPCODES, SKF_AD, SKF_AD_OFF, U32)
-from .pio.abi import PIO_HDR_LEN, PIO_MEM_DEFAULT
-from .seccomp import SECCOMP_DATA_LEN, SeccompResult, as_seccomp_data
+from bpfio import isa
+from bpfio.errors import VMError
+from bpfio.isa import (BPF_ABS, BPF_ALU, BPF_IMM, BPF_IND, BPF_JMP, BPF_LD, BPF_LDX, BPF_LEN,
+                       BPF_MEM, BPF_MSH, BPF_RET, BPF_ST, BPF_STX, OPCODES, SKF_AD, SKF_AD_OFF, U32)
+from bpfio.abi.pio import PIO_HDR_LEN, PIO_MEM_DEFAULT
+from bpfio.abi.seccomp import SECCOMP_DATA_LEN, SeccompResult, as_seccomp_data
+from bpfio.exec.skb import (DEFAULT_CONTEXT, EXIT_WITH_A, SocketContext, ancillary, skb_load,
+                            socket_context)
 
 PROFILES = ("socket", "seccomp", "pio")
-_S32_MIN_LL = -0x200000   # SKF_LL_OFF as a signed offset
-_S32_MIN_NET = -0x100000  # SKF_NET_OFF as a signed offset
-EXIT_WITH_A = -1          # an ancillary handler's "end the program returning A"
-
-
-@dataclass(frozen=True, slots=True)
-class SocketContext:
-    """What a socket filter's ancillary loads and header offsets see.
-
-    The defaults are what Linux 6.18 gives a filter on an AF_UNIX datagram
-    socket, measured with :mod:`bpfio.kernel_run`: every field 0, no device
-    (``ifindex``/``hatype`` None: those loads end the program returning A),
-    the network header at offset 0 of the data and no link-layer header
-    (``ll_off`` None).  ``cpu`` is the sending CPU (0 when pinned there);
-    ``rand`` supplies ``ld rand`` (default: ``random.getrandbits(32)``).
-    """
-
-    protocol: int = 0          # SKF_AD_PROTOCOL: ntohs(skb->protocol)
-    pkt_type: int = 0          # SKF_AD_PKTTYPE
-    ifindex: int | None = None  # SKF_AD_IFINDEX; None = no device
-    hatype: int | None = None   # SKF_AD_HATYPE; None = no device
-    mark: int = 0
-    queue: int = 0
-    rxhash: int = 0
-    cpu: int = 0
-    vlan_tci: int = 0
-    vlan_present: int = 0
-    vlan_tpid: int = 0
-    poff: int = 0              # SKF_AD_PAY_OFFSET (flow dissector; 0 when unknown)
-    net_off: int = 0           # network header offset from the data start
-    ll_off: int | None = None  # link-layer header offset; None = not set
-    rand: Callable[[], int] | None = field(default=None, compare=False)
-
-    def rand_u32(self) -> int:
-        """One ``ld rand`` value."""
-        return (self.rand() if self.rand else _random.getrandbits(32)) & U32
-
-
-DEFAULT_CONTEXT = SocketContext()
-
-
-def socket_context(context=None, **fields) -> SocketContext:
-    """Build a SocketContext from an existing one and/or keyword fields."""
-    base = context if context is not None else DEFAULT_CONTEXT
-    unknown = set(fields) - set(SocketContext.__dataclass_fields__)
-    if unknown:
-        raise TypeError(f"unknown socket context field(s): {', '.join(sorted(unknown))}")
-    return replace(base, **fields) if fields else base
 
 
 # --- loads -----------------------------------------------------------------
-
-def skb_offset(off: int, net_off: int, ll_off: int | None) -> int | None:
-    """Map a signed load offset to a data offset (``bpf_skb_load_helper`` rules), or None."""
-    if off >= 0:
-        return off
-    if off >= _S32_MIN_NET:
-        return off - _S32_MIN_NET + net_off
-    if off >= _S32_MIN_LL and ll_off is not None:
-        return off - _S32_MIN_LL + ll_off
-    return None
-
-
-def skb_load(pkt: bytes, off: int, size: int, net_off: int = 0, ll_off: int | None = None):
-    """Read ``size`` big-endian bytes at signed offset ``off``; None when out of bounds."""
-    start = skb_offset(off, net_off, ll_off)
-    if start is None or start < 0 or start + size > len(pkt):
-        return None
-    return int.from_bytes(pkt[start:start + size], "big")
-
-
-def _nla_find(pkt: bytes, start: int, length: int, attrtype: int) -> int:
-    """Offset of the first netlink attribute of ``attrtype`` in pkt[start:start+length], else 0."""
-    pos, rem = start, length
-    while rem >= 4:
-        nla_len = int.from_bytes(pkt[pos:pos + 2], "little")
-        if nla_len < 4 or nla_len > rem:
-            break
-        if int.from_bytes(pkt[pos + 2:pos + 4], "little") & 0x3fff == attrtype:
-            return pos
-        step = (nla_len + 3) & ~3
-        pos += step
-        rem -= step
-    return 0
-
-
-def ancillary(offset: int, a: int, x: int, pkt: bytes, ctx: SocketContext) -> int:
-    """Value of the ancillary load ``SKF_AD_OFF + offset`` (``convert_bpf_extensions``).
-
-    Returns :data:`EXIT_WITH_A` for ``ifidx``/``hatype`` without a device.
-    """
-    if offset == SKF_AD["PROTOCOL"]:
-        return ctx.protocol & 0xffff
-    if offset == SKF_AD["PKTTYPE"]:
-        return ctx.pkt_type & 7
-    if offset == SKF_AD["IFINDEX"]:
-        return EXIT_WITH_A if ctx.ifindex is None else ctx.ifindex & U32
-    if offset == SKF_AD["HATYPE"]:
-        return EXIT_WITH_A if ctx.hatype is None else ctx.hatype & 0xffff
-    if offset == SKF_AD["NLATTR"] or offset == SKF_AD["NLATTR_NEST"]:
-        n = len(pkt)
-        # __skb_get_nlattr(_nest): attribute header at data + A, types compared as int.
-        if n < 4 or a > n - 4 or x > 0x3fff:
-            return 0
-        if offset == SKF_AD["NLATTR"]:
-            return _nla_find(pkt, a, n - a, x)
-        nla_len = int.from_bytes(pkt[a:a + 2], "little")
-        if nla_len > n - a:
-            return 0
-        return _nla_find(pkt, a + 4, nla_len - 4, x)   # a short nla_len finds nothing
-    if offset == SKF_AD["MARK"]:
-        return ctx.mark & U32
-    if offset == SKF_AD["QUEUE"]:
-        return ctx.queue & 0xffff
-    if offset == SKF_AD["RXHASH"]:
-        return ctx.rxhash & U32
-    if offset == SKF_AD["CPU"]:
-        return ctx.cpu & U32
-    if offset == SKF_AD["ALU_XOR_X"]:
-        return a ^ x
-    if offset == SKF_AD["VLAN_TAG"]:
-        return ctx.vlan_tci & 0xffff
-    if offset == SKF_AD["VLAN_TAG_PRESENT"]:
-        return 1 if ctx.vlan_present else 0
-    if offset == SKF_AD["PAY_OFFSET"]:
-        return ctx.poff & U32
-    if offset == SKF_AD["RANDOM"]:
-        return ctx.rand_u32()
-    if offset == SKF_AD["VLAN_TPID"]:
-        return ctx.vlan_tpid & 0xffff
-    raise ValueError(f"not an ancillary offset: {offset}")
 
 
 class _Input(NamedTuple):
@@ -517,9 +390,9 @@ def run(program, data, *, profile: str = "socket", **context):
 
     ``socket``: ``data`` is the packet; keyword arguments are
     :class:`SocketContext` fields (or ``context=SocketContext(...)``).
-    ``seccomp``: ``data`` is a :class:`~bpfio.seccomp.SeccompData` (or its
-    64 bytes); the result is a :class:`~bpfio.seccomp.SeccompResult`.
-    ``pio``: ``data`` is a :class:`~bpfio.pio.abi.PioEvent`; ``mem=`` the
+    ``seccomp``: ``data`` is a :class:`~bpfio.abi.seccomp.SeccompData` (or its
+    64 bytes); the result is a :class:`~bpfio.abi.seccomp.SeccompResult`.
+    ``pio``: ``data`` is a :class:`~bpfio.abi.pio.PioEvent`; ``mem=`` the
     binding's shared words, changed in place by ``st``/``stx``.
     """
     pkt, mem, inp = _prepare(profile, data, dict(context))
@@ -580,7 +453,7 @@ def pio_runner(program):
     """Return ``f(port, size, direction, data, offset, vcpu, ticks, ns, mem)`` for the engine.
 
     The result is ``(verdict or None on a runtime fault, A at return, executed)``,
-    the same as :meth:`bpfio.compiler.CompiledProgram.pio`.
+    the same as :meth:`bpfio.exec.compiler.CompiledProgram.pio`.
     """
     ops = predecode(program, "pio")
 
@@ -593,152 +466,3 @@ def pio_runner(program):
 
 
 # --- single stepping and traces ---------------------------------------------
-
-class Step(NamedTuple):
-    """One executed instruction.
-
-    ``a``, ``x`` are the registers BEFORE the instruction ran; ``a_after``,
-    ``x_after`` after it.  ``mem_writes`` lists the ``(index, value)`` pairs
-    it stored.  ``next_pc`` is None when the program ended here; then
-    ``verdict`` holds the return value (0 after an abort) and ``fault``
-    says why it aborted (None for a normal ``ret``).
-    """
-
-    pc: int
-    insn: object
-    a: int
-    x: int
-    mem_writes: tuple = ()
-    a_after: int = 0
-    x_after: int = 0
-    next_pc: int | None = None
-    verdict: int | None = None
-    fault: str | None = None
-
-
-class Execution:
-    """A program run one instruction at a time (for the debugger and ``--trace``).
-
-    ``step()`` executes the instruction at ``pc`` and returns its :class:`Step`;
-    ``done``, ``verdict``, ``fault``, ``a``, ``x``, ``mem`` and ``pc`` show
-    the state.  Each step performs exactly what :func:`execute` does for one
-    pre-decoded instruction (the two are tested against each other).
-    """
-
-    def __init__(self, program, data, *, profile: str = "socket", **context):
-        self.program = program
-        self.profile = profile
-        self.ops = predecode(program, profile)
-        self.pkt, self.mem, self.input = _prepare(profile, data, dict(context))
-        self.a = self.x = self.pc = 0
-        self.executed = 0
-        self.done = False
-        self.verdict: int | None = None
-        self.fault: str | None = None
-
-    def _end(self, value, fault=None):
-        self.done = True
-        self.fault = fault
-        self.verdict = _finish(self.profile, value if fault is None else 0)
-        return None
-
-    def step(self) -> Step:
-        """Execute one instruction and describe it; raises VMError once done."""
-        if self.done:
-            raise VMError("the program has already returned", pc=self.pc)
-        pc, a0, x0 = self.pc, self.a, self.x
-        insn = self.program[pc] if pc < len(self.program) else None
-        kind, a, x, value, writes = step_op(self.ops[pc], pc, a0, x0, self.pkt, self.mem, self.input)
-        self.executed += 1
-        self.a, self.x = a, x
-        if kind == "next":
-            self.pc = value
-            return Step(pc, insn, a0, x0, writes, a, x, value)
-        if kind == "fault":
-            self._end(0, value)
-        else:
-            self._end(value)
-        return Step(pc, insn, a0, x0, writes, a, x, None, self.verdict, self.fault)
-
-    def run(self):
-        """Run to the end; return the verdict."""
-        while not self.done:
-            self.step()
-        return self.verdict
-
-
-_JUMPS = {JEQ_K: lambda a, v: a == v, JGT_K: lambda a, v: a > v,
-          JGE_K: lambda a, v: a >= v, JSET_K: lambda a, v: bool(a & v)}
-_ALU = {ADD_K: lambda a, v: a + v, SUB_K: lambda a, v: a - v, MUL_K: lambda a, v: a * v,
-        DIV_K: lambda a, v: a // v, MOD_K: lambda a, v: a % v, AND_K: lambda a, v: a & v,
-        OR_K: lambda a, v: a | v, XOR_K: lambda a, v: a ^ v,
-        LSH_K: lambda a, v: a << (v & 31), RSH_K: lambda a, v: a >> (v & 31)}
-_X_TO_K = {x_op: k_op for k_op, x_op in zip((*_ALU_K.values(), *_JMP_K.values()),
-                                            (*_ALU_X.values(), *_JMP_X.values()))}
-_SIZES = {LD_ABS: 4, LDH_ABS: 2, LDB_ABS: 1}
-
-
-def step_op(op_tuple, pc: int, a: int, x: int, pkt: bytes, mem: list, inp: _Input):
-    """Execute one pre-decoded op: ``(kind, a, x, value, mem_writes)``.
-
-    ``kind`` is ``"next"`` (value = next pc), ``"ret"`` (value = verdict) or
-    ``"fault"`` (value = the reason).  Written independently of
-    :func:`execute`, op by op, so that each checks the other.
-    """
-    op, k, t, f = op_tuple
-    length = len(pkt) if inp.length is None else inp.length
-    if op in _X_TO_K:          # the X forms are the K forms with v = X
-        op, k = _X_TO_K[op], x
-    if op in _JUMPS:
-        return "next", a, x, t if _JUMPS[op](a, k) else f, ()
-    if op in _ALU:
-        if op in (DIV_K, MOD_K) and k == 0:
-            return "fault", a, x, "division by zero", ()
-        return "next", _ALU[op](a, k) & U32, x, pc + 1, ()
-    if op == JA:
-        return "next", a, x, t, ()
-    if op == NEG:
-        return "next", -a & U32, x, pc + 1, ()
-    if op in (RET_K, RET_A, RET_X):
-        return "ret", a, x, {RET_K: k, RET_A: a, RET_X: x}[op], ()
-    if op in (ST, STX):
-        value = a if op == ST else x
-        mem[k] = value
-        return "next", a, x, pc + 1, ((k, value),)
-    simple = {LD_IMM: (k, x), LDX_IMM: (a, k), TAX: (a, a), TXA: (x, x),
-              LD_LEN: (length, x), LDX_LEN: (a, length)}
-    if op in simple:
-        a, x = simple[op]
-        return "next", a, x, pc + 1, ()
-    if op in (LD_MEM, LDX_MEM):
-        a, x = (mem[k], x) if op == LD_MEM else (a, mem[k])
-        return "next", a, x, pc + 1, ()
-    if op == LD_ANC:
-        v = inp.anc(pkt, k, a, x)
-        if v is None:
-            return "fault", a, x, f"ancillary load k={k:#x} is not available in the {inp.profile} profile", ()
-        if v == EXIT_WITH_A:   # ifidx/hatype without a device: return A
-            return "ret", a, x, a, ()
-        return "next", v, x, pc + 1, ()
-    if op == LD_GEN and f == -1:
-        raise VMError("ran past the last instruction", pc=pc)
-    # Input loads: absolute, indexed, the MSH byte.
-    size = _SIZES.get(op, t)
-    off = (x + k) & U32 if op == LD_IND else k
-    v = inp.load(pkt, off, size) if inp.profile != "socket" or not (
-        off < 0x80000000 and off + size <= len(pkt)) else int.from_bytes(pkt[off:off + size], "big")
-    if v is None:
-        return "fault", a, x, (f"load of {size} byte(s) at offset {isa.to_s32(off)} is out of "
-                               f"bounds (input length {length})"), ()
-    if op == LDX_MSH:
-        return "next", a, (v & 0xf) << 2, pc + 1, ()
-    return "next", v, x, pc + 1, ()
-
-
-def trace(program, data, *, profile: str = "socket", **context):
-    """Run ``program`` and return ``(verdict, [Step, ...])``, one Step per executed instruction."""
-    ex = Execution(program, data, profile=profile, **context)
-    steps = []
-    while not ex.done:
-        steps.append(ex.step())
-    return ex.verdict, steps

@@ -48,7 +48,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 def _fprog(program) -> tuple[bytes, ctypes.Array]:
     """Return (struct sock_fprog bytes, the buffer it points to -- keep it alive)."""
     if not isinstance(program, (bytes, bytearray)):
-        from .insn import Program
+        from bpfio.insn import Program
         if not isinstance(program, Program):
             program = Program(program)
     raw = bytes(program)
@@ -214,7 +214,7 @@ def available(oracle: str = "socket") -> str | None:
     """Return None when the oracle works here, else a reason to skip."""
     if not sys.platform.startswith("linux"):
         return "the live-kernel oracle needs Linux"
-    from .insn import Program, Insn
+    from bpfio.insn import Program, Insn
     ok = Program([Insn(0x06, 0, 0, 1)])
     bad = Program([Insn(0x0e, 0, 0, 0)])
     try:

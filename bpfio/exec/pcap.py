@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from typing import Iterator, NamedTuple
 
-from .errors import BpfError
+from bpfio.errors import BpfError
 
 PCAP_MAGIC_US = 0xa1b2c3d4
 PCAP_MAGIC_NS = 0xa1b23c4d

@@ -13,17 +13,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .errors import BpfError
+from bpfio.errors import KvmError
 
 
-def _error(message: str) -> BpfError:
-    from .kvm import KvmError
+def _error(message: str) -> KvmError:
     return KvmError(message)
 
 
 def guests_dir() -> Path:
     """The folder of example guests (``examples/guests`` in a source checkout)."""
-    return Path(__file__).resolve().parent.parent / "examples" / "guests"
+    return Path(__file__).resolve().parents[2] / "examples" / "guests"
 
 
 def build_guest(source, out_dir, *, defines: dict | None = None) -> Path:

@@ -38,9 +38,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import kvm_abi as K
-from .errors import BpfError
-from .kvm_guests import build_guest, guests_dir, loop_guest
+from bpfio.errors import KvmError
+from bpfio.kvm import abi as K
+from bpfio.kvm.guests import build_guest, guests_dir, loop_guest
+from bpfio.kvm.ports import NullPorts, TimedPorts
+from bpfio.kvm.vcpu import GDT_ADDR, Vcpu, VcpuStats, _ioctl
 
 __all__ = ["KvmError", "Vm", "Vcpu", "RunResult", "VcpuStats", "NullPorts", "TimedPorts",
            "available", "run_guest", "bench_exit_roundtrip", "build_guest", "guests_dir",
@@ -49,37 +51,11 @@ __all__ = ["KvmError", "Vm", "Vcpu", "RunResult", "VcpuStats", "NullPorts", "Tim
 DEV_KVM = "/dev/kvm"
 DEFAULT_MEM = 2 << 20
 DEFAULT_LOAD = 0x1000
-GDT_ADDR = 0x500
-STACK_TOP = 0xF000
-STACK_STRIDE = 0x800
 MAX_VCPUS = 8
 TSS_ADDR = 0xFFFBD000        # three pages KVM needs below 4 GiB on VMX; unused RAM here
 
 _U32 = struct.Struct("<I")
 _MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
-
-
-class KvmError(BpfError):
-    """The VMM cannot start a guest, or a guest stopped for a reason other than HLT."""
-
-    def __init__(self, message: str, *, vcpu: int | None = None, reason: str | None = None,
-                 rip: int | None = None, filename: str | None = None):
-        self.message = message
-        self.vcpu = vcpu
-        self.reason = reason
-        self.rip = rip
-        self.filename = filename
-        where = "" if vcpu is None else f"vcpu {vcpu}: "
-        at = "" if rip is None else f" at rip {rip:#x}"
-        text = f"{where}{message}{at}"
-        super().__init__(text if filename is None else f"{filename}: error: {text}")
-
-    def at(self, filename: str) -> "KvmError":
-        """The same error, placed in ``filename`` (for the command line)."""
-        if self.filename is not None or ": error:" in str(self).split("\n", 1)[0]:
-            return self
-        return KvmError(self.message, vcpu=self.vcpu, reason=self.reason, rip=self.rip,
-                        filename=filename)
 
 
 def available() -> tuple[bool, str]:
@@ -97,88 +73,6 @@ def available() -> tuple[bool, str]:
         return False, f"KVM_GET_API_VERSION failed: {err.strerror}"
     finally:
         os.close(fd)
-
-
-def _ioctl(fd: int, request: int, arg=0, what: str = "ioctl"):
-    try:
-        return fcntl.ioctl(fd, request, arg)
-    except OSError as err:
-        raise KvmError(f"{what} failed: {err.strerror}") from None
-
-
-class NullPorts:
-    """A port handler that reads all ones and drops writes (no engine at all)."""
-
-    def pio_in(self, port: int, size: int, vcpu: int = 0) -> int:
-        return _MASKS[size]
-
-    def pio_out(self, port: int, size: int, value: int, vcpu: int = 0) -> None:
-        return None
-
-
-class TimedPorts:
-    """Wrap a port handler and add up the wall time spent inside it (``seconds``).
-
-    Two ``perf_counter_ns`` calls per access (about 0.1 us) against an exit
-    of several microseconds; with several vCPUs the sum is over all threads.
-    """
-
-    def __init__(self, ports):
-        self.ports = ports
-        self.ns = 0
-        clock = time.perf_counter_ns
-        inner_in, inner_out = ports.pio_in, ports.pio_out
-
-        def pio_in(port, size, vcpu=0):
-            t = clock()
-            try:
-                return inner_in(port, size, vcpu=vcpu)
-            finally:
-                self.ns += clock() - t
-
-        def pio_out(port, size, value, vcpu=0):
-            t = clock()
-            try:
-                return inner_out(port, size, value, vcpu=vcpu)
-            finally:
-                self.ns += clock() - t
-
-        self.pio_in, self.pio_out = pio_in, pio_out
-        inner_ins, inner_outs = getattr(ports, "pio_ins", None), getattr(ports, "pio_outs", None)
-        if inner_ins is not None and inner_outs is not None:
-            def pio_ins(port, size, count, vcpu=0):
-                t = clock()
-                try:
-                    return inner_ins(port, size, count, vcpu=vcpu)
-                finally:
-                    self.ns += clock() - t
-
-            def pio_outs(port, size, values, vcpu=0):
-                t = clock()
-                try:
-                    return inner_outs(port, size, values, vcpu=vcpu)
-                finally:
-                    self.ns += clock() - t
-
-            self.pio_ins, self.pio_outs = pio_ins, pio_outs
-
-    @property
-    def seconds(self) -> float:
-        """Total time spent in the wrapped handler."""
-        return self.ns / 1e9
-
-
-@dataclass
-class VcpuStats:
-    """What one vCPU did: exits by kind, and how it stopped."""
-
-    index: int
-    exits: int = 0           # every return from KVM_RUN
-    io_exits: int = 0        # KVM_EXIT_IO
-    string_exits: int = 0    # KVM_EXIT_IO with count > 1
-    accesses: int = 0        # port accesses (string I/O counts each element)
-    stop: str = ""           # "hlt", "stopped", or the error reason
-    rip: int = 0
 
 
 @dataclass
@@ -218,100 +112,6 @@ class RunResult:
         return self.io_exits / self.seconds if self.seconds > 0 else 0.0
 
 
-class Vcpu:
-    """One vCPU fd with its mmapped ``struct kvm_run``."""
-
-    def __init__(self, vm: "Vm", index: int):
-        self.vm = vm
-        self.index = index
-        self.fd = -1
-        self.run_map: mmap.mmap | None = None
-        self.fd = _ioctl(vm.fd, K.KVM_CREATE_VCPU, index, "KVM_CREATE_VCPU")
-        try:
-            self.run_map = mmap.mmap(self.fd, vm.run_size, mmap.MAP_SHARED,
-                                     mmap.PROT_READ | mmap.PROT_WRITE)
-        except OSError as err:
-            os.close(self.fd)
-            self.fd = -1
-            raise KvmError(f"mmap of vcpu {index} kvm_run failed: {err.strerror}") from None
-        self.stats = VcpuStats(index)
-
-    def get_regs(self) -> K.Regs:
-        """Return the vCPU's general registers (KVM_GET_REGS)."""
-        regs = K.Regs()
-        _ioctl(self.fd, K.KVM_GET_REGS, regs, "KVM_GET_REGS")
-        return regs
-
-    def set_regs(self, regs: K.Regs) -> None:
-        """Load the vCPU's general registers (KVM_SET_REGS)."""
-        _ioctl(self.fd, K.KVM_SET_REGS, regs, "KVM_SET_REGS")
-
-    def get_sregs(self) -> K.Sregs:
-        """Return the vCPU's segment and control registers (KVM_GET_SREGS)."""
-        sregs = K.Sregs()
-        _ioctl(self.fd, K.KVM_GET_SREGS, sregs, "KVM_GET_SREGS")
-        return sregs
-
-    def set_sregs(self, sregs: K.Sregs) -> None:
-        """Load the vCPU's segment and control registers (KVM_SET_SREGS)."""
-        _ioctl(self.fd, K.KVM_SET_SREGS, sregs, "KVM_SET_SREGS")
-
-    def rip(self) -> int:
-        """The guest's current RIP (0 if it cannot be read)."""
-        try:
-            return self.get_regs().rip
-        except KvmError:
-            return 0
-
-    def enter(self, mode: str, entry: int, count: int) -> None:
-        """Put the vCPU in ``mode`` ("real" or "protected") at ``entry``."""
-        sregs = self.get_sregs()
-        if mode == "real":
-            if entry >= 0x100000:
-                raise KvmError(f"real-mode entry {entry:#x} is above 1 MiB")
-            cs = (entry >> 4) & 0xF000 if entry >= 0x10000 else 0
-            ip = entry - (cs << 4)
-            sregs.cs.selector = cs
-            sregs.cs.base = cs << 4
-            for seg in (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss):
-                seg.selector = 0
-                seg.base = 0
-        elif mode == "protected":
-            ip = entry
-            self._flat_protected(sregs)
-        else:
-            raise KvmError(f"unknown mode '{mode}' (real or protected)")
-        self.set_sregs(sregs)
-        regs = K.Regs()
-        regs.rip = ip
-        regs.rflags = 0x2
-        regs.rsp = STACK_TOP - self.index * STACK_STRIDE
-        regs.rbx = self.index
-        regs.rcx = count
-        self.set_regs(regs)
-
-    @staticmethod
-    def _flat_protected(sregs: K.Sregs) -> None:
-        def flat(seg, selector, seg_type):
-            seg.base, seg.limit, seg.selector = 0, 0xFFFFFFFF, selector
-            seg.type, seg.present, seg.dpl, seg.db = seg_type, 1, 0, 1
-            seg.s, seg.l, seg.g, seg.avl, seg.unusable = 1, 0, 1, 0, 0
-        flat(sregs.cs, 0x08, K.SEG_TYPE_CODE_RX)
-        for seg in (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss):
-            flat(seg, 0x10, K.SEG_TYPE_DATA_RW)
-        sregs.gdt.base, sregs.gdt.limit = GDT_ADDR, 3 * 8 - 1
-        sregs.cr0 |= K.CR0_PE | K.CR0_ET
-
-    def close(self) -> None:
-        """Unmap kvm_run and close the vCPU fd (idempotent)."""
-        if self.run_map is not None:
-            self.run_map.close()
-            self.run_map = None
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
 class Vm:
     """A KVM virtual machine: RAM, vCPUs, and a port handler for every PIO exit.
 
@@ -330,7 +130,7 @@ class Vm:
         self.memory: mmap.mmap | None = None
         self._mem_view = None
         self.vcpus: list[Vcpu] = []
-        self.offload = None          # a bpfio.kvm_offload.Offload once enabled
+        self.offload = None          # a bpfio.kvm.offload.Offload once enabled
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -607,14 +407,14 @@ def run_guest(image: bytes, ports=None, *, entry: int = DEFAULT_LOAD, load: int 
               timed: bool = False) -> RunResult:
     """Create a VM, load ``image`` (at ``load``, default ``entry``), run it to HLT, tear down.
 
-    ``offload`` registers eligible bindings with KVM (see bpfio.kvm_offload);
+    ``offload`` registers eligible bindings with KVM (see bpfio.kvm.offload);
     ``timed`` measures the time spent in the port handler (``handler_seconds``).
     """
     timer = TimedPorts(ports if ports is not None else NullPorts()) if timed else None
     with Vm(timer or ports, mem_size=mem_size, vcpus=vcpus) as vm:
         vm.load(image, entry if load is None else load)
         if offload:
-            from .kvm_offload import Offload
+            from bpfio.kvm.offload import Offload
             vm.offload = Offload(vm, ports)
             vm.offload.register()
         result = vm.run(entry=entry, mode=mode, timeout=timeout)

@@ -6,9 +6,9 @@ threading, trivial jumps, identical tails), data-flow passes
 (:mod:`.values`: constants, redundant loads, dead code), libpcap-specific
 straight-line rewrites (:mod:`.sched`) and a small time-boxed search over
 shorter replacements for short windows (:mod:`.search`).  It imports only
-lower stages: :mod:`bpfio.isa`, :mod:`bpfio.insn`, :mod:`bpfio.verifier`,
-:mod:`bpfio.pio.abi` and :mod:`bpfio.prove` (the CLI in
-:mod:`bpfio.commands.opt` adds :mod:`bpfio.formats` for reading and writing).
+lower stages: :mod:`bpfio.isa`, :mod:`bpfio.insn`, :mod:`bpfio.check.verifier`,
+:mod:`bpfio.abi.pio` and :mod:`bpfio.prove` (the CLI in
+:mod:`bpfio.commands.opt` adds :mod:`bpfio.text.formats` for reading and writing).
 
 The contract of :func:`optimize`: the input must pass :func:`bpfio.verify`
 for the profile; the output passes it too, is never longer, and is emitted
@@ -33,9 +33,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..insn import Program
-from ..verifier import verify
-from .passes import PASSES, Context, run_passes
+from bpfio.insn import Program
+from bpfio.check.verifier import verify
+from bpfio.opt.passes import PASSES, Context, run_passes
 
 STATUSES = ("optimized", "unchanged", "unknown", "different")
 
@@ -82,7 +82,7 @@ def optimize(program, *, profile: str = "socket", mem_words: int = 16, notifiers
     Raises :class:`~bpfio.errors.VerifierError` when the input is not valid
     for the profile.
     """
-    from ..prove import equivalent
+    from bpfio.prove import equivalent
     prove = prove or equivalent
     original = Program(program)
     options = {"mem_words": mem_words, "notifiers": notifiers} if profile == "pio" else {}
@@ -96,7 +96,7 @@ def optimize(program, *, profile: str = "socket", mem_words: int = 16, notifiers
     search_seconds = 0.0
     warnings: list = []
     if search_budget > 0:
-        from .search import search
+        from bpfio.opt.search import search
         start = time.perf_counter()
         out, found = search(out, ctx, budget=search_budget, timeout=timeout, prove=prove)
         if found:
@@ -120,7 +120,7 @@ def optimize(program, *, profile: str = "socket", mem_words: int = 16, notifiers
     if len(candidate) > len(original):
         warnings.append("optimizer produced a longer program; emitting the input unchanged")
         return result
-    from ..prove import ProveError
+    from bpfio.prove import ProveError
     try:
         proof = prove(original, candidate, profile=profile, timeout=timeout,
                       mem_words=mem_words)

@@ -14,10 +14,10 @@ program.
 
 from __future__ import annotations
 
-from ..isa import BPF_ABS, BPF_IND, BPF_LD, U32
-from .flow import drop_trivial_jumps, merge_tails, remove_unreachable, tail_classes
-from .ir import JA, LDX_IMM, NEG_OFFSET, Op, lower, reads, resolve, successors, writes
-from .values import analyse, liveness
+from bpfio.isa import BPF_ABS, BPF_IND, BPF_LD, U32
+from bpfio.opt.flow import drop_trivial_jumps, merge_tails, remove_unreachable, tail_classes
+from bpfio.opt.ir import JA, LDX_IMM, NEG_OFFSET, Op, lower, reads, resolve, successors, writes
+from bpfio.opt.values import analyse, liveness
 
 _X_FREE_WRITES = {0x01, 0x81, 0x61, 0xb1}  # ldx #k, ldx len, ldx M[k], ldxb msh: X from scratch
 

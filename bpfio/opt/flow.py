@@ -7,8 +7,8 @@ the list in place and returns how many edits it made.
 
 from __future__ import annotations
 
-from ..isa import BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JSET, BPF_K, U32
-from .ir import JA, Op, leaders, reachable, resolve, successors
+from bpfio.isa import BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JSET, BPF_K, U32
+from bpfio.opt.ir import JA, Op, leaders, reachable, resolve, successors
 
 _MAX_CHAIN = 64   # jump threading follows at most this many jumps from one edge
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..insn import Insn
-from ..isa import (BPF_A, BPF_ABS, BPF_ALU, BPF_DIV, BPF_IMM, BPF_IND, BPF_JA, BPF_JMP,
-                   BPF_LD, BPF_LDX, BPF_MEM, BPF_MISC, BPF_MOD, BPF_MSH, BPF_NEG,
-                   BPF_RET, BPF_ST, BPF_STX, BPF_TAX, BPF_X, OPCODES)
-from ..pio.abi import PIO_HDR_LEN
+from bpfio.insn import Insn
+from bpfio.isa import (BPF_A, BPF_ABS, BPF_ALU, BPF_DIV, BPF_IMM, BPF_IND, BPF_JA, BPF_JMP,
+                       BPF_LD, BPF_LDX, BPF_MEM, BPF_MISC, BPF_MOD, BPF_MSH, BPF_NEG,
+                       BPF_RET, BPF_ST, BPF_STX, BPF_TAX, BPF_X, OPCODES)
+from bpfio.abi.pio import PIO_HDR_LEN
 
 JA = BPF_JMP | BPF_JA
 LD_IMM = BPF_LD | BPF_IMM

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from .abstract import share_x_tails
-from .flow import drop_trivial_jumps, merge_tails, remove_unreachable, thread_jumps
-from .ir import Op, lift, lower
-from .sched import fold_msh, reschedule_scratch
-from .values import propagate, remove_dead
+from bpfio.opt.abstract import share_x_tails
+from bpfio.opt.flow import drop_trivial_jumps, merge_tails, remove_unreachable, thread_jumps
+from bpfio.opt.ir import Op, lift, lower
+from bpfio.opt.sched import fold_msh, reschedule_scratch
+from bpfio.opt.values import propagate, remove_dead
 
 
 @dataclass(frozen=True)

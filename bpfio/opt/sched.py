@@ -13,10 +13,10 @@
 
 from __future__ import annotations
 
-from ..isa import (BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_IMM, BPF_LD, BPF_LDX, BPF_LEN,
-                   BPF_LSH, BPF_MEM, BPF_MOD, BPF_MSH, BPF_MUL, BPF_NEG, BPF_ST, BPF_X)
-from .ir import NEG_OFFSET, TAX, Op, leaders, reads, writes
-from .values import TXA, liveness
+from bpfio.isa import (BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_IMM, BPF_LD, BPF_LDX, BPF_LEN,
+                       BPF_LSH, BPF_MEM, BPF_MOD, BPF_MSH, BPF_MUL, BPF_NEG, BPF_ST, BPF_X)
+from bpfio.opt.ir import NEG_OFFSET, TAX, Op, leaders, reads, writes
+from bpfio.opt.values import TXA, liveness
 
 LD_MEM = BPF_LD | BPF_MEM
 LDXB_MSH = BPF_LDX | BPF_B | BPF_MSH

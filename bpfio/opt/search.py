@@ -15,10 +15,10 @@ from __future__ import annotations
 import random
 import time
 
-from ..isa import BPF_ALU, BPF_DIV, BPF_IMM, BPF_LD, BPF_MISC, BPF_MOD, BPF_NEG, BPF_X, U32
-from ..prove import ProveError
-from .ir import Op, leaders, lift, lower
-from .values import TXA, fold, liveness
+from bpfio.isa import BPF_ALU, BPF_DIV, BPF_IMM, BPF_LD, BPF_MISC, BPF_MOD, BPF_NEG, BPF_X, U32
+from bpfio.prove import ProveError
+from bpfio.opt.ir import Op, leaders, lift, lower
+from bpfio.opt.values import TXA, fold, liveness
 
 _SAMPLES = 64
 _EDGE = (0, 1, 2, 0x7fffffff, 0x80000000, U32)

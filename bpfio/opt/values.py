@@ -20,13 +20,13 @@ verdict handles receives it).
 
 from __future__ import annotations
 
-from ..isa import (BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_DIV, BPF_IMM, BPF_IND, BPF_JEQ,
-                   BPF_JGE, BPF_JGT, BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH,
-                   BPF_MEM, BPF_MISC, BPF_MOD, BPF_MSH, BPF_MUL, BPF_NEG, BPF_OR, BPF_RET,
-                   BPF_RSH, BPF_ST, BPF_STX, BPF_SUB, BPF_TAX, BPF_X, BPF_XOR, U32)
-from ..pio.abi import PIO_HDR_LEN
-from .ir import (JA, LD_IMM, LDX_IMM, NEG_OFFSET, TAX, Op, load_end, pure, reads,
-                 successors, writes)
+from bpfio.isa import (BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_DIV, BPF_IMM, BPF_IND, BPF_JEQ,
+                       BPF_JGE, BPF_JGT, BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH,
+                       BPF_MEM, BPF_MISC, BPF_MOD, BPF_MSH, BPF_MUL, BPF_NEG, BPF_OR, BPF_RET,
+                       BPF_RSH, BPF_ST, BPF_STX, BPF_SUB, BPF_TAX, BPF_X, BPF_XOR, U32)
+from bpfio.abi.pio import PIO_HDR_LEN
+from bpfio.opt.ir import (JA, LD_IMM, LDX_IMM, NEG_OFFSET, TAX, Op, load_end, pure, reads,
+                          successors, writes)
 
 _MAX_DEPTH = 12   # deeper ALU terms become fresh names (keeps terms small)
 TXA = 0x87

@@ -29,9 +29,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import BpfError, ConfigError, VerifierError
-from . import abi
-from .machine import CLOCK_HZ_MAX, ENGINES, Machine
+from bpfio.errors import BpfError, ConfigError, VerifierError
+from bpfio.abi import pio as abi
+from bpfio.pio.machine import CLOCK_HZ_MAX, ENGINES, Machine
 
 MACHINE_KEYS = {"name", "engine"}
 BINDING_KEYS = {"base", "length", "program", "model", "model_args", "mem_words",
@@ -92,8 +92,8 @@ def import_model(spec: str) -> type:
 
 
 def _load_program(path: Path, defines: dict[str, Any], config_dir: Path):
-    from ..formats import load_program
-    from ..resources import asm_dir
+    from bpfio.text.formats import load_program
+    from bpfio.resources import asm_dir
     return load_program(str(path), include_path=(config_dir, asm_dir()),
                         defines={k: v for k, v in defines.items()})
 

@@ -41,8 +41,8 @@ import re
 import sys
 from typing import IO, Iterator, NamedTuple
 
-from ..errors import TraceError
-from .machine import SIZE_MASK
+from bpfio.errors import TraceError
+from bpfio.pio.machine import SIZE_MASK
 
 JSON_KEYS = {"op", "port", "size", "value", "values", "count", "t_ns", "vcpu"}
 OPS = ("in", "out", "ins", "outs")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Callable
 
-from ..errors import PioError
-from ..insn import Insn, Program
-from ..isa import BPF_ABS, BPF_B, BPF_H, BPF_IND, BPF_LD, BPF_LDX, BPF_MSH, BPF_W
-from . import abi
+from bpfio.errors import PioError
+from bpfio.insn import Insn, Program
+from bpfio.isa import BPF_ABS, BPF_B, BPF_H, BPF_IND, BPF_LD, BPF_LDX, BPF_MSH, BPF_W
+from bpfio.abi import pio as abi
 
 
 def to_program(program) -> Program:
@@ -16,7 +16,7 @@ def to_program(program) -> Program:
     if isinstance(program, Program):
         return program
     if isinstance(program, str):
-        from ..assembler import assemble
+        from bpfio.text.assembler import assemble
         return assemble(program, filename="<program>")
     if isinstance(program, (list, tuple)) and all(isinstance(i, Insn) for i in program):
         return Program(program)
@@ -58,7 +58,7 @@ def load_runner(code: bytes, engine: str) -> Callable:
     """
     prog = Program.from_bytes(code)
     if engine == "interp":
-        from ..interp import pio_runner
+        from bpfio.exec.interp import pio_runner
         return pio_runner(prog).pio
-    from ..compiler import compile as compile_program
+    from bpfio.exec.compiler import compile as compile_program
     return compile_program(prog, profile="pio").pio

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .events import Event
-from .machine import FakeClock, Machine
+from bpfio.pio.events import Event
+from bpfio.pio.machine import FakeClock, Machine
 
 UNMAPPED = "(unmapped)"
 EXAMPLES_KEPT = 10

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .replay import UNMAPPED, ReplayReport
+from bpfio.pio.replay import UNMAPPED, ReplayReport
 
 COLUMNS = (("events", "events"), ("handled", "handled"), ("notified", "notified"),
            ("exits", "exits"), ("aborts", "aborts"), ("bad_verdicts", "bad"),

@@ -4,8 +4,8 @@ A pipeline stage above the interpreter.  It owns the translation of a
 program into bit-vector terms (:mod:`.encode`), program equivalence with
 checked counterexamples (:mod:`.equiv`) and properties of one program
 (:mod:`.props`).  It imports only lower stages: :mod:`bpfio.isa`,
-:mod:`bpfio.insn`, :mod:`bpfio.errors`, :mod:`bpfio.formats`,
-:mod:`bpfio.interp`, :mod:`bpfio.seccomp` and :mod:`bpfio.pio.abi`.
+:mod:`bpfio.insn`, :mod:`bpfio.errors`, :mod:`bpfio.text.formats`,
+:mod:`bpfio.exec.interp`, :mod:`bpfio.abi.seccomp` and :mod:`bpfio.abi.pio`.
 
 The semantics are the interpreter's, rule for rule (``docs/prove.md`` lists
 what each profile quantifies over).  Every "different" answer carries an
@@ -21,8 +21,8 @@ Example::
     'equivalent'
 """
 
-from .encode import ProveError
-from .equiv import STATUSES, Result, equivalent
-from .props import prove_property, verdict_classes
+from bpfio.prove.encode import ProveError
+from bpfio.prove.equiv import STATUSES, Result, equivalent
+from bpfio.prove.props import prove_property, verdict_classes
 
 __all__ = ["equivalent", "prove_property", "verdict_classes", "Result", "ProveError", "STATUSES"]

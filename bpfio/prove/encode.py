@@ -7,7 +7,7 @@ instruction after all of its predecessors.  Each pc gets a path condition
 number of edges, not the number of paths.  Values that are known numbers stay
 Python ints (constant folding decides ``ld #5; jeq #5`` without the solver).
 
-Every rule below mirrors a line of :mod:`bpfio.interp`: 32-bit wrap-around,
+Every rule below mirrors a line of :mod:`bpfio.exec.interp`: 32-bit wrap-around,
 unsigned compares, shifts by ``& 31``, ``div``/``mod`` by zero and loads
 outside the input end the program with 0, ``[x + k]`` wraps at 32 bits and
 is read as a signed offset (``SKF_NET_OFF`` maps to the data with
@@ -22,10 +22,10 @@ from typing import NamedTuple
 
 import z3
 
-from .. import isa
-from ..interp import predecode
-from ..isa import BPF_ABS, BPF_IND, BPF_LD, BPF_LDX, BPF_MSH, OPCODES, SKF_AD_OFF, U32
-from ..errors import BpfError, VMError
+from bpfio import isa
+from bpfio.exec.interp import predecode
+from bpfio.isa import BPF_ABS, BPF_IND, BPF_LD, BPF_LDX, BPF_MSH, OPCODES, SKF_AD_OFF, U32
+from bpfio.errors import BpfError, VMError
 
 BV = 32
 

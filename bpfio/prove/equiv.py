@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 
 import z3
 
-from ..insn import Insn
-from ..interp import Execution, SocketContext
-from .encode import ProveError, bv, encode
-from .inputs import PioInputs, SeccompInputs, SocketInputs, inputs_for
+from bpfio.insn import Insn
+from bpfio.exec.interp import SocketContext
+from bpfio.exec.trace import Execution
+from bpfio.prove.encode import ProveError, bv, encode
+from bpfio.prove.inputs import PioInputs, SeccompInputs, SocketInputs, inputs_for
 
 STATUSES = ("equivalent", "different", "unknown")
 PIO_OBSERVED = ("verdict", "in", "mem")
@@ -34,7 +35,7 @@ PIO_OBSERVED = ("verdict", "in", "mem")
 class Result:
     """The answer of :func:`equivalent` (or of a property check).
 
-    ``counterexample`` is the input for ``bpfio.interp.run(prog, cex,
+    ``counterexample`` is the input for ``bpfio.exec.interp.run(prog, cex,
     profile=..., **context)``; ``cex_text`` the same input as ``bpfio run``
     options; ``results`` the two verdicts the interpreter computed on it and
     ``observed`` everything compared (for pio: verdict, IN value, memory).
@@ -66,7 +67,7 @@ def observation(profile: str, inputs, out, compare=PIO_OBSERVED) -> list:
     verdict = out.verdict()
     if profile != "pio":
         return [verdict]
-    from ..pio.abi import PIO_ACTION_MASK, PIO_DONE, PIO_IN, PIO_NOTIFY
+    from bpfio.abi.pio import PIO_ACTION_MASK, PIO_DONE, PIO_IN, PIO_NOTIFY
     terms = []
     if "verdict" in compare:
         terms.append(verdict)
@@ -189,13 +190,13 @@ def concrete_input(profile: str, inputs, model):
         text = "--packet " + (pkt.hex() or "''")
         return pkt, ctx, text + "".join(f" --ctx {k}={v:#x}" for k, v in ctx.items())
     if isinstance(inputs, SeccompInputs):
-        from ..seccomp import SeccompData, syscall_name
+        from bpfio.abi.seccomp import SeccompData, syscall_name
         w = [_value(model, t) for t in inputs.words]
         data = SeccompData(w[0], w[1], w[2] | w[3] << 32,
                            tuple(w[4 + 2 * i] | w[5 + 2 * i] << 32 for i in range(6)))
         return data, {}, seccomp_text(data, syscall_name)
     assert isinstance(inputs, PioInputs)
-    from ..pio.abi import PIO_IN, PioEvent
+    from bpfio.abi.pio import PIO_IN, PioEvent
     h = {name: _value(model, t) for name, t in zip(inputs.NAMES, inputs.header)}
     event = PioEvent(h["port"], h["size"], h["dir"], h["data"], h["offset"], h["vcpu"],
                      h["ticks"] | h["ticks_hi"] << 32, h["ns"] | h["ns_hi"] << 32)
@@ -213,7 +214,7 @@ def concrete_input(profile: str, inputs, model):
 
 def seccomp_text(data, syscall_name) -> str:
     """``bpfio run`` options for one ``seccomp_data``."""
-    from ..seccomp import ARCHES
+    from bpfio.abi.seccomp import ARCHES
     name = syscall_name(data.nr) if data.nr < 0x10000 else None
     arch = {v: k for k, v in ARCHES.items()}.get(data.arch, f"{data.arch:#x}")
     parts = [f"--syscall {name or data.nr}", f"--arch {arch}"]
@@ -247,7 +248,7 @@ def run_observed(profile: str, prog, data, context: dict, rand: dict, compare=PI
     verdict = ex.verdict
     if profile != "pio":
         return verdict, (int(verdict),)
-    from ..pio.abi import PIO_ACTION_MASK, PIO_DONE, PIO_IN, PIO_NOTIFY
+    from bpfio.abi.pio import PIO_ACTION_MASK, PIO_DONE, PIO_IN, PIO_NOTIFY
     obs = []
     if "verdict" in compare:
         obs.append(int(verdict))

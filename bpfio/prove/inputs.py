@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import z3
 
-from .. import isa
-from ..isa import SKF_AD, SKF_AD_OFF
-from .encode import _NET, BV, Inputs, ProveError, _alu, bv, select
+from bpfio import isa
+from bpfio.isa import SKF_AD, SKF_AD_OFF
+from bpfio.prove.encode import _NET, BV, Inputs, ProveError, _alu, bv, select
 
 def _concat(parts):
     """Big-endian bytes as one zero-extended 32-bit term."""
@@ -139,7 +139,7 @@ class SeccompInputs(Inputs):
         self.mem0 = (0,) * isa.BPF_MEMWORDS
 
     def preferred(self):
-        from ..seccomp import AUDIT_ARCH_X86_64
+        from bpfio.abi.seccomp import AUDIT_ARCH_X86_64
         return [self.words[1] == AUDIT_ARCH_X86_64] + [w == 0 for w in self.words]
 
     def load(self, state, off, size):
@@ -167,7 +167,7 @@ class PioInputs(Inputs):
     NAMES = ("port", "size", "dir", "data", "offset", "vcpu", "ticks", "ticks_hi", "ns", "ns_hi")
 
     def __init__(self, mem_words: int = 16, ports: tuple | None = None):
-        from ..pio.abi import PIO_HDR_LEN
+        from bpfio.abi.pio import PIO_HDR_LEN
         self.ports = ports          # (base, length) of a binding: port in range, offset = port - base
         self.header = [z3.BitVec(name, BV) for name in self.NAMES]
         self.mem0 = tuple(z3.BitVec(f"m{i}", BV) for i in range(mem_words))
@@ -178,7 +178,7 @@ class PioInputs(Inputs):
         return self.header[self.NAMES.index(name)]
 
     def constraints(self):
-        from ..pio.abi import PIO_IN, PIO_OUT
+        from bpfio.abi.pio import PIO_IN, PIO_OUT
         port, size, direction, data = self.header[:4]
         facts = [z3.ULE(port, 0xffff), z3.Or(size == 1, size == 2, size == 4),
                  z3.Or(direction == PIO_IN, direction == PIO_OUT),

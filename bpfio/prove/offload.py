@@ -1,7 +1,7 @@
 """KVM offload eligibility as a proof: what a pio program does for every memory, clock and vCPU.
 
 Two questions, each decided for *all* shared-memory contents, clocks, vCPUs
-and ``ld rand`` values (``bpfio.kvm_offload`` asks them):
+and ``ld rand`` values (``bpfio.kvm.offload`` asks them):
 
 * :func:`eventfd_index`: for an OUT of ``size`` bytes of ``data`` at
   ``port``, does the program always return ``PIO_NOTIFY_n`` for one ``n``
@@ -23,11 +23,11 @@ from functools import lru_cache
 
 import z3
 
-from ..interp import pio_runner
-from ..pio import abi
-from .encode import bv, encode
-from .inputs import PioInputs
-from .equiv import as_program, solve
+from bpfio.exec.interp import pio_runner
+from bpfio.abi import pio as abi
+from bpfio.prove.encode import bv, encode
+from bpfio.prove.inputs import PioInputs
+from bpfio.prove.equiv import as_program, solve
 
 _REPLAYED = ("vcpu", "ticks", "ticks_hi", "ns", "ns_hi")   # differ between now and the replay
 

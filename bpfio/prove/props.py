@@ -32,12 +32,12 @@ import time
 
 import z3
 
-from .. import isa
-from ..pio import abi
-from .encode import Outputs, ProveError, State, and_, bv, encode
-from .inputs import inputs_for
-from .equiv import (PIO_OBSERVED, Result, as_program, concrete_input, observation,
-                    run_execution, run_observed, solve)
+from bpfio import isa
+from bpfio.abi import pio as abi
+from bpfio.prove.encode import Outputs, ProveError, State, and_, bv, encode
+from bpfio.prove.inputs import inputs_for
+from bpfio.prove.equiv import (PIO_OBSERVED, Result, as_program, concrete_input, observation,
+                               run_execution, run_observed, solve)
 
 _TOKEN = re.compile(r"\s*(?:(==|!=|<=|>=|<|>|,|\.\.|\[|\]|\(|\))|([A-Za-z_][\w-]*)|"
                     r"(0[xX][0-9a-fA-F]+|\d+))")
@@ -222,7 +222,7 @@ def _name_value(profile, name, arg, field_name):
             return abi.PIO_NOTIFY | (arg & 0xffff)
         return None
     if profile == "seccomp":
-        from ..seccomp import ACTIONS, ARCHES, syscall_number
+        from bpfio.abi.seccomp import ACTIONS, ARCHES, syscall_number
         by_name = {v: k for k, v in ACTIONS.items()}
         by_name["KILL"] = by_name["KILL_THREAD"]
         if name in by_name:
@@ -331,7 +331,7 @@ def prove_property(program, assertion: str, profile: str = "socket", timeout: fl
 
 def _disproof(prog, profile, inputs, model, out, claim) -> Result:
     """Turn a model into a counterexample checked in the interpreter ('unknown' if it is not)."""
-    from ..interp import trace
+    from bpfio.exec.trace import trace
     data, context, text = concrete_input(profile, inputs, model)
     rand = {pc: model.eval(v, model_completion=True).as_long() for pc, v in out.rand.items()}
     verdict, obs = run_observed(profile, prog, data, context, rand, PIO_OBSERVED)

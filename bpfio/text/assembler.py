@@ -18,7 +18,7 @@ What bpf_asm does, and so does this (kernel-cbpf.md §3):
   ``div #0`` and ``ret x`` assemble; rejecting them is the verifier's job.
 
 bpfio additions that no bpf_asm-valid program can contain: the preprocessor
-(``#define`` names in number positions, see ``bpfio.preprocess``) and
+(``#define`` names in number positions, see ``bpfio.text.preprocess``) and
 ``.insn code, jt, jf, k`` for instructions bpf_asm cannot spell (the
 disassembler emits it for such instructions).
 """
@@ -28,16 +28,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from .errors import AsmError
-from .insn import Insn, Program
-from .isa import (BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H,
-                  BPF_IMM, BPF_IND, BPF_JA, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JMP, BPF_JSET,
-                  BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH, BPF_MAXINSNS, BPF_MEM, BPF_MISC,
-                  BPF_MOD, BPF_MSH, BPF_MUL, BPF_NEG, BPF_OR, BPF_RET, BPF_RSH, BPF_ST,
-                  BPF_STX, BPF_SUB, BPF_TAX, BPF_TXA, BPF_W, BPF_X, BPF_XOR, SKF_AD_OFF)
-from .lexer import Lexer
-from .parser import Parser, Stmt, Value
-from .preprocess import ConstEval, Preprocessor
+from bpfio.errors import AsmError
+from bpfio.insn import Insn, Program
+from bpfio.isa import (BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H,
+                       BPF_IMM, BPF_IND, BPF_JA, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JMP, BPF_JSET,
+                       BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH, BPF_MAXINSNS, BPF_MEM, BPF_MISC,
+                       BPF_MOD, BPF_MSH, BPF_MUL, BPF_NEG, BPF_OR, BPF_RET, BPF_RSH, BPF_ST,
+                       BPF_STX, BPF_SUB, BPF_TAX, BPF_TXA, BPF_W, BPF_X, BPF_XOR, SKF_AD_OFF)
+from bpfio.text.lexer import Lexer
+from bpfio.text.parser import Parser, Stmt, Value
+from bpfio.text.preprocess import ConstEval, Preprocessor
 
 _LOADS = {"ld": BPF_W, "ldh": BPF_H, "ldb": BPF_B}
 _ALU = {"add": BPF_ADD, "sub": BPF_SUB, "mul": BPF_MUL, "div": BPF_DIV, "mod": BPF_MOD,

@@ -13,11 +13,11 @@ Two styles:
 
 from __future__ import annotations
 
-from .insn import Insn
-from .isa import (ANCILLARY_BY_K, BPF_A, BPF_ALU, BPF_AND, BPF_IMM, BPF_IND,
-                  BPF_JA, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_MEM, BPF_MISC,
-                  BPF_MSH, BPF_NEG, BPF_OR, BPF_RET, BPF_ST, BPF_STX, BPF_X, BPF_XOR,
-                  OPCODES, to_s32)
+from bpfio.insn import Insn
+from bpfio.isa import (ANCILLARY_BY_K, BPF_A, BPF_ALU, BPF_AND, BPF_IMM, BPF_IND,
+                       BPF_JA, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_MEM, BPF_MISC,
+                       BPF_MSH, BPF_NEG, BPF_OR, BPF_RET, BPF_ST, BPF_STX, BPF_X, BPF_XOR,
+                       OPCODES, to_s32)
 
 _SIGNED_ALU_NOT = {BPF_AND, BPF_OR, BPF_XOR}
 

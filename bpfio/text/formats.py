@@ -25,8 +25,8 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import BpfError, DecodeError
-from .insn import Insn, Program
+from bpfio.errors import BpfError, DecodeError
+from bpfio.insn import Insn, Program
 
 FORMATS = ("bpf_asm", "xt_bpf", "c", "tcpdump", "tcpdump-c", "bpfc", "bpfc-tcpdump", "raw",
            "json", "asm")
@@ -59,7 +59,7 @@ def format_program(program, fmt: str = "bpf_asm") -> str | bytes:
                           for i in program)
         return "[\n" + rows + "\n]\n"
     if fmt == "asm":
-        from .disasm import disassemble
+        from bpfio.text.disasm import disassemble
         return disassemble(program)
     raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
 
@@ -141,7 +141,7 @@ def parse_program(data, *, filename: str = "<input>", include_path=(), defines=N
         return _parse_lines(data, filename, counted=fmt == "tcpdump")
     if fmt == "c":
         return _parse_c(data, filename)
-    from .assembler import assemble
+    from bpfio.text.assembler import assemble
     return assemble(data, filename=filename, include_path=include_path, defines=defines,
                     relax=relax)
 

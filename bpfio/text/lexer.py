@@ -1,6 +1,6 @@
 """The lexer for the kernel's ``bpf_asm`` language (``tools/bpf/bpf_exp.l``).
 
-It feeds ``ply.yacc`` (``bpfio.parser``) with ply-compatible tokens.  It is a
+It feeds ``ply.yacc`` (``bpfio.text.parser``) with ply-compatible tokens.  It is a
 single-regex scanner rather than ``ply.lex`` for two reasons: flex picks the
 *longest* match (earliest rule on a tie) while ply.lex takes the first rule
 that matches, and a scanner loop is about three times faster than ply.lex's
@@ -30,8 +30,8 @@ from __future__ import annotations
 import bisect
 import re
 
-from .errors import AsmError
-from .isa import ASM_EXTENSIONS
+from bpfio.errors import AsmError
+from bpfio.isa import ASM_EXTENSIONS
 
 MNEMONICS = ("ldb", "ldh", "ld", "ldi", "ldx", "ldxi", "ldxb", "st", "stx", "jmp", "ja",
              "jeq", "jneq", "jne", "jlt", "jle", "jgt", "jge", "jset", "add", "sub", "mul",

@@ -6,8 +6,8 @@ operand family, not per mnemonic -- yet accepts exactly bpf_exp.y's programs
 and fails at the same token bison fails at.  The syntax error then also
 names the operands the mnemonic takes.
 
-The tables are shipped in ``bpfio/_parsetab.py`` (regenerate with
-``python -m bpfio.parser``) so start-up does not rebuild them.
+The tables are shipped in ``bpfio/text/_parsetab.py`` (regenerate with
+``python -m bpfio.text.parser``) so start-up does not rebuild them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import ply.yacc as yacc
 
-from .lexer import Lexer, OPERAND_HELP
+from bpfio.text.lexer import Lexer, OPERAND_HELP
 
 
 @dataclass(slots=True)
@@ -45,13 +45,13 @@ class Stmt:
 
 
 class Parser:
-    """LALR parser over :class:`bpfio.lexer.Lexer` tokens."""
+    """LALR parser over :class:`bpfio.text.lexer.Lexer` tokens."""
 
     tokens = Lexer.tokens
 
     def __init__(self):
         here = os.path.dirname(__file__)
-        self.parser = yacc.yacc(module=self, tabmodule="bpfio._parsetab", outputdir=here,
+        self.parser = yacc.yacc(module=self, tabmodule="bpfio.text._parsetab", outputdir=here,
                                 write_tables=False, debug=False, optimize=True,
                                 errorlog=yacc.NullLogger())
         self.lexer = None
@@ -271,7 +271,7 @@ class _TokenFeed:
 
 
 def write_tables() -> str:
-    """Regenerate ``bpfio/_parsetab.py`` from the grammar; return its path."""
+    """Regenerate ``bpfio/text/_parsetab.py`` from the grammar; return its path."""
     here = os.path.dirname(__file__)
     path = os.path.join(here, "_parsetab.py")
     if os.path.exists(path):

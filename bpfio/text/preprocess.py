@@ -25,9 +25,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import AsmError
-from .lexer import c_number
-from .resources import asm_dir
+from bpfio.errors import AsmError
+from bpfio.text.lexer import c_number
+from bpfio.resources import asm_dir
 
 _DIRECTIVE = re.compile(r"^[ \t]*\#[ \t]*(define|undef|include|ifdef|ifndef|if|elif|else|endif|error)"
                         r"(?![A-Za-z0-9_])(.*)$")

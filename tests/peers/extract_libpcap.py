@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from bpfio.pcap import read_packets  # noqa: E402
+from bpfio.exec.pcap import read_packets  # noqa: E402
 
 _PERL = r"""
 no strict; no warnings;

@@ -1,0 +1,151 @@
+"""What a socket filter sees beyond its bytes: the socket context, header offsets, ancillary loads.
+
+The defaults are what Linux 6.18 gives a filter on an AF_UNIX datagram socket (measured with
+:mod:`bpfio.exec.kernel_run`).  ``SKF_NET_OFF + n`` and ``SKF_LL_OFF + n`` resolve through
+:func:`skb_offset`; ``ld`` of ``SKF_AD_OFF + n`` reads :func:`ancillary`, whose
+``EXIT_WITH_A`` result ends the program returning A (``ifidx``/``hatype`` without a
+device, as the kernel's converted code does).
+"""
+
+from __future__ import annotations
+
+import random as _random
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from bpfio.isa import SKF_AD, U32
+
+
+_S32_MIN_LL = -0x200000   # SKF_LL_OFF as a signed offset
+
+
+_S32_MIN_NET = -0x100000  # SKF_NET_OFF as a signed offset
+
+
+EXIT_WITH_A = -1          # an ancillary handler's "end the program returning A"
+
+
+@dataclass(frozen=True, slots=True)
+class SocketContext:
+    """What a socket filter's ancillary loads and header offsets see.
+
+    The defaults are what Linux 6.18 gives a filter on an AF_UNIX datagram
+    socket, measured with :mod:`bpfio.exec.kernel_run`: every field 0, no device
+    (``ifindex``/``hatype`` None: those loads end the program returning A),
+    the network header at offset 0 of the data and no link-layer header
+    (``ll_off`` None).  ``cpu`` is the sending CPU (0 when pinned there);
+    ``rand`` supplies ``ld rand`` (default: ``random.getrandbits(32)``).
+    """
+
+    protocol: int = 0          # SKF_AD_PROTOCOL: ntohs(skb->protocol)
+    pkt_type: int = 0          # SKF_AD_PKTTYPE
+    ifindex: int | None = None  # SKF_AD_IFINDEX; None = no device
+    hatype: int | None = None   # SKF_AD_HATYPE; None = no device
+    mark: int = 0
+    queue: int = 0
+    rxhash: int = 0
+    cpu: int = 0
+    vlan_tci: int = 0
+    vlan_present: int = 0
+    vlan_tpid: int = 0
+    poff: int = 0              # SKF_AD_PAY_OFFSET (flow dissector; 0 when unknown)
+    net_off: int = 0           # network header offset from the data start
+    ll_off: int | None = None  # link-layer header offset; None = not set
+    rand: Callable[[], int] | None = field(default=None, compare=False)
+
+    def rand_u32(self) -> int:
+        """One ``ld rand`` value."""
+        return (self.rand() if self.rand else _random.getrandbits(32)) & U32
+
+
+DEFAULT_CONTEXT = SocketContext()
+
+
+def socket_context(context=None, **fields) -> SocketContext:
+    """Build a SocketContext from an existing one and/or keyword fields."""
+    base = context if context is not None else DEFAULT_CONTEXT
+    unknown = set(fields) - set(SocketContext.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown socket context field(s): {', '.join(sorted(unknown))}")
+    return replace(base, **fields) if fields else base
+
+
+def skb_offset(off: int, net_off: int, ll_off: int | None) -> int | None:
+    """Map a signed load offset to a data offset (``bpf_skb_load_helper`` rules), or None."""
+    if off >= 0:
+        return off
+    if off >= _S32_MIN_NET:
+        return off - _S32_MIN_NET + net_off
+    if off >= _S32_MIN_LL and ll_off is not None:
+        return off - _S32_MIN_LL + ll_off
+    return None
+
+
+def skb_load(pkt: bytes, off: int, size: int, net_off: int = 0, ll_off: int | None = None):
+    """Read ``size`` big-endian bytes at signed offset ``off``; None when out of bounds."""
+    start = skb_offset(off, net_off, ll_off)
+    if start is None or start < 0 or start + size > len(pkt):
+        return None
+    return int.from_bytes(pkt[start:start + size], "big")
+
+
+def _nla_find(pkt: bytes, start: int, length: int, attrtype: int) -> int:
+    """Offset of the first netlink attribute of ``attrtype`` in pkt[start:start+length], else 0."""
+    pos, rem = start, length
+    while rem >= 4:
+        nla_len = int.from_bytes(pkt[pos:pos + 2], "little")
+        if nla_len < 4 or nla_len > rem:
+            break
+        if int.from_bytes(pkt[pos + 2:pos + 4], "little") & 0x3fff == attrtype:
+            return pos
+        step = (nla_len + 3) & ~3
+        pos += step
+        rem -= step
+    return 0
+
+
+def ancillary(offset: int, a: int, x: int, pkt: bytes, ctx: SocketContext) -> int:
+    """Value of the ancillary load ``SKF_AD_OFF + offset`` (``convert_bpf_extensions``).
+
+    Returns :data:`EXIT_WITH_A` for ``ifidx``/``hatype`` without a device.
+    """
+    if offset == SKF_AD["PROTOCOL"]:
+        return ctx.protocol & 0xffff
+    if offset == SKF_AD["PKTTYPE"]:
+        return ctx.pkt_type & 7
+    if offset == SKF_AD["IFINDEX"]:
+        return EXIT_WITH_A if ctx.ifindex is None else ctx.ifindex & U32
+    if offset == SKF_AD["HATYPE"]:
+        return EXIT_WITH_A if ctx.hatype is None else ctx.hatype & 0xffff
+    if offset == SKF_AD["NLATTR"] or offset == SKF_AD["NLATTR_NEST"]:
+        n = len(pkt)
+        # __skb_get_nlattr(_nest): attribute header at data + A, types compared as int.
+        if n < 4 or a > n - 4 or x > 0x3fff:
+            return 0
+        if offset == SKF_AD["NLATTR"]:
+            return _nla_find(pkt, a, n - a, x)
+        nla_len = int.from_bytes(pkt[a:a + 2], "little")
+        if nla_len > n - a:
+            return 0
+        return _nla_find(pkt, a + 4, nla_len - 4, x)   # a short nla_len finds nothing
+    if offset == SKF_AD["MARK"]:
+        return ctx.mark & U32
+    if offset == SKF_AD["QUEUE"]:
+        return ctx.queue & 0xffff
+    if offset == SKF_AD["RXHASH"]:
+        return ctx.rxhash & U32
+    if offset == SKF_AD["CPU"]:
+        return ctx.cpu & U32
+    if offset == SKF_AD["ALU_XOR_X"]:
+        return a ^ x
+    if offset == SKF_AD["VLAN_TAG"]:
+        return ctx.vlan_tci & 0xffff
+    if offset == SKF_AD["VLAN_TAG_PRESENT"]:
+        return 1 if ctx.vlan_present else 0
+    if offset == SKF_AD["PAY_OFFSET"]:
+        return ctx.poff & U32
+    if offset == SKF_AD["RANDOM"]:
+        return ctx.rand_u32()
+    if offset == SKF_AD["VLAN_TPID"]:
+        return ctx.vlan_tpid & 0xffff
+    raise ValueError(f"not an ancillary offset: {offset}")
