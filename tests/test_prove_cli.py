@@ -237,6 +237,20 @@ def test_verdicts_lists_each_class_with_a_witness_run_reproduces(runner, cli):
         assert got.split()[:2] == verdict.split()[:2], (cmd, got)
 
 
+def test_prove_json_lists_verdicts_and_counterexamples(runner, cli, files):
+    (a,) = files(a=POLICY)
+    r = runner.invoke(cli, ["prove", "--json", "--profile", "seccomp", a, "--verdicts",
+                            "--assert", "ret == ALLOW", "--assert", "ret in ALLOW, ERRNO(1)"])
+    report = json.loads(r.stdout)
+    assert r.exit_code == 1
+    first, second, table = report["results"]
+    assert first["status"] == "disproved" and first["result"] == 0x50001
+    assert first["counterexample"].startswith("--syscall ")
+    assert second["status"] == "proved"
+    assert table["complete"] and sorted(e["verdict"] for e in table["verdicts"]) == [0x50001,
+                                                                                    0x7fff0000]
+
+
 def test_installed_entry_point_runs_equiv(files):
     a, b = files(a=PASS_IP, b=PASS_ARP)
     proc = subprocess.run([bpfio_exe(), "equiv", a, b], capture_output=True,

@@ -7,18 +7,19 @@ import json
 import click
 
 from bpfio.commands.common import program_options
-from bpfio.commands.equiv import (EXIT_DIFFERENT, EXIT_UNKNOWN, check_ports, load_checked, profile_options,
-                                  verdict_text)
+from bpfio.commands.equiv import (EXIT_DIFFERENT, EXIT_UNKNOWN, check_ports, load_checked,
+                                  profile_options, verdict_text)
 
 
 def _verdict_table(prog, name, profile, opts, limit):
-    """Lines: the verdict classes (pio: per direction and size) with a witness each."""
+    """``(lines, complete, entries)``: the verdict classes (pio: per direction and size),
+    each with a witness, as text lines and as JSON-ready dicts."""
     from bpfio.prove import verdict_classes
     groups = [("", None)]
     if profile == "pio":
         groups = [(f"{d} size {s}", f"dir == {d.upper()} and size == {s}")
                   for d in ("in", "out") for s in (1, 2, 4)]
-    lines, complete_all = [], True
+    lines, complete_all, entries = [], True, []
     for title, when in groups:
         classes, complete = verdict_classes(prog, limit=limit, when=when, **opts)
         complete_all &= complete
@@ -27,10 +28,13 @@ def _verdict_table(prog, name, profile, opts, limit):
         for verdict, witness in sorted(classes):
             run_opts = witness if profile == "socket" else f"--profile {profile} {witness}"
             lines.append(f"  {verdict_text(profile, verdict):<22} e.g. bpfio run {run_opts} {name}")
+            entries.append({"group": title or None, "verdict": verdict,
+                            "shown": verdict_text(profile, verdict), "witness": witness,
+                            "complete": complete})
         if not complete:
             lines.append(f"  ... possibly more (stopped after {len(classes)}; "
                          "raise --limit or --timeout)")
-    return lines, complete_all
+    return lines, complete_all, entries
 
 
 @click.command("prove")
@@ -101,9 +105,9 @@ def prove(program, assertions, verdicts, limit, profile, mem_words, ports, conte
             shown = verdict_text(profile, r.results[0], r.observed[0], r.counterexample)
             click.echo(f"  bpfio run {cex} {name}  ->  {shown}")
     if verdicts:
-        lines, complete = _verdict_table(prog, name, profile, opts, limit)
+        lines, complete, entries = _verdict_table(prog, name, profile, opts, limit)
         if as_json:
-            report.append({"verdicts": lines, "complete": complete})
+            report.append({"verdicts": entries, "complete": complete})
         else:
             click.echo(f"{name}: verdicts{'' if complete else ' (incomplete)'}:")
             for line in lines:
