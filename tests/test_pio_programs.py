@@ -21,7 +21,8 @@ def _engines():
     if importlib.util.find_spec("bpfio.exec.interp") is not None:
         out.append("interp")
     out.append(pytest.param("compiled", marks=pytest.mark.skipif(
-        importlib.util.find_spec("bpfio.exec.compiler") is None, reason="bpfio.exec.compiler not built yet")))
+        importlib.util.find_spec("bpfio.exec.compiler") is None,
+        reason="bpfio.exec.compiler not built yet")))
     return out
 
 
