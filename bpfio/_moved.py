@@ -3,7 +3,9 @@
 Each entry is the one-line re-export of a moved module: ``import bpfio.interp`` gives the
 module :mod:`bpfio.exec.interp` itself (so attributes, private names and monkeypatching
 all behave as before) and warns once with a :class:`DeprecationWarning` naming the new
-path.  ``CHANGELOG.md`` lists the moves.
+path.  An old module split in two whose new module cannot re-import the moved names
+(:data:`SPLIT`: the sibling imports the module) gets them added when the old path is
+imported.  ``CHANGELOG.md`` lists the moves.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ MOVED = {
     "bpfio.cfg": "bpfio.dbg.cfg",
 }
 
+# Old modules split along a seam where the new module cannot re-import the moved names (the
+# split-off sibling imports it): importing the old path adds those names to the new module,
+# so the old path is still one module object.
+SPLIT = {
+    "bpfio.interp": ("bpfio.exec.trace", ("trace", "Execution", "Step", "step_op")),
+}
+
 
 class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Resolves an old module path to the module at its new path."""
@@ -49,7 +58,13 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec):
         warnings.warn(f"{spec.name} is now {MOVED[spec.name]}; the old path goes away in 0.3",
                       DeprecationWarning, stacklevel=2)
-        return importlib.import_module(MOVED[spec.name])
+        module = importlib.import_module(MOVED[spec.name])
+        if spec.name in SPLIT:
+            sibling, names = SPLIT[spec.name]
+            sibling = importlib.import_module(sibling)
+            for name in names:
+                module.__dict__.setdefault(name, getattr(sibling, name))
+        return module
 
     def exec_module(self, module):
         """Nothing to run: the module was loaded at its new path."""

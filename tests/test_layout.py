@@ -144,3 +144,37 @@ def test_old_paths_still_import_as_the_new_module(old):
     assert any(issubclass(w.category, DeprecationWarning) and _moved.MOVED[old] in str(w.message)
                for w in caught), f"{old}: no deprecation warning"
     assert not (PKG.parent / (old.replace(".", "/") + ".py")).exists(), f"{old}: file still there"
+
+
+# Public names of the modules split along a seam, as they were before the split: every one
+# must still import from the old path (taken from the last flat-layout tree, 265aa6c).
+OLD_PUBLIC = [
+    ("bpfio.interp", "trace"), ("bpfio.interp", "Execution"), ("bpfio.interp", "Step"),
+    ("bpfio.interp", "step_op"), ("bpfio.interp", "skb_offset"), ("bpfio.interp", "run"),
+    ("bpfio.interp", "SocketContext"), ("bpfio.interp", "outcome"),
+    ("bpfio.kernel_run", "ORACLE_ANCILLARY"), ("bpfio.kernel_run", "random_program"),
+    ("bpfio.kvm_offload", "Outcome"), ("bpfio.kvm_offload", "MAX_STATES"),
+    ("bpfio.kvm", "DEV_KVM"), ("bpfio.kvm", "DEFAULT_MEM"), ("bpfio.kvm", "TSS_ADDR"),
+    ("bpfio.kvm", "GDT_ADDR"), ("bpfio.kvm", "STACK_TOP"), ("bpfio.kvm", "STACK_STRIDE"),
+    ("bpfio.kvm", "run_guest"), ("bpfio.pio.machine", "Binding"),
+    ("bpfio.verifier", "Lint"), ("bpfio.debugger", "DbgError"),
+]
+
+
+@pytest.mark.parametrize("old, name", OLD_PUBLIC)
+def test_split_modules_keep_their_public_names_at_the_old_path(old, name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = importlib.import_module(old)
+    assert getattr(module, name, None) is not None, f"from {old} import {name} fails"
+
+
+def test_the_old_path_of_a_split_module_is_still_one_module(monkeypatch):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old = importlib.import_module("bpfio.interp")
+    assert old is importlib.import_module("bpfio.exec.interp")
+    assert old.trace is importlib.import_module("bpfio.exec.trace").trace
+    marker = object()
+    monkeypatch.setattr(old, "run", marker)     # patching the old path patches the module
+    assert importlib.import_module("bpfio.exec.interp").run is marker

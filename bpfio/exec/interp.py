@@ -46,7 +46,7 @@ from bpfio.isa import (BPF_ABS, BPF_ALU, BPF_IMM, BPF_IND, BPF_JMP, BPF_LD, BPF_
 from bpfio.abi.pio import PIO_HDR_LEN, PIO_MEM_DEFAULT
 from bpfio.abi.seccomp import SECCOMP_DATA_LEN, SeccompResult, as_seccomp_data
 from bpfio.exec.skb import (DEFAULT_CONTEXT, EXIT_WITH_A, SocketContext, ancillary, skb_load,
-                            socket_context)
+                            skb_offset, socket_context)  # noqa: F401 - names from before the split
 
 PROFILES = ("socket", "seccomp", "pio")
 

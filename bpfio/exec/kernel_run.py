@@ -33,7 +33,7 @@ import struct
 from bpfio import isa
 from bpfio.insn import Insn, Program
 from bpfio.exec.kernel import SO_ATTACH_FILTER, _fprog
-from bpfio.exec.gen import random_program, random_packet
+from bpfio.exec.gen import ORACLE_ANCILLARY, random_program, random_packet  # noqa: F401 - were here
 
 ABORTED = None  # what the oracles report for a program that aborted (kernel verdict 0)
 

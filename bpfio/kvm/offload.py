@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from bpfio import isa
 from bpfio.abi import pio as abi
 from bpfio.kvm import abi as K
-from bpfio.kvm.analysis import SIZES, analyze_out
+from bpfio.kvm.analysis import MAX_STATES, SIZES, Outcome, analyze_out  # noqa: F401 - were here
 
 _U32 = 0xFFFFFFFF
 _U32_FIELD = struct.Struct("<I")
