@@ -481,3 +481,28 @@ def test_merge_beyond_jump_range_is_undone(gap, merges):
     out, fired = run_passes(prog, Context(), {"merge-tails": PASSES["merge-tails"]})
     assert bool(fired) == merges
     assert (list(out) == list(prog)) != merges
+
+
+def _proto_is_zero(ops, ctx):
+    """A pass that is right only on AF_UNIX: 'ld proto' (0 there) becomes 'ld #0'."""
+    count = 0
+    for op in ops:
+        if op is not None and op.code == 0x20 and op.k == 0xfffff000:
+            op.code, op.k, count = 0x00, 0, count + 1
+    return count
+
+
+def test_socket_proofs_quantify_over_every_socket_context():
+    # On the default (AF_UNIX) context 'ld proto' reads 0, so the rewrite is "equivalent"
+    # there; on a real interface it is wrong, and the optimizer must not emit it.
+    prog = asm("ld proto; ret a")
+    seen = []
+
+    def spy(a, b, **kw):
+        seen.append(kw)
+        return equivalent(a, b, **kw)
+    result = optimize(prog, prove=spy, passes={"proto-is-zero": _proto_is_zero})
+    assert result.fired["proto-is-zero"] == 1
+    assert seen and all(kw.get("context") == "free" for kw in seen)
+    assert result.status == "different" and result.program == prog
+    assert equivalent(prog, result.candidate, profile="socket").status == "equivalent"
