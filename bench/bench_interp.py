@@ -29,8 +29,7 @@ if str(ROOT) not in sys.path:
 
 from bpfio.exec.compiler import compile as compile_program  # noqa: E402
 from bpfio.text.formats import parse_program  # noqa: E402
-from bpfio.exec.interp import Interpreter
-from bpfio.exec.interp import pio_runner  # noqa: E402
+from bpfio.exec.interp import Interpreter, pio_runner  # noqa: E402
 from bpfio.check.verifier import verify  # noqa: E402
 
 CORPUS = ROOT / "tests" / "golden" / "tcpdump"

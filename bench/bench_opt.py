@@ -42,12 +42,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bpfio.errors import VerifierError  # noqa: E402
-from bpfio.text.formats import load_program
-from bpfio.text.formats import parse_program  # noqa: E402
+from bpfio.text.formats import load_program, parse_program  # noqa: E402
 from bpfio.exec.interp import outcome  # noqa: E402
 from bpfio.opt import optimize  # noqa: E402
-from bpfio.exec.pcap import read_packets
-from bpfio.exec.pcap import write_pcap  # noqa: E402
+from bpfio.exec.pcap import read_packets, write_pcap  # noqa: E402
 from bpfio.check.verifier import verify  # noqa: E402
 
 EXPRESSIONS = ROOT / "bench" / "data" / "tcpdump_exprs.txt"

@@ -9,6 +9,8 @@ profile with its run context.
 
 from __future__ import annotations
 
+import random
+
 from bpfio import isa
 from bpfio.insn import Insn, Program
 from bpfio.exec.gen import random_packet
@@ -139,3 +141,12 @@ def random_input(rng, profile: str, mem_words: int = 16):
                      rng.randrange(4), rng.getrandbits(64) if rng.random() < 0.3
                      else rng.randrange(1000), rng.getrandbits(64))
     return event, {"mem": [_u32(rng) for _ in range(mem_words)]}
+
+
+def rand_stream(seed: int):
+    """An ``ld rand`` source for one run: the same seed gives two programs the same stream.
+
+    The prover's semantics: the n-th ``ld rand`` of a run reads the n-th random value.
+    """
+    source = random.Random(seed)
+    return lambda: source.getrandbits(32)

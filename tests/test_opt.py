@@ -19,13 +19,14 @@ import pytest
 
 from bpfio.text.formats import format_program, parse_program
 from bpfio.insn import Insn, Program
-from bpfio.exec.interp import outcome, run
+from bpfio.exec.interp import SocketContext, outcome, run
 from bpfio.exec.gen import random_packet, random_program
 from bpfio.opt import optimize
 from bpfio.opt.passes import PASSES, Context, run_passes
 from bpfio.prove import Result, equivalent
 from bpfio.check.verifier import verify
 from devtools import bpfio_exe
+from prove_tools import rand_stream
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -326,9 +327,6 @@ def test_insn_roundtrip_of_tax_k():
 
 # --- fuzz: random verified programs through the whole pipeline ---------------------
 
-RAND_K = 0xfffff038   # ld rand: the prover gives each program its own values, so skip it
-
-
 def _fuzz_params():
     out = []
     for profile in ("socket", "seccomp", "pio"):
@@ -349,8 +347,6 @@ def test_random_programs_are_proved(profile, seed):
             verify(prog, profile=profile, lints=False)
         except Exception:
             continue
-        if any(i.k == RAND_K and i.code in (0x20, 0x28, 0x30) for i in prog):
-            continue
         checked += 1
         result = optimize(prog, profile=profile, timeout=20)
         assert result.status != "different", (list(prog), result.warnings)
@@ -358,8 +354,11 @@ def test_random_programs_are_proved(profile, seed):
         verify(result.program, profile=profile, lints=False)
         if profile == "socket":
             pkts = [random_packet(rng, max_len=200) for _ in range(50)]
-            for pkt in pkts:
-                assert run(prog, pkt) == run(result.candidate, pkt), (list(prog), pkt.hex())
+            for pkt in pkts:    # ld rand: both programs read the same stream
+                seed = rng.getrandbits(64)
+                got = [run(p, pkt, context=SocketContext(rand=rand_stream(seed)))
+                       for p in (prog, result.candidate)]
+                assert got[0] == got[1], (list(prog), pkt.hex())
 
 
 # --- libpcap-shaped programs with mutated constants, targets and opcodes ------------
@@ -481,3 +480,28 @@ def test_merge_beyond_jump_range_is_undone(gap, merges):
     out, fired = run_passes(prog, Context(), {"merge-tails": PASSES["merge-tails"]})
     assert bool(fired) == merges
     assert (list(out) == list(prog)) != merges
+
+
+def _proto_is_zero(ops, ctx):
+    """A pass that is right only on AF_UNIX: 'ld proto' (0 there) becomes 'ld #0'."""
+    count = 0
+    for op in ops:
+        if op is not None and op.code == 0x20 and op.k == 0xfffff000:
+            op.code, op.k, count = 0x00, 0, count + 1
+    return count
+
+
+def test_socket_proofs_quantify_over_every_socket_context():
+    # On the default (AF_UNIX) context 'ld proto' reads 0, so the rewrite is "equivalent"
+    # there; on a real interface it is wrong, and the optimizer must not emit it.
+    prog = asm("ld proto; ret a")
+    seen = []
+
+    def spy(a, b, **kw):
+        seen.append(kw)
+        return equivalent(a, b, **kw)
+    result = optimize(prog, prove=spy, passes={"proto-is-zero": _proto_is_zero})
+    assert result.fired["proto-is-zero"] == 1
+    assert seen and all(kw.get("context") == "free" for kw in seen)
+    assert result.status == "different" and result.program == prog
+    assert equivalent(prog, result.candidate, profile="socket").status == "equivalent"

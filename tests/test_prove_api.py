@@ -34,7 +34,10 @@ RET0 = "ret #0\n"
      "equivalent"),
     ("len is free", "socket", "ld len\nret a\n", "ld #14\nret a\n", "different"),
     ("protocol is 0 in the default context", "socket", "ld proto\nret a\n", RET0, "equivalent"),
-    ("two ld rand are two values", "socket", "ld rand\nret a\n", "ld rand\nret a\n", "different"),
+    ("the same read of the random stream", "socket", "ld rand\nret a\n", "ld rand\nret a\n",
+     "equivalent"),
+    ("the first and the second random value", "socket", "ld rand\nret a\n",
+     "ld rand\nld rand\nret a\n", "different"),
     ("ld rand is not a constant", "socket", "ld rand\nret a\n", RET0, "different"),
     ("xor_x is A ^ X", "socket", "ld [0]\ntax\nld #5\nld #5\nxor x\nret a\n",
      "ld [0]\nxor #5\nret a\n", "equivalent"),
@@ -122,3 +125,24 @@ def test_property_and_verdicts():
     assert complete and sorted(v for v, _ in classes) == [10, 20]
     with pytest.raises(ProveError):
         prove_property(prog, "ret ==", profile="seccomp")
+
+
+def test_ld_rand_is_one_stream_shared_by_both_programs():
+    # The n-th 'ld rand' of a run reads the n-th value of one random stream, so a program
+    # is equivalent to itself and to rewrites that read the stream the same way...
+    coin = P("ld rand\n and #1\n jeq #0, zero\n ret #1\nzero: ret #2\n")
+    flipped = P("ld rand\n and #1\n jeq #1, one\n ret #2\none: ret #1\n")
+    assert equivalent(coin, coin).status == "equivalent"
+    assert equivalent(coin, flipped).status == "equivalent"
+    # ... the order of the reads matters (r0 + r1 == r1 + r0, but r1 - r0 differs) ...
+    add = P("ld rand\n tax\n ld rand\n add x\n ret a\n")
+    add_mem = P("ld rand\n st M[0]\n ld rand\n ldx M[0]\n add x\n ret a\n")
+    sub = P("ld rand\n st M[0]\n ld rand\n ldx M[0]\n sub x\n ret a\n")
+    assert equivalent(add, add_mem).status == "equivalent"
+    r = equivalent(add, sub)
+    assert r.status == "different"
+    r0, r1 = r.rand[0][0], r.rand[0][2]
+    assert r.results == ((r0 + r1) & 0xffffffff, (r1 - r0) & 0xffffffff)
+    # ... and a read reached on two paths is the same first read.
+    split = P("ldb [0]\n jeq #1, two\n ld rand\n ret a\ntwo: ld rand\n ret a\n")
+    assert equivalent(split, P("ldb [0]\n ld rand\n ret a\n")).status == "equivalent"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
+from bpfio.commands.common import program_options, write_program
 from bpfio.text.assembler import assemble_source
-from bpfio.text.formats import FORMATS, format_program, read_input
-from bpfio.commands.common import program_options
+from bpfio.text.formats import FORMATS, read_input
 
 
 @click.command("asm")
@@ -50,12 +48,4 @@ def asm(source, fmt, output, no_warnings, include_path, defines, relax):
     if not no_warnings:
         for warning in result.warnings:
             click.echo(str(warning), err=True)
-    rendered = format_program(result.program, fmt)
-    if isinstance(rendered, str):
-        rendered = rendered.encode()
-    if output == "-":
-        sys.stdout.buffer.write(rendered)
-        sys.stdout.buffer.flush()
-    else:
-        with open(output, "wb") as fh:
-            fh.write(rendered)
+    write_program(result.program, fmt, output)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from bpfio.errors import BpfError
-from bpfio.text.formats import load_program
+from bpfio.text.formats import format_program, load_program
 
 
 class BpfClickError(click.ClickException):
@@ -50,3 +52,16 @@ def program_options(func):
 def load(path, include_path=(), defines=None, relax=False):
     """Load a program for a command (any format; '-' is stdin)."""
     return load_program(path, include_path=include_path, defines=defines, relax=relax)
+
+
+def write_program(program, fmt: str, output: str) -> None:
+    """Write ``program`` in format ``fmt`` to the file ``output`` (``-``: standard output)."""
+    rendered = format_program(program, fmt)
+    if isinstance(rendered, str):
+        rendered = rendered.encode()
+    if output == "-":
+        sys.stdout.buffer.write(rendered)
+        sys.stdout.buffer.flush()
+    else:
+        with open(output, "wb") as fh:
+            fh.write(rendered)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from bpfio.commands.common import BpfClickError
+from bpfio.commands.common import BpfClickError, program_options, write_program
 from bpfio.errors import VerifierError
-from bpfio.text.formats import FORMATS, detect_format, format_program, parse_program, read_input
+from bpfio.text.formats import FORMATS, detect_format, parse_program, read_input
 from bpfio.abi import pio as abi
 from bpfio.check.verifier import PROFILES
-from bpfio.commands.common import program_options
 
 
 def _stats_lines(name, result, profile) -> list[str]:
@@ -110,12 +107,4 @@ def opt(program, fmt, output, profile, mem_words, notifiers, timeout, search_bud
     if fmt is None:
         fmt = detect_format(data)
         fmt = "bpf_asm" if fmt not in FORMATS else fmt
-    rendered = format_program(result.program, fmt)
-    if isinstance(rendered, str):
-        rendered = rendered.encode()
-    if output == "-":
-        sys.stdout.buffer.write(rendered)
-        sys.stdout.buffer.flush()
-    else:
-        with open(output, "wb") as fh:
-            fh.write(rendered)
+    write_program(result.program, fmt, output)

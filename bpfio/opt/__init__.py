@@ -123,7 +123,7 @@ def optimize(program, *, profile: str = "socket", mem_words: int = 16, notifiers
     from bpfio.prove import ProveError
     try:
         proof = prove(original, candidate, profile=profile, timeout=timeout,
-                      mem_words=mem_words)
+                      **ctx.proof_options())
     except ProveError as err:   # the prover cannot encode it: say so, emit the input
         warnings.append(f"could not prove the result equivalent ({err}); "
                         "emitting the input unchanged")

@@ -22,6 +22,18 @@ class Context:
     # execute more instructions (no shared tails reached through an added ldx/ja).
     prefer: str = "size"
 
+    def proof_options(self) -> dict:
+        """What the equivalence proof quantifies over, besides the input bytes.
+
+        Socket filters run on any socket, so every ancillary value (protocol, mark,
+        ifindex, ...) is free, not the AF_UNIX defaults: a rewrite that only holds when,
+        say, ``proto == 0`` must not be proved.
+        """
+        options = {"mem_words": self.mem_words}
+        if self.profile == "socket":
+            options["context"] = "free"
+        return options
+
 
 # name -> pass; the order is the order of one round.
 PASSES = {

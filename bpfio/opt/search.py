@@ -124,7 +124,7 @@ def search(program, ctx, *, budget: float, timeout: float, prove) -> tuple[list,
                     left = max(0.5, min(timeout, deadline - time.perf_counter()))
                     try:
                         proof = prove(current, low, profile=ctx.profile, timeout=left,
-                                      mem_words=ctx.mem_words)
+                                      **ctx.proof_options())
                     except ProveError:
                         continue
                     if proof.status == "equivalent":

@@ -152,11 +152,18 @@ def select(cases, default):
 
 
 class State(NamedTuple):
-    """The machine at one pc: registers, scratch words, values read by ``ld rand``."""
+    """The machine at one pc: registers, scratch words, ``ld rand`` reads so far.
+
+    ``nrand`` counts the ``ld rand`` loads executed on the way here (a term where
+    paths with different counts meet): the n-th read of a run takes the n-th value
+    of the random stream, so two programs that read it the same way see the same
+    values.
+    """
 
     a: object
     x: object
     mem: tuple
+    nrand: object = 0
 
 
 class Outputs(NamedTuple):
@@ -251,7 +258,7 @@ def encode(program, inputs: Inputs, tag: str = "p", visit=None) -> Outputs:
         code, jt, jf, k = program[pc]
         info = OPCODES[code]
         cls = info.cls
-        a, x, mem = state
+        a, x, mem = state.a, state.x, state.mem
 
         def nxt(new: State):
             incoming[pc + 1].append((cond, new))
@@ -278,6 +285,7 @@ def encode(program, inputs: Inputs, tag: str = "p", visit=None) -> Outputs:
                 kind, value = inputs.ancillary(state, k, pc, tag)
                 if kind == "rand":
                     rand[pc] = value
+                    state = state._replace(nrand=_alu(isa.BPF_ADD, state.nrand, 1))
                 if kind == "exit_unless":     # a device field: without one, end returning A
                     present, value = value
                     ends.append((and_(cond, z3.Not(present)), a, state))
@@ -303,17 +311,17 @@ def encode(program, inputs: Inputs, tag: str = "p", visit=None) -> Outputs:
                 if mode == BPF_MSH:
                     value = _alu(isa.BPF_LSH, _alu(isa.BPF_AND, value, 0xf), 2)
             if cls == BPF_LD:
-                nxt(State(value, x, mem))
+                nxt(state._replace(a=value))
             else:
-                nxt(State(a, value, mem))
+                nxt(state._replace(x=value))
         elif cls in (isa.BPF_ST, isa.BPF_STX):
             i = mem_index()
             new = list(mem)
             new[i] = a if cls == isa.BPF_ST else x
-            nxt(State(a, x, tuple(new)))
+            nxt(state._replace(mem=tuple(new)))
         elif cls == isa.BPF_ALU:
             if info.op == isa.BPF_NEG:
-                nxt(State(_alu(isa.BPF_SUB, 0, a), x, mem))
+                nxt(state._replace(a=_alu(isa.BPF_SUB, 0, a)))
                 continue
             b = x if info.src == isa.BPF_X else k
             if info.op in (isa.BPF_DIV, isa.BPF_MOD):
@@ -324,7 +332,7 @@ def encode(program, inputs: Inputs, tag: str = "p", visit=None) -> Outputs:
                 if zero is not False:
                     ends.append((and_(cond, zero), 0, state))
                     cond = and_(cond, not_(zero))
-            nxt(State(_alu(info.op, a, b), x, mem))
+            nxt(state._replace(a=_alu(info.op, a, b)))
         elif cls == isa.BPF_JMP:
             if info.op == isa.BPF_JA:
                 incoming[pc + 1 + k].append((cond, state))
@@ -339,7 +347,7 @@ def encode(program, inputs: Inputs, tag: str = "p", visit=None) -> Outputs:
         elif cls == isa.BPF_RET:
             end({isa.BPF_K: k, isa.BPF_A: a, isa.BPF_X: x}[info.src])
         else:   # BPF_MISC
-            nxt(State(a, a, mem) if info.op == isa.BPF_TAX else State(x, x, mem))
+            nxt(state._replace(x=a) if info.op == isa.BPF_TAX else state._replace(a=x))
 
     if any(c is not False for c, _ in incoming[n]):
         raise ProveError(f"pc {n - 1}: the program can run past its last instruction "
@@ -354,9 +362,9 @@ def _merge(edges) -> State:
     if len(edges) == 1:
         return edges[0][1]
     fields = []
-    for pick in (lambda s: s.a, lambda s: s.x):
+    for pick in (lambda s: s.a, lambda s: s.x, lambda s: s.nrand):
         fields.append(select([(c, pick(s)) for c, s in edges[:-1]], pick(edges[-1][1])))
     mems = [s.mem for _, s in edges]
     merged = tuple(select([(c, m[i]) for (c, _), m in zip(edges[:-1], mems[:-1])], mems[-1][i])
                    for i in range(len(mems[0])))
-    return State(fields[0], fields[1], merged)
+    return State(fields[0], fields[1], merged, fields[2])

@@ -30,6 +30,15 @@ CONTEXT_FIELDS = {
 CONTEXTS = ("default", "free")
 
 
+def random_stream():
+    """The values ``ld rand`` reads, in order: one fresh array per set of inputs.
+
+    Both programs of an equivalence query share one set of inputs, so one stream; a
+    query that wants independent randomness (offload's replay) makes a second set.
+    """
+    return z3.FreshConst(z3.ArraySort(z3.BitVecSort(BV), z3.BitVecSort(BV)), "rand")
+
+
 class SocketInputs(Inputs):
     """Packet bytes (an array), a free length up to ``max_len``, and the socket context.
 
@@ -38,7 +47,10 @@ class SocketInputs(Inputs):
     ``context="free"``: every ancillary field is free within what its load can
     return, and the socket may or may not have a device (then ``ifidx`` and
     ``hatype`` are free too); the header offsets stay the default ones.
-    ``ld rand`` is a fresh variable per program and pc.  ``nla``/``nlan`` are one
+    ``ld rand`` reads one random stream shared by both programs: the n-th read of a run
+    gets its n-th value (``get_random_u32`` per load, as in the kernel), so a program is
+    equivalent to itself and to any rewrite that reads the stream the same way.
+    ``nla``/``nlan`` are one
     uninterpreted function of (A, X, len, bytes), shared by both programs; a
     counterexample that depends on it is checked in the interpreter before it
     is reported.
@@ -56,6 +68,7 @@ class SocketInputs(Inputs):
         self.max_len = max_len
         self.pkt = z3.Array("pkt", z3.BitVecSort(BV), z3.BitVecSort(8))
         self.length = z3.BitVec("len", BV)
+        self.random = random_stream()
         self.nla = z3.Function("nlattr", z3.BitVecSort(BV), z3.BitVecSort(BV), z3.BitVecSort(BV),
                                self.pkt.sort(), z3.BitVecSort(BV))
         self.nlan = z3.Function("nlattr_nest", z3.BitVecSort(BV), z3.BitVecSort(BV),
@@ -120,8 +133,8 @@ class SocketInputs(Inputs):
             return "exit", 0          # no device on the default AF_UNIX socket
         if off == SKF_AD["ALU_XOR_X"]:
             return "value", _alu(isa.BPF_XOR, state.a, state.x)
-        if off == SKF_AD["RANDOM"]:
-            return "rand", z3.BitVec(f"rand_{tag}_{pc}", BV)
+        if off == SKF_AD["RANDOM"]:      # the n-th read of a run: the stream's n-th value
+            return "rand", z3.Select(self.random, bv(state.nrand))
         if off in (SKF_AD["NLATTR"], SKF_AD["NLATTR_NEST"]):
             f = self.nla if off == SKF_AD["NLATTR"] else self.nlan
             return "value", f(bv(state.a), bv(state.x), self.length, self.pkt)
@@ -159,8 +172,8 @@ class PioInputs(Inputs):
     The event is one ``bpfio run --event`` can express: size 1, 2 or 4,
     direction IN or OUT, port < 0x10000, an OUT's data fits the size and an
     IN's data is 0.  ``ports=(base, length)`` restricts it to one binding's
-    ports (``offset`` is then ``port - base``).  ``ld rand`` is a fresh
-    variable per program and pc.
+    ports (``offset`` is then ``port - base``).  ``ld rand`` reads the shared
+    random stream, as in the socket profile.
     """
 
     profile = "pio"
@@ -172,6 +185,7 @@ class PioInputs(Inputs):
         self.header = [z3.BitVec(name, BV) for name in self.NAMES]
         self.mem0 = tuple(z3.BitVec(f"m{i}", BV) for i in range(mem_words))
         self.length = PIO_HDR_LEN + 4 * mem_words
+        self.random = random_stream()
 
     def field(self, name):
         """The free variable of a header field."""
@@ -217,8 +231,8 @@ class PioInputs(Inputs):
         return ok, _concat([z3.Select(arr, off + i) for i in range(size)])
 
     def ancillary(self, state, k, pc, tag):
-        if k == SKF_AD_OFF + SKF_AD["RANDOM"]:
-            return "rand", z3.BitVec(f"rand_{tag}_{pc}", BV)
+        if k == SKF_AD_OFF + SKF_AD["RANDOM"]:    # the n-th read: the stream's n-th value
+            return "rand", z3.Select(self.random, bv(state.nrand))
         return "fault", 0
 
 
