@@ -40,7 +40,8 @@ from bpfio.insn import Insn, Program
 # dispatch -> device -> guest, with the tools on top.  A module imports only from its own
 # stage and the stages below it, and the import graph has no cycles (tests/test_layout.py).
 STAGES = (
-    ("core", ("bpfio.errors", "bpfio.isa", "bpfio.insn", "bpfio.resources", "bpfio.abi")),
+    ("core", ("bpfio.errors", "bpfio.limits", "bpfio.isa", "bpfio.insn", "bpfio.resources",
+              "bpfio.abi")),
     ("text", ("bpfio.text",)),          # assembler, disassembler, formats
     ("check", ("bpfio.check",)),        # verifier, lints
     ("exec", ("bpfio.exec",)),          # interpreter, compiler, kernel oracles

@@ -49,6 +49,15 @@ class AsmError(BpfError):
         return f"{head}\n  {self.source_line}\n  {' ' * (col - 1)}^"
 
 
+class LimitError(BpfError, ValueError):
+    """An input past one of bpfio's stated limits (``docs/limits.md``).
+
+    The message names the problem but not the place: readers catch it and
+    re-raise it as their own placed error (it is also a ``ValueError``, so a
+    reader that already places bad numbers places this one too).
+    """
+
+
 class DecodeError(BpfError):
     """Input in one of the program formats that cannot be decoded."""
 

@@ -30,8 +30,9 @@ from __future__ import annotations
 import bisect
 import re
 
-from bpfio.errors import AsmError
+from bpfio.errors import AsmError, LimitError
 from bpfio.isa import ASM_EXTENSIONS
+from bpfio.limits import parse_int
 
 MNEMONICS = ("ldb", "ldh", "ld", "ldi", "ldx", "ldxi", "ldxb", "st", "stx", "jmp", "ja",
              "jeq", "jneq", "jne", "jlt", "jle", "jgt", "jge", "jset", "add", "sub", "mul",
@@ -47,18 +48,22 @@ ULONG_MAX = (1 << 64) - 1
 
 
 def c_number(text: str) -> int:
-    """Convert a bpf_asm number token the way bpf_exp.l does, to a u32."""
+    """Convert a bpf_asm number token the way bpf_exp.l does, to a u32.
+
+    A literal over ``bpfio.limits.MAX_DIGITS`` digits raises LimitError
+    (bpf_asm's strtol would saturate it; no real program has one).
+    """
     if len(text) < 10 and text[0] in "123456789":
         return int(text)  # the common case: a small positive decimal, no clamping
     low = text.lower()
     if low.startswith("0x"):
-        value = min(int(low[2:], 16), ULONG_MAX)            # strtoul
+        value = min(parse_int(low[2:], 16), ULONG_MAX)            # strtoul
     elif low.startswith("0b"):
-        value = min(int(low[2:], 2), LONG_MAX)              # strtol(, 2)
+        value = min(parse_int(low[2:], 2), LONG_MAX)              # strtol(, 2)
     elif len(low) > 1 and low[0] == "0":
-        value = min(int(low[1:], 8), LONG_MAX)              # strtol(, 8)
+        value = min(parse_int(low[1:], 8), LONG_MAX)              # strtol(, 8)
     else:
-        value = max(min(int(low, 10), LONG_MAX), LONG_MIN)  # strtol(, 10)
+        value = max(min(parse_int(low, 10), LONG_MAX), LONG_MIN)  # strtol(, 10)
     return value & 0xffffffff
 
 
@@ -173,7 +178,7 @@ class Lexer:
                 else:
                     raise self._unknown(value, start)
             elif kind == "num":
-                yield Token("NUMBER", (c_number(value), value), start)
+                yield Token("NUMBER", (self._number(value, start), value), start)
             elif kind in _COMBINED:
                 if kind == "imm" and (start == 0 or text[start - 1] == "\n"):
                     pos = self._hash(text, start, pending.append)  # column 0: flex's ^# rules
@@ -182,7 +187,8 @@ class Lexer:
                     continue
                 ttype, group = _COMBINED[kind]
                 number = m.group(group)
-                yield Token(ttype, (c_number(number), value, m.start(group)), start)
+                yield Token(ttype, (self._number(number, m.start(group)), value, m.start(group)),
+                            start)
             elif kind == "punct":
                 yield Token(_PUNCT[value], value, start)
             elif kind == "hash":
@@ -215,6 +221,12 @@ class Lexer:
         else:
             append(Token("EXT", ASM_EXTENSIONS[name], pos))
         return kw.end()
+
+    def _number(self, text: str, pos: int) -> int:
+        try:
+            return c_number(text)
+        except LimitError as exc:
+            raise self.error(str(exc), pos) from None
 
     def _unknown(self, char, pos) -> AsmError:
         shown = {"\r": "\\r", "\t": "\\t"}.get(char, char)

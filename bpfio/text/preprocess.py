@@ -25,7 +25,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bpfio.errors import AsmError
+from bpfio.errors import AsmError, LimitError
+from bpfio.limits import check_int, parse_int
 from bpfio.text.lexer import c_number
 from bpfio.resources import asm_dir
 
@@ -34,6 +35,8 @@ _DIRECTIVE = re.compile(r"^[ \t]*\#[ \t]*(define|undef|include|ifdef|ifndef|if|e
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN = re.compile(r"\s*(?:(0[xX][0-9a-fA-F]+|0[bB][01]+|\d+)|([A-Za-z_]\w*)|(<<|>>|[-+*/%&|^~()!]|==|!=|&&|\|\|))")
 MAX_INCLUDE_DEPTH = 32
+MAX_MACRO_DEPTH = 64      # a #define may name another one, at most this many levels
+MAX_EXPR_TOKENS = 4096    # tokens in one constant expression (after names become values)
 
 
 @dataclass
@@ -106,14 +109,31 @@ class ConstEval:
             ast.BitOr: lambda a, b: a | b, ast.BitXor: lambda a, b: a ^ b}
 
     def __init__(self, defines: dict):
-        self.defines = defines
+        self.defines = defines   # must not change while this evaluator is in use (memo)
+        self._memo: dict[str, int] = {}
+        self._open: set[str] = set()
 
     def value(self, name: str, *, _depth: int = 0) -> int:
-        """Return the u32 value of a defined name (KeyError if undefined)."""
-        if _depth > 64:
+        """Return the u32 value of a defined name (KeyError if undefined).
+
+        Each name is evaluated once per evaluator and remembered, so a chain
+        ``X1 (X0+X0)``, ``X2 (X1+X1)``, ... costs one step per name, not 2**n.
+        """
+        if name in self._memo:
+            return self._memo[name]
+        if name in self._open:
             raise ValueError(f"'{name}' is defined in terms of itself")
+        if _depth >= MAX_MACRO_DEPTH:
+            raise ValueError(f"#define names nest more than {MAX_MACRO_DEPTH} levels deep "
+                             f"(at '{name}')")
         d = self.defines[name]
-        return self.expr(d.text, _depth=_depth + 1) & 0xffffffff
+        self._open.add(name)
+        try:
+            value = self.expr(d.text, _depth=_depth + 1) & 0xffffffff
+        finally:
+            self._open.discard(name)
+        self._memo[name] = value
+        return value
 
     def expr(self, text: str, *, _depth: int = 0, allow_defined: bool = False) -> int:
         """Evaluate ``text``; raise ValueError with a reason when it is not constant."""
@@ -122,6 +142,8 @@ class ConstEval:
         if not text:
             raise ValueError("empty value")
         while pos < len(text):
+            if len(out) >= MAX_EXPR_TOKENS:
+                raise ValueError(f"constant expression has more than {MAX_EXPR_TOKENS} tokens")
             m = _TOKEN.match(text, pos)
             if not m:
                 raise ValueError(f"cannot read '{text[pos:].strip()}' as part of a constant")
@@ -131,7 +153,7 @@ class ConstEval:
                 if len(num) > 1 and num[0] == "0" and num[1] not in "xXbB" and not set(num) <= set("01234567"):
                     raise ValueError(f"'{num}' is not a valid octal number")
                 out.append(str(c_number(num) if num[:2].lower() in ("0x", "0b") or num[0] == "0"
-                               else int(num)))
+                               else parse_int(num, 10)))
             elif name is not None:
                 if allow_defined and name == "defined":
                     m2 = re.match(r"\s*\(?\s*([A-Za-z_]\w*)\s*\)?", text[pos:])
@@ -151,7 +173,12 @@ class ConstEval:
             tree = ast.parse(" ".join(out), mode="eval")
         except SyntaxError:
             raise ValueError(f"'{text}' is not a constant expression") from None
-        return self._eval(tree.body)
+        except (RecursionError, MemoryError):   # CPython's parser on very deep nesting
+            raise ValueError("constant expression is nested too deeply") from None
+        try:
+            return self._eval(tree.body)
+        except RecursionError:
+            raise ValueError("constant expression is nested too deeply") from None
 
     def _eval(self, node) -> int:
         if isinstance(node, ast.Constant) and isinstance(node.value, int):
@@ -192,6 +219,11 @@ class Preprocessor:
         self.include_path = [Path(p) for p in include_path]
         self.defines: dict[str, Define] = {}
         for name, value in (defines or {}).items():
+            if isinstance(value, int):
+                try:
+                    check_int(value)
+                except LimitError as exc:
+                    raise AsmError(f"define '{name}': {exc}", filename="<command line>") from None
             self.defines[name] = Define("1" if value is None else str(value), "<command line>", 0)
 
     def run(self, text: str, filename: str = "<input>") -> Source:
