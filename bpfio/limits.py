@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 
 from bpfio.errors import LimitError
 
@@ -79,3 +80,19 @@ def load_json(text, *, max_depth: int = MAX_JSON_DEPTH):
         return json.loads(text, parse_int=_json_int)
     except RecursionError:   # cannot happen below max_depth; kept so it never escapes
         raise LimitError(f"JSON nested more than {max_depth} levels deep") from None
+
+
+def load_toml(text: str) -> dict:
+    """``tomllib.loads`` whose Python limits surface as LimitError.
+
+    tomllib recurses once per nested array or inline table and converts
+    integers with ``int``; its own syntax errors stay ``TOMLDecodeError``.
+    """
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        raise
+    except RecursionError:
+        raise LimitError("TOML arrays or tables nested too deeply") from None
+    except ValueError:   # int() past sys.get_int_max_str_digits()
+        raise LimitError("TOML integer too long (the limit is 4300 digits)") from None

@@ -98,3 +98,113 @@ def test_api_define_of_a_huge_int():
     assert str(err.value) == ("<command line>: error: define 'N': integer of 16610 bits is too "
                               "large (the limit is 3000 bits)")
     assert bpfio.assemble("ld #N\nret a", defines={"N": 2**31})[0].k == 2**31
+
+
+TOO_LONG = f"number of 5000 digits is too long (the limit is {MAX_DIGITS})"
+
+
+@pytest.mark.parametrize("text, line", [
+    (f"2,6 0 0 {BIG},6 0 0 0,\n", 1),                    # bpf_asm line
+    (f"{BIG}\n6 0 0 1\n", 1),                            # tcpdump -ddd count
+    (f"1\n6 0 0 {BIG}\n", 2),                            # tcpdump -ddd insn
+    (f"6 0 0 1\n6 0 0 {BIG}\n", 2),                      # bpfc -f tcpdump
+    ("{ 0x6, 0, 0, 0x" + "f" * 5000 + " },\n", 1),      # C array
+])
+def test_program_formats_long_literal(text, line, tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_text(text)
+    _one_line_error(_cli(["disasm", str(path)]), f"{path}:{line}: error: {TOO_LONG}")
+
+
+def test_json_program_long_literal_and_nesting(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text('[{"code": 6, "jt": 0, "jf": 0, "k": ' + BIG + "}]")
+    _one_line_error(_cli(["disasm", str(path)]), f"{path}: error: {TOO_LONG}")
+    path.write_text("[" * 100_000)
+    _one_line_error(_cli(["disasm", str(path)]),
+                    f"{path}: error: JSON nested more than {MAX_JSON_DEPTH} levels deep "
+                    f"(at character {MAX_JSON_DEPTH + 1})")
+    with pytest.raises(bpfio.DecodeError):
+        bpfio.parse_program("[" * 100_000)
+
+
+def test_load_json_depth():
+    ok = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+    assert load_json(ok) is not None
+    assert load_json('["' + "[" * 1000 + '"]') == ["[" * 1000]   # brackets in strings do not nest
+    with pytest.raises(LimitError):
+        load_json("[" + ok + "]")
+    with pytest.raises(LimitError):
+        load_json('{"a": ' * (MAX_JSON_DEPTH + 1))
+
+
+EVENT = '{"op": "in", "port": "0x608", "size": 4'
+
+
+@pytest.mark.parametrize("line, problem", [
+    (EVENT + ', "t_ns": ' + BIG + "}", TOO_LONG),
+    ('{"op": "in", "port": "0x' + "6" * 5000 + '", "size": 4}', "port: " + TOO_LONG),
+    (EVENT + ', "vcpu": ' + "[" * 100_000 + "}",
+     f"JSON nested more than {MAX_JSON_DEPTH} levels deep (at character 149)"),
+])
+def test_event_lines(line, problem, tmp_path):
+    events = tmp_path / "e.jsonl"
+    events.write_text(EVENT + "}\n" + line + "\n")
+    from bpfio.pio.events import EventReader
+    with pytest.raises(bpfio.TraceError) as err:
+        list(EventReader(str(events)))
+    assert str(err.value) == f"{events}:2: error: {problem}"
+    reader = EventReader(str(events), skip_bad=True)
+    assert len(list(reader)) == 1 and reader.bad == 1
+
+
+def test_kvm_pio_trace_long_literal(tmp_path):
+    events = tmp_path / "t.txt"
+    events.write_text("qemu 42 [001] 1.000001: kvm:kvm_pio: pio_read at 0x608 size 4 count 1 "
+                      "val 0x" + "1" * 5000 + "\n")
+    from bpfio.pio.events import EventReader
+    with pytest.raises(bpfio.TraceError) as err:
+        list(EventReader(str(events)))
+    assert str(err.value) == f"{events}:1: error: {TOO_LONG}"
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("[" * 100_000, "TOML arrays or tables nested too deeply"),
+    (BIG, "TOML integer too long (the limit is 4300 digits)"),
+])
+def test_toml_config(value, problem, tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text(f"[machine]\nx = {value}\n")
+    _one_line_error(_cli(["machine", "check", str(path)]), f"{path}: error: {problem}")
+
+
+def test_prove_assert_long_literal(tmp_path):
+    path = tmp_path / "p.asm"
+    path.write_text("ret #1\n")
+    text = f"ret <= {BIG}"
+    _one_line_error(_cli(["prove", "--assert", text, str(path)]),
+                    f"--assert '{text}':8: error: {TOO_LONG}")
+    _one_line_error(_cli(["prove", "--assert", "ret <= 0123", str(path)]),
+                    "--assert 'ret <= 0123':8: error: '0123' is not a number "
+                    "(write 0x... or no leading zero)")
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["run", "--profile", "pio", "--event", f"in 0x608 4 vcpu={BIG}"], f"vcpu: {TOO_LONG}"),
+    (["run", "--profile", "seccomp", "--syscall", "read", "--arg", f"0={BIG}"],
+     f"argument 0: {TOO_LONG}"),
+    (["dbg", "--profile", "pio", "--base", BIG], TOO_LONG),
+])
+def test_cli_values_long_literal(args, problem, tmp_path):
+    path = tmp_path / "p.asm"
+    path.write_text("ret #1\n")
+    result = _cli([*args, str(path)], "")
+    assert result.exit_code == 2, result.output
+    assert problem in result.stderr and "internal error" not in result.stderr
+
+
+def test_seccomp_syscall_number_long_literal(tmp_path):
+    path = tmp_path / "p.asm"
+    path.write_text("ret #0x7fff0000\n")
+    _one_line_error(_cli(["run", "--profile", "seccomp", "--syscall", BIG, str(path)]),
+                    f"error: syscall number: {TOO_LONG}")

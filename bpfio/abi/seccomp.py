@@ -21,7 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-from bpfio.errors import BpfError
+from bpfio.errors import BpfError, LimitError
+from bpfio.limits import parse_int
 
 AUDIT_ARCH_X86_64 = 0xc000003e
 AUDIT_ARCH_I386 = 0x40000003
@@ -196,7 +197,9 @@ def syscall_number(name_or_nr: str | int) -> int:
         return name_or_nr
     text = name_or_nr.strip()
     try:
-        return int(text, 0)
+        return parse_int(text, 0)
+    except LimitError as exc:
+        raise BpfError(f"syscall number: {exc}") from None
     except ValueError:
         pass
     lib = _libseccomp()

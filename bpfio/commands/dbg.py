@@ -8,7 +8,8 @@ import sys
 import click
 
 from bpfio.commands.common import BpfClickError, render_error
-from bpfio.errors import BpfError
+from bpfio.errors import BpfError, LimitError
+from bpfio.limits import parse_int
 from bpfio.commands.common import parse_define
 
 HISTORY_FILE = "~/.bpfio_dbg_history"
@@ -20,7 +21,9 @@ def _int_option(ctx, param, value):
     if value is None:
         return None
     try:
-        return int(value, 0)
+        return parse_int(value, 0)
+    except LimitError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     except ValueError:
         raise click.BadParameter(f"'{value}' is not a number", ctx=ctx, param=param) from None
 
@@ -118,7 +121,9 @@ def _context(fields, profile) -> dict:
             raise click.BadParameter(f"'{item}': expected FIELD=VALUE with FIELD one of "
                                      f"{', '.join(known)}", param_hint="--ctx")
         try:
-            out[name] = None if value.lower() == "none" else int(value, 0)
+            out[name] = None if value.lower() == "none" else parse_int(value, 0)
+        except LimitError as exc:
+            raise click.BadParameter(f"{name}: {exc}", param_hint="--ctx") from None
         except ValueError:
             raise click.BadParameter(f"'{value}' is not a number", param_hint="--ctx") from None
     return out

@@ -7,6 +7,7 @@ import json
 import click
 
 from bpfio.abi import pio as abi
+from bpfio.limits import parse_int
 from bpfio.commands.common import load, program_options
 
 EXIT_DIFFERENT = 1
@@ -45,7 +46,7 @@ def _ports(ctx, param, value):
         return None
     base, sep, count = value.partition("+")
     try:
-        base, count = int(base, 0), int(count, 0)
+        base, count = parse_int(base, 0), parse_int(count, 0)
     except ValueError:
         base = count = -1
     if not sep or base < 0 or count < 1 or base + count > 0x10000:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from bpfio.errors import BpfError
+from bpfio.errors import BpfError, LimitError
+from bpfio.limits import parse_int
 from bpfio.isa import U32
 from bpfio.commands.common import load, program_options
 
@@ -13,7 +14,9 @@ ENGINES = ("compiled", "interp")
 
 def _int(text: str, what: str) -> int:
     try:
-        return int(text, 0)
+        return parse_int(text, 0)
+    except LimitError as exc:
+        raise click.BadParameter(f"{what}: {exc}") from None
     except ValueError:
         raise click.BadParameter(f"'{text}' is not a number ({what})") from None
 

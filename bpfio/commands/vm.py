@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from bpfio import kvm
+from bpfio.errors import LimitError
+from bpfio.limits import parse_int
 from bpfio.pio.config import load_machine
 from bpfio.pio.stats import format_stats
 from bpfio.commands.common import parse_define
@@ -19,7 +21,9 @@ def _int(ctx, param, value):
     if value is None:
         return None
     try:
-        return int(value, 0)
+        return parse_int(value, 0)
+    except LimitError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     except ValueError:
         raise click.BadParameter(f"'{value}' is not an integer (decimal or 0x...)",
                                  ctx=ctx, param=param) from None

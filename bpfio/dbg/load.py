@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import shlex
 
-from bpfio.errors import BpfError
+from bpfio.errors import BpfError, LimitError
+from bpfio.limits import parse_int
 
 LOAD_USAGE = ("load bpf FILE|CODE | load pcap FILE | load packet HEX | "
               "load syscall NAME|NR [ARG...] [arch=A] [ip=N] | load events FILE [base=PORT]")
@@ -27,7 +28,9 @@ class DbgError(BpfError):
 
 def _int(text: str, what: str) -> int:
     try:
-        return int(text, 0)
+        return parse_int(text, 0)
+    except LimitError as exc:
+        raise DbgError(f"{what}: {exc}") from None
     except ValueError:
         raise DbgError(f"'{text}' is not a number ({what})") from None
 

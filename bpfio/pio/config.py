@@ -29,7 +29,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
-from bpfio.errors import BpfError, ConfigError, VerifierError
+from bpfio.errors import BpfError, ConfigError, LimitError, VerifierError
+from bpfio.limits import load_toml
 from bpfio.abi import pio as abi
 from bpfio.pio.machine import CLOCK_HZ_MAX, ENGINES, Machine
 
@@ -116,9 +117,11 @@ def check_machine(path: str | Path, clock: Callable[[], int] | None = None, *,
     except (OSError, UnicodeDecodeError) as exc:
         return None, [ConfigError(f"cannot read config: {exc}", filename=fname)]
     try:
-        doc = tomllib.loads(text)
+        doc = load_toml(text)
     except tomllib.TOMLDecodeError as exc:
         return None, [ConfigError(f"invalid TOML: {exc}", filename=fname)]
+    except LimitError as exc:
+        return None, [ConfigError(str(exc), filename=fname)]
 
     for key in doc:
         if key not in TOP_KEYS:

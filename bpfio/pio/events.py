@@ -41,7 +41,8 @@ import re
 import sys
 from typing import IO, Iterator, NamedTuple
 
-from bpfio.errors import TraceError
+from bpfio.errors import LimitError, TraceError
+from bpfio.limits import load_json, parse_int
 from bpfio.pio.machine import SIZE_MASK
 
 JSON_KEYS = {"op", "port", "size", "value", "values", "count", "t_ns", "vcpu"}
@@ -75,7 +76,9 @@ def _num(value, what: str) -> int:
         return value
     if isinstance(value, str):
         try:
-            return int(value, 0)
+            return parse_int(value, 0)
+        except LimitError as exc:
+            raise ValueError(f"{what}: {exc}") from None
         except ValueError:
             raise ValueError(f"{what} {value!r} is not a number") from None
     raise ValueError(f"{what} must be an integer or a '0x...' string, not {type(value).__name__}")
@@ -91,7 +94,7 @@ def _check_value(v: int, size: int, what: str) -> int:
 def parse_json_event(text: str, line: int) -> Event:
     """Parse one JSON Lines event (raises ValueError with the problem)."""
     try:
-        obj = json.loads(text)
+        obj = load_json(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
     if not isinstance(obj, dict):
@@ -162,10 +165,10 @@ def parse_trace_line(text: str, line: int, vcpus: dict[str, int]) -> Event:
     if m is None:
         raise ValueError("not a kvm_pio event: expected '... <sec>.<frac>: kvm_pio: "
                          "pio_read|pio_write at 0x<port> size <n> count <n> val 0x<v>'")
-    port = int(m["port"], 16)
-    size = int(m["size"])
-    count = int(m["count"])
-    val = int(m["val"], 16)
+    port = parse_int(m["port"], 16)
+    size = parse_int(m["size"], 10)
+    count = parse_int(m["count"], 10)
+    val = parse_int(m["val"], 16)
     if port > 0xffff:
         raise ValueError(f"port {port:#x} is out of range 0..0xffff")
     if size not in SIZE_MASK:
@@ -173,7 +176,7 @@ def parse_trace_line(text: str, line: int, vcpus: dict[str, int]) -> Event:
     if not 1 <= count <= COUNT_MAX:
         raise ValueError(f"count {count} is out of range 1..{COUNT_MAX}")
     _check_value(val, size, "val")
-    t_ns = int(m["sec"]) * 1_000_000_000 + int(m["frac"][:9].ljust(9, "0"))
+    t_ns = parse_int(m["sec"], 10) * 1_000_000_000 + int(m["frac"][:9].ljust(9, "0"))
     tid = m["tid"] or "?"
     vcpu = vcpus.setdefault(tid, len(vcpus))
     if m["rw"] == "write":

@@ -33,6 +33,8 @@ import time
 import z3
 
 from bpfio import isa
+from bpfio.errors import LimitError
+from bpfio.limits import parse_int
 from bpfio.abi import pio as abi
 from bpfio.prove.encode import Outputs, ProveError, State, and_, bv, encode
 from bpfio.prove.inputs import inputs_for
@@ -72,6 +74,15 @@ class AssertionSyntaxError(ProveError):
         super().__init__(f"--assert '{text}':{col}: error: {problem}")
 
 
+def _number(tok: str, col: int) -> int:
+    try:
+        return parse_int(tok, 0)
+    except LimitError as exc:
+        raise _error(col, str(exc)) from None
+    except ValueError:   # 0123: Python (and C++ would say octal) -- refuse, do not guess
+        raise _error(col, f"'{tok}' is not a number (write 0x... or no leading zero)") from None
+
+
 def _error(col: int, problem: str) -> ProveError:
     return AssertionSyntaxError(col, problem)
 
@@ -101,7 +112,7 @@ class _Parser:
         if not is_num:
             raise _error(col, f"expected a number, found '{tok or 'end of text'}'")
         self.i += 1
-        return int(tok, 0)
+        return _number(tok, col)
 
     def words(self):
         """``M[a]``, ``M[a..b]`` or ``M[a..]`` -> range of word indexes."""
@@ -164,7 +175,7 @@ class _Parser:
         tok, col, is_num = self.toks[min(self.i, len(self.toks) - 1)]
         if is_num:
             self.i += 1
-            v = int(tok, 0)
+            v = _number(tok, col)
         else:
             self.take()
             arg = None

@@ -25,8 +25,9 @@ import re
 import sys
 from pathlib import Path
 
-from bpfio.errors import BpfError, DecodeError
+from bpfio.errors import BpfError, DecodeError, LimitError
 from bpfio.insn import Insn, Program
+from bpfio.limits import load_json, parse_int
 
 FORMATS = ("bpf_asm", "xt_bpf", "c", "tcpdump", "tcpdump-c", "bpfc", "bpfc-tcpdump", "raw",
            "json", "asm")
@@ -84,10 +85,18 @@ def _show(text: str) -> str:
 def _c_int(text: str) -> int:
     """A C integer literal (hex, octal, decimal); ValueError when it is not one."""
     if text.lower().startswith("0x"):
-        return int(text, 16)
+        return parse_int(text, 16)
     if len(text) > 1 and text[0] == "0":
-        return int(text, 8)  # C's %#x of zero prints zeros; octal 0...0 is 0 too
-    return int(text)
+        return parse_int(text, 8)  # C's %#x of zero prints zeros; octal 0...0 is 0 too
+    return parse_int(text, 10)
+
+
+def _ints(groups, filename, line) -> tuple:
+    """Decimal fields of a text format, through the one limited integer reader."""
+    try:
+        return tuple(parse_int(g, 10) for g in groups)
+    except LimitError as exc:
+        raise DecodeError(str(exc), filename=filename, line=line) from None
 
 
 def _make(fields, filename, line) -> Insn:
@@ -148,9 +157,11 @@ def parse_program(data, *, filename: str = "<input>", include_path=(), defines=N
 
 def _parse_json(text, filename):
     try:
-        rows = json.loads(text)
+        rows = load_json(text)
     except json.JSONDecodeError as exc:
         raise DecodeError(f"invalid JSON: {exc.msg}", filename=filename, line=exc.lineno) from None
+    except LimitError as exc:
+        raise DecodeError(str(exc), filename=filename) from None
     if not isinstance(rows, list):
         raise DecodeError("JSON program must be a list of instructions", filename=filename)
     out = []
@@ -178,7 +189,7 @@ def _parse_bpf_asm(text, filename):
     if not head:
         raise DecodeError(f"'{_show(parts[0])}' is not an instruction count",
                           filename=filename, line=1)
-    count = int(head.group(1))
+    count = _ints(head.groups(), filename, 1)[0]
     if parts[-1].strip():
         raise DecodeError(f"'{_show(parts[-1])}' after the last ',': every record ends with ','",
                           filename=filename, line=1)
@@ -189,7 +200,7 @@ def _parse_bpf_asm(text, filename):
         if not m:
             raise DecodeError(f"record {i + 1} '{_show(record)}' is not 'code jt jf k'",
                               filename=filename, line=1)
-        out.append(_make(tuple(int(g) for g in m.groups()), filename, 1))
+        out.append(_make(_ints(m.groups(), filename, 1), filename, 1))
     if count != len(out):
         raise DecodeError(f"bpf_asm line says {count} instructions but holds {len(out)}",
                           filename=filename, line=1)
@@ -207,14 +218,14 @@ def _parse_lines(text, filename, *, counted):
             if not head:
                 raise DecodeError(f"'{_show(line)}' is not an instruction count",
                                   filename=filename, line=number)
-            count, first = int(head.group(1)), False
+            count, first = _ints(head.groups(), filename, number)[0], False
             continue
         first = False
         m = _FOUR.match(line)
         if not m:
             raise DecodeError(f"'{_show(line)}' is not 'code jt jf k'", filename=filename,
                               line=number)
-        out.append(_make(tuple(int(g) for g in m.groups()), filename, number))
+        out.append(_make(_ints(m.groups(), filename, number), filename, number))
     if counted and count != len(out):
         raise DecodeError(f"count line says {count} instructions but {len(out)} follow",
                           filename=filename, line=1)
@@ -230,6 +241,8 @@ def _parse_c(text, filename):
             found = True
             try:
                 fields = tuple(_c_int(g) for g in m.groups())
+            except LimitError as exc:
+                raise DecodeError(str(exc), filename=filename, line=number) from None
             except ValueError:
                 raise DecodeError(f"'{_show(m.group(0))}' has a number that is not a C integer "
                                   "literal", filename=filename, line=number) from None
