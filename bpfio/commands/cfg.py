@@ -6,9 +6,7 @@ from pathlib import Path
 
 import click
 
-from bpfio.commands.common import BpfClickError
-
-from bpfio.commands.common import load, program_options
+from bpfio.commands.common import load, program_options, write_output
 
 _SUFFIXES = {".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png"}
 
@@ -48,15 +46,15 @@ def cfg(program, output, profile, packet_hex, include_path, defines, relax):
         if output is None:
             click.echo(text, nl=False)
         else:
-            _write(output, text.encode())
+            write_output(output, text.encode())
         return
     if not dot_available():
         fallback = str(Path(output).with_suffix(".dot"))
-        _write(fallback, text.encode())
+        write_output(fallback, text.encode())
         click.echo(f"hint: Graphviz 'dot' is not installed; wrote DOT text to {fallback} "
                    f"(render it with: dot -T{fmt} {fallback} -o {output})", err=True)
         return
-    _write(output, render(text, fmt))
+    write_output(output, render(text, fmt))
 
 
 def _path(prog, profile, packet_hex) -> set[int]:
@@ -75,9 +73,3 @@ def _path(prog, profile, packet_hex) -> set[int]:
     verify(prog, profile="socket", lints=False)
     return {step.pc for step in trace(prog, packet)[1]}
 
-
-def _write(path: str, data: bytes) -> None:
-    try:
-        Path(path).write_bytes(data)
-    except OSError as exc:
-        raise BpfClickError(f"{path}: error: cannot write: {exc.strerror}") from None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
+import tempfile
 
 import click
 
@@ -57,11 +60,88 @@ def load(path, include_path=(), defines=None, relax=False):
 def write_program(program, fmt: str, output: str) -> None:
     """Write ``program`` in format ``fmt`` to the file ``output`` (``-``: standard output)."""
     rendered = format_program(program, fmt)
-    if isinstance(rendered, str):
-        rendered = rendered.encode()
+    write_output(output, rendered.encode() if isinstance(rendered, str) else rendered)
+
+
+def write_output(output: str, data: bytes) -> None:
+    """Write a command's whole output to ``output`` (``-``: standard output), atomically.
+
+    Every ``-o``/``--output`` goes through here, and only once the output
+    exists: a regular file is replaced by rename from a fsync'ed temporary
+    file in the same folder, so a failed run (disk full, ``ulimit -f``)
+    leaves the old content whole.  Special files (``/dev/stdout``,
+    ``/dev/full``, a FIFO) cannot be renamed over and are written directly.
+    A failure is one line, ``OUTPUT: error: cannot write: reason``, exit 1.
+    """
     if output == "-":
-        sys.stdout.buffer.write(rendered)
-        sys.stdout.buffer.flush()
-    else:
-        with open(output, "wb") as fh:
-            fh.write(rendered)
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except OSError as exc:
+            _drop_stdout()
+            raise BpfClickError(f"<stdout>: error: cannot write: {_reason(exc)}") from None
+        return
+    if not output:
+        raise BpfClickError("error: the output file name is empty")
+    try:
+        try:
+            mode = os.stat(output).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and not stat.S_ISREG(mode):
+            with open(output, "wb") as fh:
+                fh.write(data)
+            return
+        target = os.path.realpath(output)   # a symlink's file is replaced, not the link
+        if mode is not None and not os.access(target, os.W_OK):
+            raise PermissionError(13, os.strerror(13))   # what open(target, "w") would say
+        folder = os.path.dirname(target)
+        if not os.path.isdir(folder):
+            shown = folder if os.path.islink(output) else os.path.dirname(output) or "."
+            raise FileNotFoundError(0, f"folder '{shown}' does not exist")
+        _replace(target, folder, data, None if mode is None else stat.S_IMODE(mode))
+    except OSError as exc:
+        raise BpfClickError(f"{output}: error: cannot write: {_reason(exc)}") from None
+
+
+def _replace(target: str, folder: str, data: bytes, mode: int | None) -> None:
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+            if mode is None:            # a new file gets what open() would give it
+                umask = os.umask(0)
+                os.umask(umask)
+                mode = 0o666 & ~umask
+            os.fchmod(fh.fileno(), mode)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:                                # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _drop_stdout() -> None:
+    """Forget unwritten standard output, so exiting does not fail on it a second time."""
+    try:
+        sys.stdout = open(os.devnull, "w")   # noqa: SIM115 -- lives until exit
+    except OSError:
+        pass
