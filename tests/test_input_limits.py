@@ -208,3 +208,65 @@ def test_seccomp_syscall_number_long_literal(tmp_path):
     path.write_text("ret #0x7fff0000\n")
     _one_line_error(_cli(["run", "--profile", "seccomp", "--syscall", BIG, str(path)]),
                     f"error: syscall number: {TOO_LONG}")
+
+
+# --- item 5: pcap/pcapng block lengths -------------------------------------------------
+
+import struct  # noqa: E402
+
+from bpfio.exec.pcap import PcapError, read_packets, write_pcap  # noqa: E402
+
+
+def _block(btype: int, body: bytes, trailer: int | None = None) -> bytes:
+    n = 12 + len(body)
+    return struct.pack("<II", btype, n) + body + struct.pack("<I", n if trailer is None else trailer)
+
+
+SHB = _block(0x0a0d0d0a, struct.pack("<IHHq", 0x1a2b3c4d, 1, 0, -1))   # 28 bytes
+IDB = _block(1, struct.pack("<HHI", 1, 0, 65535))                       # 20 bytes
+
+
+@pytest.mark.parametrize("data, offset, problem", [
+    (SHB + _block(3, b""), 32, "Simple Packet Block of 12 bytes is too short (at least 16)"),
+    (SHB + _block(1, b"\0" * 4), 32,
+     "Interface Description Block of 16 bytes is too short (at least 20)"),
+    (SHB + IDB + _block(6, b"\0" * 8), 52,
+     "Enhanced Packet Block of 20 bytes is too short (at least 32)"),
+    (SHB + IDB + _block(2, b"\0" * 4), 52, "Packet Block of 16 bytes is too short (at least 32)"),
+    (_block(0x0a0d0d0a, struct.pack("<I", 0x1a2b3c4d)), 4,
+     "Section Header Block of 16 bytes is too short (at least 28)"),
+    (SHB + IDB + _block(6, struct.pack("<5I", 0, 0, 0, 100, 100) + b"\0" * 8), 68,
+     "captured length 100 runs past the end of its block (8 bytes of packet data)"),
+    (SHB + IDB + _block(2, struct.pack("<HHIIII", 0, 0, 0, 0, 9, 9) + b"\0" * 8), 68,
+     "captured length 9 runs past the end of its block (8 bytes of packet data)"),
+    (SHB + _block(3, b"\0" * 8, trailer=24), 44,
+     "block length 20 and trailing length 24 differ"),
+])
+def test_pcapng_block_lengths(data, offset, problem, tmp_path):
+    with pytest.raises(PcapError) as err:
+        read_packets(data, filename="f.pcapng")
+    assert str(err.value) == f"f.pcapng: byte {offset}: error: {problem}"
+    path = tmp_path / "f.pcapng"
+    path.write_bytes(data)
+    prog = tmp_path / "p.asm"
+    prog.write_text("ret #1\n")
+    _one_line_error(_cli(["run", "--pcap", str(path), str(prog)]),
+                    f"{path}: byte {offset}: error: {problem}")
+
+
+def test_pcapng_good_packet_still_reads():
+    epb = _block(6, struct.pack("<5I", 0, 0, 0, 8, 100) + b"\1" * 8)
+    (packet,) = read_packets(SHB + IDB + epb)
+    assert (packet.data, packet.wirelen, packet.linktype) == (b"\1" * 8, 100, 1)
+
+
+@pytest.mark.parametrize("cut, offset, problem", [
+    (10, 10, "truncated pcap file header"),
+    (24 + 8, 24, "truncated record header"),
+    (24 + 16 + 3, 24, "record of 4 bytes runs past the end of the file"),
+])
+def test_classic_pcap_lengths(cut, offset, problem):
+    data = write_pcap([b"\0" * 4])[:cut]
+    with pytest.raises(PcapError) as err:
+        read_packets(data, filename="f.pcap")
+    assert str(err.value) == f"f.pcap: byte {offset}: error: {problem}"

@@ -86,6 +86,15 @@ def _pcap(raw: bytes, order: str, nano: bool, filename: str) -> Iterator[Packet]
         pos += 16 + caplen
 
 
+# Smallest body (between the 8-byte head and the 4-byte trailing length) of each block
+# type read here: SHB byte-order magic, versions and section length; IDB link type,
+# reserved and snaplen; EPB interface, timestamp, caplen and len; SPB len; the obsolete
+# Packet Block interface, drops, timestamp, caplen and len.
+_MIN_BODY = {PCAPNG_SHB: 16, 1: 8, 6: 20, 3: 4, 2: 20}
+_BLOCK_NAME = {PCAPNG_SHB: "Section Header", 1: "Interface Description", 6: "Enhanced Packet",
+               3: "Simple Packet", 2: "Packet"}
+
+
 def _pcapng(raw: bytes, filename: str) -> Iterator[Packet]:
     pos = 0
     order = "<"
@@ -108,11 +117,19 @@ def _pcapng(raw: bytes, filename: str) -> Iterator[Packet]:
         if blen < 12 or blen % 4 or pos + blen > len(raw):
             raise PcapError(f"bad pcapng block length {blen}", filename=filename, offset=pos + 4)
         body = raw[pos + 8:pos + blen - 4]
+        if len(body) < _MIN_BODY.get(btype, 0):
+            raise PcapError(f"{_BLOCK_NAME[btype]} Block of {blen} bytes is too short (at least "
+                            f"{_MIN_BODY[btype] + 12})", filename=filename, offset=pos + 4)
+        trailer = struct.unpack_from(order + "I", raw, pos + blen - 4)[0]
+        if trailer != blen:
+            raise PcapError(f"block length {blen} and trailing length {trailer} differ",
+                            filename=filename, offset=pos + blen - 4)
         if btype == 1:      # Interface Description Block
             linktype = struct.unpack_from(order + "H", body)[0]
             links.append((linktype, _if_tsresol(body[8:], order)))
         elif btype == 6:    # Enhanced Packet Block
             iface, hi, lo, caplen, wirelen = struct.unpack_from(order + "IIIII", body)
+            _check_caplen(caplen, len(body) - 20, filename, pos)
             linktype, per_sec = links[iface] if iface < len(links) else (LINKTYPE_ETHERNET, 10**6)
             ts = (hi << 32) | lo
             yield Packet(body[20:20 + caplen], wirelen, linktype, ts * 1_000_000_000 // per_sec)
@@ -122,9 +139,17 @@ def _pcapng(raw: bytes, filename: str) -> Iterator[Packet]:
             yield Packet(body[4:4 + min(wirelen, len(body) - 4)], wirelen, linktype, 0)
         elif btype == 2:    # obsolete Packet Block
             iface, _drops, hi, lo, caplen, wirelen = struct.unpack_from(order + "HHIIII", body)
+            _check_caplen(caplen, len(body) - 20, filename, pos)
             linktype, per_sec = links[iface] if iface < len(links) else (LINKTYPE_ETHERNET, 10**6)
             yield Packet(body[20:20 + caplen], wirelen, linktype, ((hi << 32) | lo) * 1_000_000_000 // per_sec)
         pos += blen
+
+
+def _check_caplen(caplen: int, room: int, filename: str, pos: int) -> None:
+    """A packet block's captured length must fit in the block (byte ``pos + 20``: caplen)."""
+    if caplen > room:
+        raise PcapError(f"captured length {caplen} runs past the end of its block "
+                        f"({room} bytes of packet data)", filename=filename, offset=pos + 20)
 
 
 def _if_tsresol(options: bytes, order: str) -> int:
