@@ -270,3 +270,23 @@ def test_classic_pcap_lengths(cut, offset, problem):
     with pytest.raises(PcapError) as err:
         read_packets(data, filename="f.pcap")
     assert str(err.value) == f"f.pcap: byte {offset}: error: {problem}"
+
+
+# --- item 11: disasm output always re-assembles, or disasm refuses --------------------
+
+@pytest.mark.parametrize("text, n", [("[]\n", 0), ("0,\n", 0),
+                                     ("4097," + "6 0 0 0," * 4097 + "\n", 4097)])
+def test_disasm_refuses_what_asm_cannot_take_back(text, n):
+    _one_line_error(_cli(["disasm", "-"], text),
+                    f"<stdin>: error: a program of {n} instructions has no bpf_asm source "
+                    "(asm takes 1 to 4096); --style tcpdump prints it")
+    result = _cli(["disasm", "--style", "tcpdump", "-"], text)
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == n
+
+
+def test_disasm_of_4096_instructions_round_trips():
+    text = "4096," + "6 0 0 7," * 4096 + "\n"
+    source = _cli(["disasm", "-"], text)
+    assert source.exit_code == 0
+    back = _cli(["asm", "-"], source.stdout)
+    assert (back.exit_code, back.stdout) == (0, text)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from bpfio.isa import BPF_MAXINSNS
 from bpfio.text.disasm import disassemble
-from bpfio.commands.common import load, program_options
+from bpfio.commands.common import BpfClickError, load, program_options
 
 
 @click.command("disasm")
@@ -18,11 +19,20 @@ def disasm(program, style, include_path, defines, relax):
     """Disassemble PROGRAM (any format, auto-detected; default: standard input).
 
     Reads bpf_asm lines, tcpdump -dd/-ddd output, C arrays, JSON, raw
-    struct sock_filter binary, or assembly source.
+    struct sock_filter binary, or assembly source.  The bpf_asm style
+    always re-assembles to the same bytes, so it refuses a program that
+    bpfio asm could not give back: one with no instructions or more than
+    4096 (exit 1).
 
     \b
     Examples:
       tcpdump -ddd -y EN10MB 'ip and tcp port 80' | bpfio disasm
       bpfio disasm --style tcpdump filter.bin
     """
-    click.echo(disassemble(load(program, include_path, defines, relax), style=style), nl=False)
+    prog = load(program, include_path, defines, relax)
+    if style == "bpf_asm" and not 1 <= len(prog) <= BPF_MAXINSNS:
+        name = "<stdin>" if program == "-" else program
+        raise BpfClickError(f"{name}: error: a program of {len(prog)} instructions has no "
+                            f"bpf_asm source (asm takes 1 to {BPF_MAXINSNS}); "
+                            "--style tcpdump prints it")
+    click.echo(disassemble(prog, style=style), nl=False)

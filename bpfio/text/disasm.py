@@ -3,7 +3,8 @@
 Two styles:
 
 * ``bpf_asm`` (default): source that :func:`bpfio.assemble` turns back into
-  the same bytes for *every* program.  Jump targets get labels ``L<pc>``.
+  the same bytes for *every* program it can hold (1 to ``BPF_MAXINSNS``
+  instructions; ``bpfio disasm`` refuses the others).  Jump targets get labels ``L<pc>``.
   Instructions bpf_asm cannot spell -- unknown codes, stray ``jt``/``jf`` or
   ``k`` bits the encoding ignores, targets past the end -- are written as
   ``.insn code, jt, jf, k`` (a bpfio directive no bpf_asm program contains).
