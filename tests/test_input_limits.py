@@ -290,3 +290,26 @@ def test_disasm_of_4096_instructions_round_trips():
     assert source.exit_code == 0
     back = _cli(["asm", "-"], source.stdout)
     assert (back.exit_code, back.stdout) == (0, text)
+
+
+def test_limits_doc_states_the_limits():
+    from pathlib import Path
+
+    from bpfio.isa import BPF_MAXINSNS
+    from bpfio.limits import MAX_INT_BITS
+    from bpfio.pio.events import COUNT_MAX
+    from bpfio.text.preprocess import MAX_EXPR_TOKENS, MAX_INCLUDE_DEPTH
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "limits.md").read_text()
+    rows = {line.split("|")[1].strip(): line.split("|")[2] for line in doc.splitlines()
+            if line.startswith("| ") and not line.startswith("| What")}
+    for label, value in (("Digits in one integer literal", MAX_DIGITS),
+                         ("An `int` passed", MAX_INT_BITS), ("JSON nesting", MAX_JSON_DEPTH),
+                         ("`#include` nesting", MAX_INCLUDE_DEPTH),
+                         ("`#define` nesting", MAX_MACRO_DEPTH),
+                         ("Tokens in one constant expression", MAX_EXPR_TOKENS),
+                         ("Instructions in a program", BPF_MAXINSNS),
+                         ("Elements in one string I/O event", COUNT_MAX)):
+        (cell,) = [v for k, v in rows.items() if k.startswith(label)]
+        assert cell.strip().split()[0] == f"{value:,}", label
+    assert "[limits.md](limits.md)" in (Path(__file__).resolve().parent.parent / "docs"
+                                        / "assembler.md").read_text()
