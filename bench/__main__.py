@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
 import os
 import pkgutil
@@ -16,6 +17,7 @@ import time
 import traceback
 
 import bench
+from bpfio.commands.common import BpfClickError, write_output   # the one atomic -o writer
 
 
 def modules(only=()):
@@ -89,7 +91,9 @@ def chart(rows: list[dict], path: str) -> str | None:
     ax.set_xscale("log")
     ax.set_xlabel("ratio to the row's baseline (same run)")
     fig.tight_layout()
-    fig.savefig(path)
+    image = io.BytesIO()
+    fig.savefig(image, format="png")
+    write_output(path, image.getvalue())
     return path
 
 
@@ -113,8 +117,12 @@ def main(argv=None) -> int:
         for err in errors:
             print(f"error: {err}", file=sys.stderr)
     if args.png:
-        if chart(rows, args.png) is None:
-            print("hint: pip install matplotlib for --png", file=sys.stderr)
+        try:
+            if chart(rows, args.png) is None:
+                print("hint: pip install matplotlib for --png", file=sys.stderr)
+        except BpfClickError as exc:      # cannot write FILE: one line
+            print(exc.format_message(), file=sys.stderr)
+            return 1
     return 1 if errors else 0
 
 
