@@ -35,7 +35,7 @@ import z3
 from bpfio import isa
 from bpfio.abi import pio as abi
 from bpfio.prove.encode import Outputs, ProveError, State, and_, bv, encode
-from bpfio.prove.inputs import inputs_for
+from bpfio.prove.inputs import LEN_MAX, inputs_for
 from bpfio.prove.equiv import (PIO_OBSERVED, Result, as_program, concrete_input, observation,
                                run_execution, run_observed, solve)
 
@@ -300,7 +300,7 @@ def _access_tracker(program, profile, inputs):
 
 
 def prove_property(program, assertion: str, profile: str = "socket", timeout: float = 10.0, *,
-                   mem_words: int = 16, max_len: int = 0xffff, ports=None,
+                   mem_words: int = 16, max_len: int = LEN_MAX, ports=None,
                    context: str = "default") -> Result:
     """Prove ``assertion`` for every input of ``profile``; status proved, disproved or unknown.
 
@@ -364,7 +364,7 @@ def _free_vars(profile, inputs):
 
 
 def verdict_classes(program, profile: str = "socket", *, limit: int = 16, timeout: float = 10.0,
-                    mem_words: int = 16, max_len: int = 0xffff, when=None, ports=None,
+                    mem_words: int = 16, max_len: int = LEN_MAX, when=None, ports=None,
                     context: str = "default"):
     """The distinct verdicts a program can return, each with a witness input.
 
