@@ -271,3 +271,15 @@ def test_udp_load_bounds_match_the_kernel():
                     prog = assemble(text)
                     model, real = _udp_delivers(oracle, prog, payload)
                     assert model == real, text
+
+
+def test_a_difference_only_past_the_replay_limit_is_unknown():
+    # Beyond 64 MiB the interpreter cannot build the packet: never "different" without one.
+    from bpfio.prove import prove_property, verdict_classes
+    huge = assemble("ld len\njgt #0x4000000, big, small\nbig: ret #1\nsmall: ret #2\n")
+    r = equivalent(huge, RET_2)
+    assert r.status == "unknown" and "longer than the 67108864" in r.reason
+    p = prove_property(huge, "ret == 2")
+    assert p.status == "unknown" and "longer than" in p.reason
+    classes, complete = verdict_classes(huge)
+    assert complete and dict(classes)[1].startswith("(") and dict(classes)[2] == "--packet ''"

@@ -207,7 +207,7 @@ def concrete_input(profile: str, inputs, model):
     if isinstance(inputs, SocketInputs):
         length = _value(model, inputs.length)
         if length > PACKET_MAX:
-            raise Unreplayable(f"the difference needs a packet of {length} bytes, longer than "
+            raise Unreplayable(f"the solver's input is a packet of {length} bytes, longer than "
                                f"the {PACKET_MAX} the interpreter replays")
         pkt = _array_bytes(model, inputs.pkt, length)
         ctx = inputs.context_values(model)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import z3
 
 from bpfio import isa
+from bpfio.exec.skb import PACKET_MAX
 from bpfio.isa import SKF_AD, SKF_AD_OFF
 from bpfio.prove.encode import _NET, BV, Inputs, ProveError, _alu, bv, select
 
@@ -106,12 +107,14 @@ class SocketInputs(Inputs):
     def preferred(self):
         zeros = z3.K(z3.BitVecSort(BV), z3.BitVecVal(0, 8))
         ladder = [z3.ULE(self.length, n) for n in (0, 8, 16, 24, 32, 48, 64, 128, 256, 1514,
-                                                   0xffff, 0x10000, 1 << 17, 1 << 20, 1 << 22)]
+                                                   0xffff, 0x10000, 1 << 17, 1 << 20, 1 << 22,
+                                                   PACKET_MAX)]
         ctx = []
         if self.ctx:
-            ctx = [z3.Not(self.device), self.net_off == 0, z3.Not(self.ll_set),
-                   self.net_off >= -64, self.ll_off >= -64, self.net_off <= 64,
-                   self.ll_off <= 64] + [var == 0 for var in self.ctx.values()]
+            near = [z3.And(off >= -n, off <= n) for off in (self.net_off, self.ll_off)
+                    for n in (1, 20, 64)]
+            ctx = [z3.Not(self.device), self.net_off == 0, z3.Not(self.ll_set)] + near + [
+                var == 0 for var in self.ctx.values()]
         return ladder + ctx + [self.pkt == zeros] + [z3.Select(self.pkt, i) == 0 for i in range(64)]
 
     def context_values(self, model) -> dict:
