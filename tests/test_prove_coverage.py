@@ -125,6 +125,8 @@ def test_skb_load_reads_the_head_before_the_data():
     assert skb_load(pkt, -0x200000, 1, -4, -17, head) is None         # before the head
     assert skb_load(pkt, -0x200000, 1, -4, None, head) is None        # no link-layer header
     assert skb_load(b"", -0x100000, 2, -2, None, b"\x45\x00") == 0x4500
+    with pytest.raises(TypeError, match="head must be bytes"):
+        SocketContext(head=0x45)
 
 
 def _random_context(rng) -> dict:

@@ -58,6 +58,10 @@ class SocketContext:
     head: bytes = b""          # the bytes just before the data (headers a negative offset reads)
     rand: Callable[[], int] | None = field(default=None, compare=False)
 
+    def __post_init__(self):
+        if not isinstance(self.head, (bytes, bytearray)):
+            raise TypeError(f"head must be bytes, not {type(self.head).__name__}")
+
     def rand_u32(self) -> int:
         """One ``ld rand`` value."""
         return (self.rand() if self.rand else _random.getrandbits(32)) & U32
