@@ -214,6 +214,8 @@ class UdpOracle:
     def view(self, payload: bytes) -> tuple[bytes, dict]:
         """``(data, context fields)``: what a filter on this socket sees for ``payload``.
 
+        Every other ancillary field is 0 (``cpu`` is the sending CPU: 0 when pinned there).
+
         Three header fields change from datagram to datagram and are left 0
         here (:data:`UDP_VARYING` lists their offsets from the link-layer
         header): the IPv4 id and header checksum, and the UDP checksum
@@ -224,7 +226,10 @@ class UdpOracle:
         ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
                          bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
         eth = bytes(12) + b"\x08\x00"
-        return udp, {"net_off": -20, "ll_off": -34, "head": eth + ip}
+        # Ancillary values measured on loopback: ETH_P_IP, device lo (ifindex 1,
+        # ARPHRD_LOOPBACK), the flow dissector's payload offset past the UDP header.
+        return udp, {"net_off": -20, "ll_off": -34, "head": eth + ip, "protocol": 0x800,
+                     "ifindex": 1, "hatype": 0x304, "poff": 8}
 
 
 UDP_VARYING = frozenset((18, 19, 24, 25, 40, 41))   # IP id, IP checksum, UDP checksum
