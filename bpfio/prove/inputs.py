@@ -27,6 +27,7 @@ LEN_MAX = 0x7fffffff
 # headers are at most 64 KiB, so 1 MiB (the SKF_NET_OFF window) is ample.
 HEAD_MAX = 0x100000
 
+
 def _concat(parts):
     """Big-endian bytes as one zero-extended 32-bit term."""
     term = parts[0] if len(parts) == 1 else z3.Concat(*parts)
@@ -149,8 +150,8 @@ class SocketInputs(Inputs):
         return z3.Select(self.pkt, bv(i))
 
     def load(self, state, off, size):
-        if self.ctx:
-            return self._free_load(off, size)
+        if self.ctx and not (isinstance(off, int) and off < 0x80000000):
+            return self._free_load(off, size)     # a header offset, or one not known yet
         if isinstance(off, int):
             if off < 0x80000000:
                 start = off
