@@ -63,11 +63,12 @@ def _path(prog, profile, packet_hex) -> set[int]:
         return set()
     if profile != "socket":
         raise click.UsageError("--packet applies to --profile socket")
-    clean = "".join(packet_hex.split()).replace(":", "")
+    from bpfio.exec.skb import parse_hex
     try:
-        packet = bytes.fromhex(clean[2:] if clean[:2].lower() == "0x" else clean)
-    except ValueError:
-        raise click.BadParameter(f"'{packet_hex}' is not hex bytes", param_hint="--packet") from None
+        packet = parse_hex(packet_hex)
+    except ValueError as err:
+        raise click.BadParameter(f"'{packet_hex[:40]}' is not hex bytes ({err})",
+                                 param_hint="--packet") from None
     from bpfio.exec.trace import trace
     from bpfio.check.verifier import verify
     verify(prog, profile="socket", lints=False)

@@ -121,11 +121,16 @@ def _context(fields, profile) -> dict:
             raise click.BadParameter(f"'{item}': expected FIELD=VALUE with FIELD one of "
                                      f"{', '.join(known)}", param_hint="--ctx")
         try:
-            out[name] = None if value.lower() == "none" else parse_int(value, 0)
+            if name == "head":
+                from bpfio.exec.skb import parse_hex
+                out[name] = parse_hex(value)
+            else:
+                out[name] = None if value.lower() == "none" else parse_int(value, 0)
         except LimitError as exc:
             raise click.BadParameter(f"{name}: {exc}", param_hint="--ctx") from None
         except ValueError:
-            raise click.BadParameter(f"'{value}' is not a number", param_hint="--ctx") from None
+            what = "hex bytes" if name == "head" else "a number"
+            raise click.BadParameter(f"'{value[:40]}' is not {what}", param_hint="--ctx") from None
     return out
 
 

@@ -68,7 +68,7 @@ def profile_options(func):
     func = click.option("--context", type=click.Choice(("default", "free")), default="default",
                         show_default=True,
                         help="socket: the default AF_UNIX context, or every ancillary value "
-                             "(proto, mark, ifidx, ...) free.")(func)
+                             "(proto, mark, ifidx, ...) and both header offsets free.")(func)
     func = click.option("--ports", callback=_ports, metavar="BASE+N",
                         help="pio: only events of a binding of N ports at BASE "
                              "(offset = port - BASE).")(func)
@@ -77,9 +77,10 @@ def profile_options(func):
     func = click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")(func)
     func = click.option("--timeout", type=click.FloatRange(0.001), default=10.0, show_default=True,
                         metavar="SECONDS", help="Give up (exit 3, 'unknown') after this long.")(func)
-    func = click.option("--max-len", type=click.IntRange(0, 0xffffffff), default=0xffff,
+    func = click.option("--max-len", type=click.IntRange(0, 0x7fffffff), default=0x7fffffff,
                         show_default=True, metavar="N",
-                        help="socket: the longest packet considered.")(func)
+                        help="socket: the longest packet considered (default: every length "
+                             "a kernel delivers).")(func)
     func = click.option("--mem-words", type=click.IntRange(abi.PIO_MEM_MIN, abi.PIO_MEM_MAX),
                         default=abi.PIO_MEM_DEFAULT, show_default=True, metavar="N",
                         help="pio: shared memory words, all of them free.")(func)
@@ -153,7 +154,8 @@ def equiv(program_a, program_b, profile, mem_words, ports, context, max_len, tim
     A and B are in any program format ('-' reads one of them from standard
     input).  socket: every packet of 0..--max-len bytes on the default
     AF_UNIX socket (--context free: any ancillary values, with or without a
-    device; use it to check a rewrite for every socket); seccomp: every seccomp_data; pio: every port event and
+    device, any network and link-layer header offsets; use it to check a
+    rewrite for every socket); seccomp: every seccomp_data; pio: every port event and
     every value of the --mem-words shared words (compared: the verdict, the
     value an IN receives, and the shared memory afterwards).
 

@@ -27,7 +27,8 @@ def _verdict_table(prog, name, profile, opts, limit):
             lines.append(f"{title}:")
         for verdict, witness in sorted(classes):
             run_opts = witness if profile == "socket" else f"--profile {profile} {witness}"
-            lines.append(f"  {verdict_text(profile, verdict):<22} e.g. bpfio run {run_opts} {name}")
+            example = witness if witness.startswith("(") else f"e.g. bpfio run {run_opts} {name}"
+            lines.append(f"  {verdict_text(profile, verdict):<22} {example}")
             entries.append({"group": title or None, "verdict": verdict,
                             "shown": verdict_text(profile, verdict), "witness": witness,
                             "complete": complete})

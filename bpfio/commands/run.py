@@ -22,15 +22,14 @@ def _int(text: str, what: str) -> int:
 
 
 def _hex_packet(ctx, param, values):
+    from bpfio.exec.skb import parse_hex
     out = []
     for text in values:
-        clean = "".join(text.split()).replace(":", "")
-        if clean.startswith(("0x", "0X")):
-            clean = clean[2:]
         try:
-            out.append(bytes.fromhex(clean))
-        except ValueError:
-            raise click.BadParameter(f"'{text}' is not hex bytes", ctx=ctx, param=param) from None
+            out.append(parse_hex(text))
+        except ValueError as err:
+            raise click.BadParameter(f"'{text[:40]}' is not hex bytes ({err})", ctx=ctx,
+                                     param=param) from None
     return out
 
 
@@ -104,11 +103,12 @@ def _format_trace(steps) -> list[str]:
 @click.option("--profile", type=click.Choice(("socket", "seccomp", "pio")), default="socket",
               show_default=True, help="What the program reads and what its verdict means.")
 @click.option("--packet", "packets", multiple=True, callback=_hex_packet, metavar="HEX",
-              help="socket: a packet in hex (repeatable).")
+              help="socket: a packet in hex, XX*N repeats a byte (repeatable).")
 @click.option("--pcap", "pcap_file", type=click.Path(dir_okay=False), metavar="FILE",
               help="socket: every packet of a pcap or pcapng file.")
 @click.option("--ctx", "ctx_fields", multiple=True, callback=_pairs, metavar="FIELD=VALUE",
-              help="socket: a context field, e.g. ifindex=2, protocol=0x800, ll_off=0, net_off=14.")
+              help="socket: a context field, e.g. ifindex=2, protocol=0x800, ll_off=0, net_off=14, "
+                   "or head=HEX (the bytes before the packet that negative offsets read).")
 @click.option("--syscall", metavar="NAME|NR", help="seccomp: the system call (name or number).")
 @click.option("--arg", "args", multiple=True, callback=_pairs, metavar="N=VALUE",
               help="seccomp: argument N (0..5) of the call.")
@@ -189,7 +189,15 @@ def _socket_context(fields):
         if name not in known:
             raise click.BadParameter(f"unknown context field '{name}' (one of {', '.join(sorted(known))})",
                                      param_hint="--ctx")
-        out[name] = None if value.lower() == "none" else _int(value, name)
+        if name == "head":
+            from bpfio.exec.skb import parse_hex
+            try:
+                out[name] = parse_hex(value)
+            except ValueError as err:
+                raise click.BadParameter(f"head: '{value[:40]}' is not hex bytes ({err})",
+                                         param_hint="--ctx") from None
+        else:
+            out[name] = None if value.lower() == "none" else _int(value, name)
     return out
 
 

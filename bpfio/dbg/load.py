@@ -112,13 +112,11 @@ class Loading:
 
     def _load_packet(self, text):
         self._require("socket", "packet")
-        clean = "".join(text.split()).replace(":", "")
-        if clean[:2].lower() == "0x":
-            clean = clean[2:]
+        from bpfio.exec.skb import parse_hex
         try:
-            data = bytes.fromhex(clean)
-        except ValueError:
-            raise DbgError(f"'{text}' is not hex bytes") from None
+            data = parse_hex(text)
+        except ValueError as err:
+            raise DbgError(f"'{text[:40]}' is not hex bytes ({err})") from None
         self.source.packets.append((data, len(data)))
         return [f"packet #{len(self.source)}: {len(data)} bytes"]
 

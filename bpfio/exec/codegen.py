@@ -146,7 +146,7 @@ class _Emitter:
             return [f"v = _anc({k - SKF_AD_OFF}, A, X, p, ctx)",
                     "if v < 0:", f"    {early}", "A = v"]
         if op == LD_GEN:  # negative absolute offset: header-relative rules
-            return [f"v = _load(p, {interp.isa.to_s32(k)}, {t}, ctx.net_off, ctx.ll_off)",
+            return [f"v = _load(p, {interp.isa.to_s32(k)}, {t}, ctx.net_off, ctx.ll_off, ctx.head)",
                     "if v is None:", f"    {self.abort()}", "A = v"]
         size = t
         target = "X" if op == LDX_MSH else "A"
@@ -159,7 +159,7 @@ class _Emitter:
                 f"if o + {size} <= n:",
                 f"    {target} = {fast}",
                 "else:",
-                f"    v = _load(p, o - 0x100000000 if o & 0x80000000 else o, {size}, ctx.net_off, ctx.ll_off)",
+                f"    v = _load(p, o - 0x100000000 if o & 0x80000000 else o, {size}, ctx.net_off, ctx.ll_off, ctx.head)",
                 "    if v is None:",
                 f"        {self.abort()}",
                 f"    {target} = {slow}"]

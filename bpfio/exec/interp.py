@@ -70,10 +70,10 @@ class _Input(NamedTuple):
 
 def socket_input(context: SocketContext = DEFAULT_CONTEXT) -> _Input:
     """The socket profile's loads for one context (reusable across packets)."""
-    net, ll = context.net_off, context.ll_off
+    net, ll, head = context.net_off, context.ll_off, context.head
 
     def load(pkt, off, size):
-        return skb_load(pkt, off - 0x100000000 if off & 0x80000000 else off, size, net, ll)
+        return skb_load(pkt, off - 0x100000000 if off & 0x80000000 else off, size, net, ll, head)
 
     def anc(pkt, k, a, x):
         return ancillary(k - SKF_AD_OFF, a, x, pkt, context)

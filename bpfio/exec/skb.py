@@ -33,7 +33,11 @@ class SocketContext:
     socket, measured with :mod:`bpfio.exec.kernel_run`: every field 0, no device
     (``ifindex``/``hatype`` None: those loads end the program returning A),
     the network header at offset 0 of the data and no link-layer header
-    (``ll_off`` None).  ``cpu`` is the sending CPU (0 when pinned there);
+    (``ll_off`` None).  On a UDP or TCP socket the filter's data starts at the
+    transport header and the headers lie before it: ``net_off`` and ``ll_off``
+    are then negative and ``head`` holds the bytes from the lowest header up
+    to the data (on loopback UDP/IPv4: ``net_off=-20``, ``ll_off=-34`` and
+    ``head`` the 14-byte Ethernet header plus the 20-byte IP header).  ``cpu`` is the sending CPU (0 when pinned there);
     ``rand`` supplies ``ld rand`` (default: ``random.getrandbits(32)``).
     """
 
@@ -49,9 +53,14 @@ class SocketContext:
     vlan_present: int = 0
     vlan_tpid: int = 0
     poff: int = 0              # SKF_AD_PAY_OFFSET (flow dissector; 0 when unknown)
-    net_off: int = 0           # network header offset from the data start
+    net_off: int = 0           # network header offset from the data start (< 0: before it)
     ll_off: int | None = None  # link-layer header offset; None = not set
+    head: bytes = b""          # the bytes just before the data (headers a negative offset reads)
     rand: Callable[[], int] | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        if not isinstance(self.head, (bytes, bytearray)):
+            raise TypeError(f"head must be bytes, not {type(self.head).__name__}")
 
     def rand_u32(self) -> int:
         """One ``ld rand`` value."""
@@ -81,12 +90,72 @@ def skb_offset(off: int, net_off: int, ll_off: int | None) -> int | None:
     return None
 
 
-def skb_load(pkt: bytes, off: int, size: int, net_off: int = 0, ll_off: int | None = None):
-    """Read ``size`` big-endian bytes at signed offset ``off``; None when out of bounds."""
+def skb_load(pkt: bytes, off: int, size: int, net_off: int = 0, ll_off: int | None = None,
+             head: bytes = b""):
+    """Read ``size`` big-endian bytes at signed offset ``off``; None when out of bounds.
+
+    A header offset may resolve before the data (into ``head``, the bytes just
+    before it); as in ``bpf_skb_load_helper_*`` the load is in bounds when it
+    ends within the packet (``start + size <= len``).
+    """
     start = skb_offset(off, net_off, ll_off)
-    if start is None or start < 0 or start + size > len(pkt):
+    if start is None or start + size > len(pkt):
         return None
-    return int.from_bytes(pkt[start:start + size], "big")
+    if start >= 0:
+        return int.from_bytes(pkt[start:start + size], "big")
+    if start < -len(head):
+        return None             # before the lowest header the context describes
+    end = start + size
+    data = head[len(head) + start:len(head) + min(end, 0)] + pkt[:max(end, 0)]
+    return int.from_bytes(data, "big")
+
+
+PACKET_MAX = 1 << 26      # the longest packet a hex text may describe (64 MiB)
+_RUN = 8                  # hex_text writes runs of this many equal bytes or more as XX*N
+
+
+def hex_text(data: bytes) -> str:
+    """``data`` as hex; a run of 8 or more equal bytes is a ``:XX*N:`` token (N decimal).
+
+    ``''`` when empty; :func:`parse_hex` reads it back.
+    """
+    out, i, n = [], 0, len(data)
+    while i < n:
+        j = i
+        while j < n and data[j] == data[i]:
+            j += 1
+        if j - i >= _RUN:
+            out.append(f":{data[i]:02x}*{j - i}:")
+        else:
+            out.append(data[i:j].hex())
+        i = j
+    return "".join(out).replace("::", ":").strip(":") or "''"
+
+
+def parse_hex(text: str) -> bytes:
+    """Bytes from hex text: a ``0x`` prefix, spaces and colons allowed, ``XX*N`` repeats a byte.
+
+    A repeat is a token of its own (``00*70000:01`` is 70,000 zeros and a 1).
+    Raises ValueError with the problem for bad digits or a length past
+    :data:`PACKET_MAX`.
+    """
+    text = text.strip()
+    if text.startswith(("0x", "0X")):
+        text = text[2:]
+    out = bytearray()
+    for token in text.replace(":", " ").split():
+        byte, star, count = token.partition("*")
+        if star:
+            if len(byte) != 2 or not count.isdigit() or len(count) > 9:
+                raise ValueError(f"'{token[:20]}': a repeat is one byte, '*' and a count")
+            if len(out) + int(count) > PACKET_MAX:
+                raise ValueError(f"longer than {PACKET_MAX} bytes")
+            out += bytes.fromhex(byte) * int(count)
+        else:
+            out += bytes.fromhex(token)
+        if len(out) > PACKET_MAX:
+            raise ValueError(f"longer than {PACKET_MAX} bytes")
+    return bytes(out)
 
 
 def _nla_find(pkt: bytes, start: int, length: int, attrtype: int) -> int:

@@ -10,9 +10,10 @@ Python ints (constant folding decides ``ld #5; jeq #5`` without the solver).
 Every rule below mirrors a line of :mod:`bpfio.exec.interp`: 32-bit wrap-around,
 unsigned compares, shifts by ``& 31``, ``div``/``mod`` by zero and loads
 outside the input end the program with 0, ``[x + k]`` wraps at 32 bits and
-is read as a signed offset (``SKF_NET_OFF`` maps to the data with
-``net_off`` 0; ``SKF_LL_OFF`` faults because the default socket has no
-link-layer header).  The profile's :class:`Inputs` supplies the free
+is read as a signed offset (on the default socket ``SKF_NET_OFF`` maps to
+the data with ``net_off`` 0 and ``SKF_LL_OFF`` faults, there being no
+link-layer header; the free socket context makes both offsets free, see
+:mod:`bpfio.prove.inputs`).  The profile's :class:`Inputs` supplies the free
 variables; :func:`encode` returns the program's :class:`Outputs`.
 """
 

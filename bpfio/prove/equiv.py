@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 import z3
 
 from bpfio.insn import Insn
+from bpfio.errors import BpfError
 from bpfio.exec.interp import SocketContext
+from bpfio.exec.skb import PACKET_MAX, hex_text
 from bpfio.exec.trace import Execution
 from bpfio.prove.encode import ProveError, bv, encode
-from bpfio.prove.inputs import PioInputs, SeccompInputs, SocketInputs, inputs_for
+from bpfio.prove.inputs import LEN_MAX, PioInputs, SeccompInputs, SocketInputs, inputs_for
 
 STATUSES = ("equivalent", "different", "unknown")
 PIO_OBSERVED = ("verdict", "in", "mem")
@@ -55,6 +57,10 @@ class Result:
     def __bool__(self) -> bool:
         """True when proved (``equivalent``, or ``proved`` for a property)."""
         return self.status in ("equivalent", "proved")
+
+
+class Unreplayable(BpfError):
+    """A model the interpreter cannot run (a packet too long to build): the answer is unknown."""
 
 
 def as_program(program) -> list[Insn]:
@@ -119,13 +125,14 @@ def solve(constraints, *, timeout: float, prefer=()):
 
 
 def equivalent(prog_a, prog_b, profile: str = "socket", timeout: float = 10.0, *,
-               mem_words: int = 16, max_len: int = 0xffff, compare=PIO_OBSERVED,
+               mem_words: int = 16, max_len: int = LEN_MAX, compare=PIO_OBSERVED,
                ports: tuple | None = None, context: str = "default") -> Result:
     """Decide whether ``prog_a`` and ``prog_b`` agree on every input of ``profile``.
 
-    ``socket``: packets of any length 0..``max_len`` with any bytes, the default
-    (AF_UNIX) context, or with ``context="free"`` any ancillary values and
-    device or none (what an optimizer must preserve).  ``seccomp``: any ``seccomp_data``.  ``pio``: any event,
+    ``socket``: packets of any length 0..``max_len`` (default ``LEN_MAX``, every
+    length a kernel delivers) with any bytes, the default (AF_UNIX) context, or
+    with ``context="free"`` any ancillary values, device or none, and any
+    network and link-layer header offsets (what an optimizer must preserve).  ``seccomp``: any ``seccomp_data``.  ``pio``: any event,
     any ``mem_words`` shared words (``ports=(base, length)``: only events of
     that binding).  ``timeout`` (seconds) bounds the solver;
     past it the status is ``unknown``.  Raises :class:`ProveError` for a
@@ -144,14 +151,19 @@ def equivalent(prog_a, prog_b, profile: str = "socket", timeout: float = 10.0, *
     if answer == z3.unsat:
         result.status = "equivalent"
     elif answer == z3.sat:
-        result = witness(profile, inputs, model, {"a": (a, out_a), "b": (b, out_b)},
-                         compare, mem_words=mem_words)
-        if result.observed[0] == result.observed[1]:
-            result.status = "unknown"
-            result.reason = ("the solver's counterexample does not reproduce in the interpreter "
-                             "(nla/nlan or ld rand, which the prover treats as free values)")
+        try:
+            result = witness(profile, inputs, model, {"a": (a, out_a), "b": (b, out_b)},
+                             compare, mem_words=mem_words)
+        except Unreplayable as err:
+            result.reason = str(err)
         else:
-            result.status = "different"
+            if result.observed[0] == result.observed[1]:
+                result.status = "unknown"
+                result.reason = ("the solver's counterexample does not reproduce in the "
+                                 "interpreter (nla/nlan or ld rand, which the prover treats as "
+                                 "free values)")
+            else:
+                result.status = "different"
     else:
         result.reason = f"timeout after {timeout:g} s"
     result.seconds = time.perf_counter() - start
@@ -164,18 +176,26 @@ def _value(model, term) -> int:
     return model.eval(bv(term), model_completion=True).as_long()
 
 
-def _array_bytes(model, arr, length: int) -> bytes:
-    """The first ``length`` bytes of a model's array (a Store chain over a constant)."""
+def _array_bytes(model, arr, length: int, start: int = 0) -> bytes:
+    """``length`` bytes of a model's array from index ``start`` (mod 2**32).
+
+    The model is a Store chain over a constant, so a long packet costs one
+    fill plus its stores.
+    """
     value = model.eval(arr, model_completion=True)
     stores = {}
     while z3.is_store(value):
         index, byte = value.arg(1), value.arg(2)
         stores.setdefault(index.as_long(), byte.as_long())
         value = value.arg(0)
-    if z3.is_K(value):
-        fill = value.arg(0).as_long()
-        return bytes(stores.get(i, fill) for i in range(length))
-    return bytes(_value8(model, arr, i) for i in range(length))
+    if not z3.is_K(value):
+        return bytes(_value8(model, arr, (start + i) & 0xffffffff) for i in range(length))
+    out = bytearray([value.arg(0).as_long()]) * length
+    for index, byte in stores.items():
+        i = (index - start) & 0xffffffff
+        if i < length:
+            out[i] = byte
+    return bytes(out)
 
 
 def _value8(model, arr, i: int) -> int:
@@ -185,10 +205,18 @@ def _value8(model, arr, i: int) -> int:
 def concrete_input(profile: str, inputs, model):
     """``(data, context, cex_text)`` of the input a model describes."""
     if isinstance(inputs, SocketInputs):
-        pkt = _array_bytes(model, inputs.pkt, _value(model, inputs.length))
+        length = _value(model, inputs.length)
+        if length > PACKET_MAX:
+            raise Unreplayable(f"the solver's input is a packet of {length} bytes, longer than "
+                               f"the {PACKET_MAX} the interpreter replays")
+        pkt = _array_bytes(model, inputs.pkt, length)
         ctx = inputs.context_values(model)
-        text = "--packet " + (pkt.hex() or "''")
-        return pkt, ctx, text + "".join(f" --ctx {k}={v:#x}" for k, v in ctx.items())
+        text = "--packet " + hex_text(pkt) + "".join(f" --ctx {k}={v:#x}" for k, v in ctx.items())
+        start = inputs.head_start(ctx)
+        if start:
+            ctx["head"] = _array_bytes(model, inputs.pkt, -start, start)
+            text += " --ctx head=" + hex_text(ctx["head"])
+        return pkt, ctx, text
     if isinstance(inputs, SeccompInputs):
         from bpfio.abi.seccomp import SeccompData, syscall_name
         w = [_value(model, t) for t in inputs.words]

@@ -11,8 +11,22 @@ from __future__ import annotations
 import z3
 
 from bpfio import isa
+from bpfio.exec.skb import PACKET_MAX
 from bpfio.isa import SKF_AD, SKF_AD_OFF
 from bpfio.prove.encode import _NET, BV, Inputs, ProveError, _alu, bv, select
+
+_LL = 0xffe00000      # SKF_LL_OFF as u32: [_LL, _NET) reads the link-layer header + (off - _LL)
+
+# Every length ``ld len`` can return: skb->len is a u32, but the kernel's own bounds checks
+# compare it as an int (``skb_copy_bits``: ``offset > (int)skb->len - len``), and a socket
+# buffer is at most INT_MAX (``sk_sndbuf``), so no packet reaches 2**31 bytes.  The longest
+# AF_UNIX datagram Linux 6.18 delivers is 4,263,616 bytes (4 MiB linear plus 17 pages).
+LEN_MAX = 0x7fffffff
+# How far before the data a header may start (``context="free"``): a TCP or UDP filter's data
+# begins at the transport header, with the network and link headers before it; IPv6 extension
+# headers are at most 64 KiB, so 1 MiB (the SKF_NET_OFF window) is ample.
+HEAD_MAX = 0x100000
+
 
 def _concat(parts):
     """Big-endian bytes as one zero-extended 32-bit term."""
@@ -46,7 +60,11 @@ class SocketInputs(Inputs):
     ancillary field 0, no device: ``ifidx``/``hatype`` return A).
     ``context="free"``: every ancillary field is free within what its load can
     return, and the socket may or may not have a device (then ``ifidx`` and
-    ``hatype`` are free too); the header offsets stay the default ones.
+    ``hatype`` are free too); the network header starts anywhere from
+    ``HEAD_MAX`` bytes before the data on (``net_off``), and the link-layer
+    header is absent or starts anywhere from there on (``ll_off``).  The
+    bytes before the data are the same array as the packet's, at negative
+    (wrapped) indices: ``len <= LEN_MAX < 2**31`` keeps them apart.
     ``ld rand`` reads one random stream shared by both programs: the n-th read of a run
     gets its n-th value (``get_random_u32`` per load, as in the kernel), so a program is
     equivalent to itself and to any rewrite that reads the stream the same way.
@@ -58,13 +76,18 @@ class SocketInputs(Inputs):
 
     profile = "socket"
 
-    def __init__(self, max_len: int = 0xffff, context: str = "default"):
+    def __init__(self, max_len: int = LEN_MAX, context: str = "default"):
         if context not in CONTEXTS:
             raise ProveError(f"unknown socket context '{context}' (expected default or free)")
         self.context = context
         self.ctx = {name: z3.BitVec(f"ctx_{name}", BV) for name in CONTEXT_FIELDS} \
             if context == "free" else {}
         self.device = z3.Bool("ctx_device")
+        self.net_off = z3.BitVec("ctx_net_off", BV)
+        self.ll_off = z3.BitVec("ctx_ll_off", BV)
+        self.ll_set = z3.Bool("ctx_ll_set")
+        if not 0 <= max_len <= LEN_MAX:
+            raise ProveError(f"max_len {max_len} is outside 0..{LEN_MAX}")
         self.max_len = max_len
         self.pkt = z3.Array("pkt", z3.BitVecSort(BV), z3.BitVecSort(8))
         self.length = z3.BitVec("len", BV)
@@ -76,21 +99,39 @@ class SocketInputs(Inputs):
         self.mem0 = (0,) * isa.BPF_MEMWORDS
 
     def constraints(self):
-        return [z3.ULE(self.length, self.max_len)] + [
+        facts = [z3.ULE(self.length, self.max_len)] + [
             z3.ULE(var, CONTEXT_FIELDS[name][1]) for name, var in self.ctx.items()]
+        if self.ctx:
+            facts += [self.net_off >= -HEAD_MAX, self.ll_off >= -HEAD_MAX]
+        return facts
 
     def preferred(self):
         zeros = z3.K(z3.BitVecSort(BV), z3.BitVecVal(0, 8))
-        ladder = [z3.ULE(self.length, n) for n in (0, 8, 16, 24, 32, 48, 64, 128, 256, 1514)]
-        ctx = [z3.Not(self.device)] + [var == 0 for var in self.ctx.values()] if self.ctx else []
+        ladder = [z3.ULE(self.length, n) for n in (0, 8, 16, 24, 32, 48, 64, 128, 256, 1514,
+                                                   0xffff, 0x10000, 1 << 17, 1 << 20, 1 << 22,
+                                                   PACKET_MAX)]
+        ctx = []
+        if self.ctx:
+            near = [z3.And(off >= -n, off <= n) for off in (self.net_off, self.ll_off)
+                    for n in (1, 20, 64)]
+            ctx = [z3.Not(self.device), self.net_off == 0, z3.Not(self.ll_set)] + near + [
+                var == 0 for var in self.ctx.values()]
         return ladder + ctx + [self.pkt == zeros] + [z3.Select(self.pkt, i) == 0 for i in range(64)]
 
     def context_values(self, model) -> dict:
-        """The SocketContext fields a model chose (free context only; defaults left out)."""
+        """The SocketContext fields a model chose (free context only; defaults left out).
+
+        ``head`` is not among them: it is bytes of the packet array (see :meth:`head_start`).
+        """
         if not self.ctx:
             return {}
         device = z3.is_true(model.eval(self.device, model_completion=True))
         out = {}
+        net = isa.to_s32(model.eval(self.net_off, model_completion=True).as_long())
+        if net:
+            out["net_off"] = net
+        if z3.is_true(model.eval(self.ll_set, model_completion=True)):
+            out["ll_off"] = isa.to_s32(model.eval(self.ll_off, model_completion=True).as_long())
         for name, var in self.ctx.items():
             value = model.eval(var, model_completion=True).as_long()
             if name in ("ifindex", "hatype"):
@@ -100,10 +141,17 @@ class SocketInputs(Inputs):
                 out[name] = value
         return out
 
+    @staticmethod
+    def head_start(values: dict) -> int:
+        """Where the bytes before the data begin (<= 0) for :meth:`context_values`' answer."""
+        return min(0, values.get("net_off", 0), values.get("ll_off") or 0)
+
     def byte(self, i):
         return z3.Select(self.pkt, bv(i))
 
     def load(self, state, off, size):
+        if self.ctx and not (isinstance(off, int) and off < 0x80000000):
+            return self._free_load(off, size)     # a header offset, or one not known yet
         if isinstance(off, int):
             if off < 0x80000000:
                 start = off
@@ -119,6 +167,28 @@ class SocketInputs(Inputs):
         start = z3.If(neg, off - _NET, off)
         ok = z3.And(z3.Or(z3.Not(neg), z3.UGE(off, _NET)),
                     z3.UGE(self.length, size), z3.ULE(start, self.length - size))
+        return ok, _concat([z3.Select(self.pkt, start + i) for i in range(size)])
+
+    def _free_load(self, off, size):
+        """A load with the header offsets free (``bpf_skb_load_helper_*`` rules).
+
+        ``[k]`` with k < 2**31 reads the data, in bounds when ``k + size <= len``;
+        ``SKF_NET_OFF + n`` reads at ``net_off + n`` and ``SKF_LL_OFF + n`` at
+        ``ll_off + n`` (only when there is a link-layer header), in bounds when
+        that position (possibly before the data) plus ``size`` is at most ``len``;
+        any other negative offset faults.  Positions are added in 64 bits.
+        """
+        off = bv(off)
+        neg = z3.UGE(off, 0x80000000)
+        net = z3.UGE(off, _NET)
+        ll = z3.And(z3.UGE(off, _LL), z3.Not(net))
+        base = z3.If(net, self.net_off, self.ll_off)
+        pos = z3.SignExt(32, base) + z3.ZeroExt(32, off - z3.If(net, bv(_NET), bv(_LL)))
+        head_ok = z3.And(z3.Or(net, z3.And(ll, self.ll_set)),
+                         pos + size <= z3.ZeroExt(32, self.length))
+        data_ok = z3.And(z3.UGE(self.length, size), z3.ULE(off, self.length - size))
+        ok = z3.If(neg, head_ok, data_ok)
+        start = z3.If(neg, z3.Extract(31, 0, pos), off)
         return ok, _concat([z3.Select(self.pkt, start + i) for i in range(size)])
 
     def ancillary(self, state, k, pc, tag):
@@ -236,7 +306,7 @@ class PioInputs(Inputs):
         return "fault", 0
 
 
-def inputs_for(profile: str, *, mem_words: int = 16, max_len: int = 0xffff,
+def inputs_for(profile: str, *, mem_words: int = 16, max_len: int = LEN_MAX,
                ports: tuple | None = None, context: str = "default") -> Inputs:
     """A fresh set of free variables for ``profile`` (``ports`` pio, ``context`` socket only)."""
     if profile == "socket":

@@ -37,9 +37,9 @@ from bpfio.errors import LimitError
 from bpfio.limits import parse_int
 from bpfio.abi import pio as abi
 from bpfio.prove.encode import Outputs, ProveError, State, and_, bv, encode
-from bpfio.prove.inputs import inputs_for
-from bpfio.prove.equiv import (PIO_OBSERVED, Result, as_program, concrete_input, observation,
-                               run_execution, run_observed, solve)
+from bpfio.prove.inputs import LEN_MAX, inputs_for
+from bpfio.prove.equiv import (PIO_OBSERVED, Result, Unreplayable, as_program, concrete_input,
+                               observation, run_execution, run_observed, solve)
 
 _TOKEN = re.compile(r"\s*(?:(==|!=|<=|>=|<|>|,|\.\.|\[|\]|\(|\))|([A-Za-z_][\w-]*)|"
                     r"(0[xX][0-9a-fA-F]+|\d+))")
@@ -311,7 +311,7 @@ def _access_tracker(program, profile, inputs):
 
 
 def prove_property(program, assertion: str, profile: str = "socket", timeout: float = 10.0, *,
-                   mem_words: int = 16, max_len: int = 0xffff, ports=None,
+                   mem_words: int = 16, max_len: int = LEN_MAX, ports=None,
                    context: str = "default") -> Result:
     """Prove ``assertion`` for every input of ``profile``; status proved, disproved or unknown.
 
@@ -333,7 +333,10 @@ def prove_property(program, assertion: str, profile: str = "socket", timeout: fl
     if answer == z3.unsat:
         result.status = "proved"
     elif answer == z3.sat:
-        result = _disproof(prog, profile, inputs, model, out, claim)
+        try:
+            result = _disproof(prog, profile, inputs, model, out, claim)
+        except Unreplayable as err:
+            result.reason = str(err)
     else:
         result.reason = f"timeout after {timeout:g} s"
     result.seconds = time.perf_counter() - start
@@ -375,7 +378,7 @@ def _free_vars(profile, inputs):
 
 
 def verdict_classes(program, profile: str = "socket", *, limit: int = 16, timeout: float = 10.0,
-                    mem_words: int = 16, max_len: int = 0xffff, when=None, ports=None,
+                    mem_words: int = 16, max_len: int = LEN_MAX, when=None, ports=None,
                     context: str = "default"):
     """The distinct verdicts a program can return, each with a witness input.
 
@@ -410,6 +413,10 @@ def verdict_classes(program, profile: str = "socket", *, limit: int = 16, timeou
         if answer != z3.sat:
             return classes, False
         value = model.eval(verdict, model_completion=True).as_long()
-        classes.append((value, concrete_input(profile, inputs, model)[2]))
+        try:
+            witness = concrete_input(profile, inputs, model)[2]
+        except Unreplayable as err:     # the class exists; no input the interpreter can run
+            witness = f"({err})"
+        classes.append((value, witness))
     answer, _ = solve(facts + [verdict != c for c, _ in classes], timeout=max(0.001, deadline - time.perf_counter()))
     return classes, answer == z3.unsat
