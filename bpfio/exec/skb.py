@@ -13,7 +13,9 @@ import random as _random
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from bpfio.errors import UsageError
 from bpfio.isa import SKF_AD, U32
+from bpfio.values import check_int, check_uint
 
 
 _S32_MIN_LL = -0x200000   # SKF_LL_OFF as a signed offset
@@ -53,9 +55,27 @@ class SocketContext:
     ll_off: int | None = None  # link-layer header offset; None = not set
     rand: Callable[[], int] | None = field(default=None, compare=False)
 
+    def __post_init__(self):
+        # The kernel's widths (what each ancillary load reads); out of range is an error,
+        # never masked.  Header offsets are signed: the network header may sit before data.
+        for name, top in _WIDTHS.items():
+            value = getattr(self, name)
+            if value is not None or name not in ("ifindex", "hatype", "ll_off"):
+                if name in ("net_off", "ll_off"):
+                    check_int(f"socket context: {name}", value, -0x10000, 0xffff)
+                else:
+                    check_uint(f"socket context: {name}", value, top)
+        if self.rand is not None and not callable(self.rand):
+            raise UsageError(f"socket context: rand must be callable, not {type(self.rand).__name__}")
+
     def rand_u32(self) -> int:
         """One ``ld rand`` value."""
         return (self.rand() if self.rand else _random.getrandbits(32)) & U32
+
+
+_WIDTHS = {"protocol": 0xffff, "pkt_type": 7, "ifindex": U32, "hatype": 0xffff, "mark": U32,
+           "queue": 0xffff, "rxhash": U32, "cpu": U32, "vlan_tci": 0xffff, "vlan_present": 1,
+           "vlan_tpid": 0xffff, "poff": U32, "net_off": 0xffff, "ll_off": 0xffff}
 
 
 DEFAULT_CONTEXT = SocketContext()
@@ -66,7 +86,7 @@ def socket_context(context=None, **fields) -> SocketContext:
     base = context if context is not None else DEFAULT_CONTEXT
     unknown = set(fields) - set(SocketContext.__dataclass_fields__)
     if unknown:
-        raise TypeError(f"unknown socket context field(s): {', '.join(sorted(unknown))}")
+        raise UsageError(f"socket context: unknown field(s): {', '.join(sorted(unknown))}")
     return replace(base, **fields) if fields else base
 
 

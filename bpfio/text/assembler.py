@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from bpfio.errors import AsmError
+from bpfio.errors import AsmError, UsageError
 from bpfio.insn import Insn, Program
 from bpfio.isa import (BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H,
                        BPF_IMM, BPF_IND, BPF_JA, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JMP, BPF_JSET,
@@ -104,6 +104,8 @@ def assemble_source(text: str, *, filename: str = "<input>", include_path=(), de
         except UnicodeDecodeError as exc:
             raise AsmError(f"source is not UTF-8 text (byte {exc.start})",
                            filename=filename) from None
+    elif not isinstance(text, str):
+        raise UsageError(f"assemble: source must be str or bytes, not {type(text).__name__}")
     source = Preprocessor(include_path=include_path, defines=defines).run(text, filename)
     lexer = Lexer(filename=filename, defines=source.history, line_map=source.line_map)
     asm = _Assembler(lexer, source, relax)

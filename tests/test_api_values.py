@@ -1,0 +1,201 @@
+"""Issue 17 (values and the API): bad API arguments raise documented BpfError subclasses.
+
+Every case reproduces an input of the issue: a field outside its kernel width, a float or a
+bool where an integer is meant, an unverified program's scratch access past the memory.
+"""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+import bpfio
+from bpfio import Insn, Program, UsageError, VMError
+from bpfio.abi.pio import PioEvent
+from bpfio.abi.seccomp import SeccompData
+from bpfio.cli import main
+from bpfio.pio.machine import FakeClock, Machine
+
+BAD_INSNS = [
+    (Insn(6, 0, 0, 2**40), "pc 0: k=1099511627776 is not a u32 (an int in 0..0xffffffff)"),
+    (Insn(0x15, -1, 0, 1), "pc 0: jt=-1 is not a u8 (an int in 0..0xff)"),
+    (Insn(6, 0, 0, None), "pc 0: k=None is not a u32 (an int in 0..0xffffffff)"),
+    (Insn(6.0, 0, 0, 1), "pc 0: code=6.0 is not a u16 (an int in 0..0xffff)"),
+    (Insn(True, 0, 0, 1), "pc 0: code=True is not a u16 (an int in 0..0xffff)"),
+    (Insn(6, 0, 256, 0), "pc 0: jf=256 is not a u8 (an int in 0..0xff)"),
+]
+
+ENTRY_POINTS = {
+    "verify": lambda p: bpfio.verify(p),
+    "format_program": lambda p: bpfio.format_program(p, "bpf_asm"),
+    "disassemble": lambda p: bpfio.disassemble(p),
+    "compile": lambda p: bpfio.compile(p)(b""),
+    "run": lambda p: bpfio.run(p, b""),
+    "Program": lambda p: Program(p),
+    "attach": lambda p: Machine().attach(0x60, 1, program=p),
+}
+
+
+@pytest.mark.parametrize("insn,message", BAD_INSNS, ids=[m.split(": ")[1].split("=")[0]
+                                                          + str(i) for i, (_, m) in
+                                                          enumerate(BAD_INSNS)])
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_insn_fields_are_checked_where_a_program_enters(insn, message, entry):
+    with pytest.raises(UsageError) as info:
+        ENTRY_POINTS[entry]([insn])
+    assert str(info.value) == message
+
+
+def test_usage_error_is_a_bpf_error_and_a_value_and_type_error():
+    assert issubclass(UsageError, bpfio.BpfError)
+    assert issubclass(UsageError, ValueError) and issubclass(UsageError, TypeError)
+
+
+def test_valid_insns_still_pass_and_insn_checked_raises_usage_error():
+    assert Program([Insn(6, 0, 0, 0xffffffff)]) == (Insn(6, 0, 0, 0xffffffff),)
+    assert Insn(0xffff, 255, 255, 0).checked() == (0xffff, 255, 255, 0)
+    with pytest.raises(UsageError, match="k=-1"):
+        Insn(6, 0, 0, -1).checked()
+
+
+@pytest.mark.parametrize("engine", ["interp", "compiled"])
+@pytest.mark.parametrize("source,text", [("ld M[16]\nret a", "ld M[16]"),
+                                         ("st M[16]\nret #1", "st M[16]"),
+                                         ("ldx M[99]\nret #1", "ldx M[99]"),
+                                         ("ld #1\nstx M[16]\nret #1", "stx M[16]")])
+@pytest.mark.parametrize("profile,data", [("socket", b"\0"), ("seccomp", SeccompData(0)),
+                                          ("pio", PioEvent(0x60, 1, 0))])
+def test_unverified_scratch_access_is_a_vm_error_in_every_engine(engine, source, text,
+                                                                  profile, data):
+    prog = bpfio.assemble(source)
+    pc = 1 if source.startswith("ld #1") else 0
+    runner = bpfio.run if engine == "interp" else (lambda p, d, profile: bpfio.compile(
+        p, profile=profile)(d))
+    with pytest.raises(VMError) as info:
+        runner(prog, data, profile=profile)
+    words = 16 if profile != "pio" else 16
+    k = text.split("[")[1].rstrip("]")
+    assert str(info.value) == (f"pc {pc} ({text}): scratch word M[{k}] is out of range "
+                               f"(the memory has {words} words)")
+    assert info.value.pc == pc
+
+
+def test_unverified_pio_scratch_access_uses_the_callers_memory_length():
+    prog = bpfio.assemble("ld M[3]\nret a")
+    for call in (lambda m: bpfio.run(prog, PioEvent(0x60, 1, 0), profile="pio", mem=m),
+                 lambda m: bpfio.compile(prog, profile="pio")(PioEvent(0x60, 1, 0), mem=m)):
+        assert call([0, 0, 0, 7]) == 7
+        with pytest.raises(VMError, match=r"M\[3\] is out of range \(the memory has 2 words\)"):
+            call([0, 0])
+
+
+@pytest.mark.parametrize("engine", ["interp", "compiled"])
+def test_cli_run_no_verify_scratch_is_one_line(engine, tmp_path):
+    src = tmp_path / "m16.asm"
+    src.write_text("ld M[16]\nret a\n")
+    result = CliRunner().invoke(main, ["run", "--no-verify", "--engine", engine,
+                                       "--packet", "00", str(src)])
+    assert result.exit_code == 1
+    assert result.output == ("error: pc 0 (ld M[16]): scratch word M[16] is out of range "
+                             "(the memory has 16 words)\n")
+
+
+def test_cli_trace_scratch_is_one_line(tmp_path):
+    src = tmp_path / "st16.asm"
+    src.write_text("st M[16]\nret #1\n")
+    result = CliRunner().invoke(main, ["run", "--no-verify", "--trace", "--packet", "00",
+                                       str(src)])
+    assert result.exit_code == 1
+    assert result.output.endswith("error: pc 0 (st M[16]): scratch word M[16] is out of range "
+                                  "(the memory has 16 words)\n")
+
+
+# --- the pio engine's arguments --------------------------------------------------------------
+
+@pytest.fixture
+def machine():
+    m = Machine()
+    m.attach(0x60, 4, program=bpfio.assemble("ret #0x10000"))
+    return m
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda m: m.pio_in(0x60, 4.0), "port 0x60: access size 4.0 is not 1, 2 or 4"),
+    (lambda m: m.pio_in(0x60, True), "port 0x60: access size True is not 1, 2 or 4"),
+    (lambda m: m.pio_in(True, 1), "port must be an integer, not bool"),
+    (lambda m: m.pio_in(0x60, 1, vcpu=False), "port 0x60: vcpu False is not an integer 0..0xffffffff"),
+    (lambda m: m.pio_in(0x60, 1, vcpu=2**32), "port 0x60: vcpu 4294967296 is not an integer 0..0xffffffff"),
+    (lambda m: m.pio_out(0x60, 1, 1.0), "port 0x60: value must be an integer, not float"),
+    (lambda m: m.pio_out(0x60, 1, True), "port 0x60: value must be an integer, not bool"),
+    (lambda m: m.pio_ins(0x60, 2.0, 1), "port 0x60: access size 2.0 is not 1, 2 or 4"),
+])
+def test_machine_access_arguments_are_exact_ints(machine, call, message):
+    with pytest.raises(bpfio.PioError) as info:
+        call(machine)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("reading", [1.5, -1, 2**64, None, "5"])
+def test_a_clock_reading_outside_u64_integers_is_a_pio_error(reading):
+    clock = FakeClock()
+    m = Machine(clock=clock)
+    m.attach(0x60, 4, program=bpfio.assemble("ld [24]\nor #0x10000\nret a"), clock_hz=1000)
+    clock.ns = 5_000_000
+    assert m.pio_in(0x60, 4) == 0x10005     # DONE, with A = ticks | 0x10000
+    clock.ns = reading
+    with pytest.raises(bpfio.PioError) as info:
+        m.pio_in(0x60, 4)
+    assert str(info.value) == (f"machine clock returned {reading!r}: a clock returns integer "
+                               "nanoseconds in 0..2**64-1")
+
+
+def test_a_clock_that_is_not_callable_is_a_pio_error():
+    with pytest.raises(bpfio.PioError, match="clock must be a callable"):
+        Machine(clock=5)
+
+
+# --- inputs of run/compile -------------------------------------------------------------------
+
+@pytest.mark.parametrize("call,message", [
+    (lambda p: bpfio.run(p, "abc"), "run: a packet is bytes, not str"),
+    (lambda p: bpfio.run(p, 5), "run: a packet is bytes, not int"),
+    (lambda p: bpfio.run(p, b"", ifindex=2**40),
+     "socket context: ifindex: 1099511627776 is not a u32 in 0..0xffffffff"),
+    (lambda p: bpfio.run(p, b"", protocol=-1), "socket context: protocol: -1 is not a u16 in 0..65535"),
+    (lambda p: bpfio.run(p, b"", mark=1.0), "socket context: mark: 1.0 is not an integer (float)"),
+    (lambda p: bpfio.compile(p)(b"", vlan_tci=0x10000),
+     "socket context: vlan_tci: 65536 is not a u16 in 0..65535"),
+    (lambda p: bpfio.run(p, b"", profile="nope"),
+     "run: unknown profile 'nope' (expected one of socket, seccomp, pio)"),
+    (lambda p: bpfio.run(p, SeccompData(2**32), profile="seccomp"),
+     "seccomp_data: nr: 4294967296 is not in -0x80000000..0xffffffff"),
+    (lambda p: bpfio.run(p, SeccompData(0, 2**32 + 1), profile="seccomp"),
+     "seccomp_data: arch: 4294967297 is not a u32 in 0..0xffffffff"),
+    (lambda p: bpfio.compile(p, profile="seccomp")(SeccompData(0, args=(2**64,))),
+     "seccomp_data: args[0]: 18446744073709551616 is not a u64 in 0..0xffffffffffffffff"),
+    (lambda p: bpfio.run(p, PioEvent(0x60, 4, 0, vcpu=2**40), profile="pio"),
+     "pio event: vcpu: 1099511627776 is not a u32 in 0..0xffffffff"),
+    (lambda p: bpfio.compile(p, profile="pio")(PioEvent(0x60, 4, 0, ticks=-1)),
+     "pio event: ticks: -1 is not a u64 in 0..0xffffffffffffffff"),
+    (lambda p: bpfio.run(p, PioEvent(0x60, 4, 0), profile="pio", mem=[2**32]),
+     "pio mem: word 0: 4294967296 is not a u32 in 0..0xffffffff"),
+    (lambda p: bpfio.verify(p, profile="pio", mem_words=4.0),
+     "verify: mem_words must be an int, not float"),
+    (lambda p: bpfio.format_program(p, "nope"),
+     "format_program: unknown format 'nope'; choose from bpf_asm, xt_bpf, c, tcpdump, "
+     "tcpdump-c, bpfc, bpfc-tcpdump, raw, json, asm"),
+    (lambda p: bpfio.assemble(5), "assemble: source must be str or bytes, not int"),
+    (lambda p: bpfio.parse_program(5), "parse_program: data must be str or bytes, not int"),
+])
+def test_api_arguments_raise_usage_error(call, message):
+    with pytest.raises(UsageError) as info:
+        call(bpfio.assemble("ret #1"))
+    assert str(info.value) == message
+
+
+def test_in_range_edges_are_accepted():
+    prog = bpfio.assemble("ld [0]\nret a")
+    assert bpfio.run(prog, SeccompData(-1, 0xffffffff, 2**64 - 1, (2**64 - 1,) * 6),
+                     profile="seccomp") == 0xffffffff
+    assert bpfio.run(prog, SeccompData(0xffffffff), profile="seccomp") == 0xffffffff
+    assert bpfio.run(bpfio.assemble("ld ifidx\nret a"), b"", ifindex=0xffffffff) == 0xffffffff
