@@ -20,9 +20,12 @@ def _int_option(ctx, param, value):
     if value is None:
         return None
     try:
-        return int(value, 0)
+        number = int(value, 0)
     except ValueError:
         raise click.BadParameter(f"'{value}' is not a number", ctx=ctx, param=param) from None
+    if not 0 <= number <= 0xffff:   # --base is a port
+        raise click.BadParameter(f"'{value}' is not a port (0..0xffff)", ctx=ctx, param=param)
+    return number
 
 
 @click.command("dbg")
@@ -121,6 +124,12 @@ def _context(fields, profile) -> dict:
             out[name] = None if value.lower() == "none" else int(value, 0)
         except ValueError:
             raise click.BadParameter(f"'{value}' is not a number", param_hint="--ctx") from None
+    from bpfio.errors import UsageError
+    try:
+        SocketContext(**out)    # the library's ranges (u32, u16, ...): never masked
+    except UsageError as err:
+        raise click.BadParameter(str(err).removeprefix("socket context: "),
+                                 param_hint="--ctx") from None
     return out
 
 
