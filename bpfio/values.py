@@ -10,6 +10,8 @@ goes through.
 
 from __future__ import annotations
 
+import math
+
 from bpfio.errors import UsageError
 
 U8, U16, U32, U64 = 0xff, 0xffff, 0xffffffff, 0xffffffffffffffff
@@ -44,3 +46,17 @@ def check_choice(what: str, value, choices) -> str:
 
 def _show(n: int) -> str:
     return f"{n:#x}" if abs(n) > 0xffff else str(n)
+
+
+def check_seconds(what: str, value, lo: float = 0.0, hi: float | None = None) -> float:
+    """Return ``value`` when it is a finite number of seconds in ``lo..hi``; else UsageError.
+
+    ``nan`` and ``inf`` are refused: every comparison with ``nan`` is false, so a range
+    check alone lets it through (and ``int(nan * 1000)`` then fails far away).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"{what}: {value!r} is not a number of seconds")
+    if not math.isfinite(value) or value < lo or (hi is not None and value > hi):
+        bound = f"{lo:g}..{hi:g}" if hi is not None else f">= {lo:g}"
+        raise UsageError(f"{what}: {value!r} is not a finite number of seconds {bound}")
+    return value

@@ -199,3 +199,22 @@ def test_in_range_edges_are_accepted():
                      profile="seccomp") == 0xffffffff
     assert bpfio.run(prog, SeccompData(0xffffffff), profile="seccomp") == 0xffffffff
     assert bpfio.run(bpfio.assemble("ld ifidx\nret a"), b"", ifindex=0xffffffff) == 0xffffffff
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1, True, "1"])
+def test_prover_timeout_must_be_finite_seconds(timeout):
+    from bpfio.prove.equiv import equivalent
+    prog = bpfio.assemble("ret #0")
+    with pytest.raises(UsageError, match=r"^timeout: .* is not a (finite )?number of seconds"):
+        equivalent(prog, prog, timeout=timeout)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"mem_size": 1.5}, "memory size 1.5 must be an int, a multiple of 4 KiB and >= 128 KiB"),
+    ({"vcpus": True}, "--vcpus must be 1..8, got True"),
+])
+def test_vm_sizes_are_exact_ints(kwargs, message):
+    from bpfio import kvm
+    with pytest.raises(kvm.KvmError) as info:
+        kvm.Vm(**kwargs)
+    assert str(info.value) == message

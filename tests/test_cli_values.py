@@ -157,3 +157,14 @@ def test_kvm_pio_timestamp_past_u64_ns_is_a_placed_error(tmp_path):
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == (
         f"{trace}:1: error: timestamp 1{'0' * 40}.000001 s is past 2**64 ns (about 584 years)")
+
+
+@pytest.mark.parametrize("command,value", [(["equiv", "A", "A"], "nan"), (["equiv", "A", "A"], "inf"),
+                                           (["prove", "A"], "nan"), (["prove", "A"], "inf"),
+                                           (["opt", "A"], "nan")])   # opt's range stops inf
+def test_solver_timeouts_must_be_finite(ret0, command, value):
+    args = [ret0 if a == "A" else a for a in command]
+    result = CliRunner().invoke(main, [*args, "--timeout", value])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"Error: Invalid value for '--timeout': '{value}' is not a finite number")

@@ -121,10 +121,10 @@ class Vm:
     """
 
     def __init__(self, ports=None, *, mem_size: int = DEFAULT_MEM, vcpus: int = 1):
-        if not 1 <= vcpus <= MAX_VCPUS:
-            raise KvmError(f"--vcpus must be 1..{MAX_VCPUS}, got {vcpus}")
-        if mem_size < 0x20000 or mem_size % K.PAGE_SIZE:
-            raise KvmError(f"memory size {mem_size:#x} must be a multiple of 4 KiB and >= 128 KiB")
+        if type(vcpus) is not int or not 1 <= vcpus <= MAX_VCPUS:
+            raise KvmError(f"--vcpus must be 1..{MAX_VCPUS}, got {vcpus!r}")
+        if type(mem_size) is not int or mem_size < 0x20000 or mem_size % K.PAGE_SIZE:
+            raise KvmError(f"memory size {mem_size!r} must be an int, a multiple of 4 KiB and >= 128 KiB")
         self.ports = ports if ports is not None else NullPorts()
         self.mem_size = mem_size
         self.sys_fd = self.fd = -1

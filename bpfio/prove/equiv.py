@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import z3
 
 from bpfio.insn import Insn
+from bpfio.values import check_seconds
 from bpfio.exec.interp import SocketContext
 from bpfio.exec.trace import Execution
 from bpfio.prove.encode import ProveError, bv, encode
@@ -96,6 +97,7 @@ def solve(constraints, *, timeout: float, prefer=()):
     ``--arch x86_64``, zeros and a short packet rather than arbitrary bits.
     Preferring never costs more than a quarter of ``timeout``.
     """
+    check_seconds("timeout", timeout)
     solver = z3.SolverFor("QF_ABV")
     solver.set("timeout", max(1, int(timeout * 1000)))
     solver.add(*constraints)
