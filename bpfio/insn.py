@@ -113,6 +113,8 @@ class Program(tuple):
     @classmethod
     def from_bytes(cls, data: bytes, *, filename: str = "<input>") -> "Program":
         """Decode a ``struct sock_filter`` array; the length must be a multiple of 8."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise UsageError(f"Program.from_bytes: data must be bytes, not {type(data).__name__}")
         if len(data) % SOCK_FILTER.size:
             raise DecodeError(
                 f"raw program is {len(data)} bytes, not a multiple of 8",

@@ -218,3 +218,56 @@ def test_vm_sizes_are_exact_ints(kwargs, message):
     with pytest.raises(kvm.KvmError) as info:
         kvm.Vm(**kwargs)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("packet", ["abcdefghijklmnop", None, 5, 1.5, [0] * 16])
+@pytest.mark.parametrize("engine", ["run", "compiled", "Interpreter", "outcome"])
+def test_a_packet_that_is_not_bytes_is_a_usage_error(engine, packet):
+    if isinstance(packet, list) and engine in ("compiled", "Interpreter"):
+        pytest.skip("the fast paths' calls read any sequence of byte values; run() checks")
+    from bpfio.exec.interp import Interpreter, outcome
+    prog = bpfio.assemble("ldh [12]\nret a")
+    call = {"run": lambda d: bpfio.run(prog, d), "compiled": bpfio.compile(prog),
+            "Interpreter": Interpreter(prog), "outcome": lambda d: outcome(prog, d)}[engine]
+    with pytest.raises(UsageError) as info:
+        call(packet)
+    assert str(info.value) == f"run: a packet is bytes, not {type(packet).__name__}"
+
+
+@pytest.mark.parametrize("engine", ["run", "compiled"])
+def test_bytes_like_packets_still_run_in_the_try_guarded_fast_path(engine):
+    prog = bpfio.assemble("ldh [12]\nret a")
+    call = bpfio.run if engine == "run" else (lambda p, d: bpfio.compile(p)(d))
+    for packet in (bytes(12) + b"\x08\x00", bytearray(12) + b"\x08\x00",
+                   memoryview(bytes(12) + b"\x08\x00")):
+        assert call(prog, packet) == 0x800
+
+
+@pytest.mark.parametrize("value", [1.5, -1, 2**32, None])
+def test_a_rand_source_outside_u32_is_a_usage_error(value):
+    prog = bpfio.assemble("ld rand\nret a")
+    for call in (lambda: bpfio.run(prog, b"", rand=lambda: value),
+                 lambda: bpfio.compile(prog)(b"", rand=lambda: value)):
+        with pytest.raises(UsageError, match=r"^socket context: rand\(\): "):
+            call()
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: bpfio.run(bpfio.assemble("ret #1"), b"", context=5),
+     "socket context: context= must be a SocketContext, not int"),
+    (lambda: bpfio.assemble("ret #1", defines=5),
+     "assemble: defines must be a mapping of names to values, not int"),
+    (lambda: bpfio.assemble("ret #N", defines={"N": 1.5}),
+     "assemble: define 'N'=1.5: a name is a str and a value an int, a str or None"),
+    (lambda: bpfio.assemble("ret #1", include_path=5),
+     "assemble: include_path must be a sequence, not int"),
+    (lambda: bpfio.assemble("ret #1", include_path="asm"),
+     "assemble: include_path must be a sequence of folder paths"),
+    (lambda: bpfio.assemble("ret #1", filename=None),
+     "assemble: filename must be a str, not NoneType"),
+    (lambda: Program.from_bytes(5), "Program.from_bytes: data must be bytes, not int"),
+])
+def test_more_api_arguments_raise_usage_error(call, message):
+    with pytest.raises(UsageError) as info:
+        call()
+    assert str(info.value) == message

@@ -81,10 +81,7 @@ def generate(program, *, profile: str = "socket", mode: str = "fast") -> str:
     if profile == "socket":
         head = ["def _filter(p, ctx=_DEFAULT, **fields):",
                 "    if fields:",
-                "        ctx = _socket_context(fields.pop('context', ctx), **fields)",
-                "    n = len(p)"]
-        if any(o[0] in (LD_LEN, LDX_LEN) for o in ops):
-            head.append("    L = n")
+                "        ctx = _socket_context(fields.pop('context', ctx), **fields)"]
     elif profile == "seccomp":
         head = ["def _filter(w):", "    L = 64"]
     else:
@@ -96,10 +93,18 @@ def generate(program, *, profile: str = "socket", mode: str = "fast") -> str:
     if used and profile != "pio":
         head.append("    " + " = ".join(f"m{i}" for i in used) + " = 0")
     sizes = _tree_sizes(ops)
+    # socket: the body runs in a try that costs nothing (CPython 3.11) until a packet that is
+    # not bytes-like makes a byte read fail; that becomes the library's UsageError.
+    ind = "        " if profile == "socket" else "    "
     if sizes[0] <= max(TREE_BUDGET, 4 * len(ops)):
-        em.tree(0, "    ", sizes)
+        em.tree(0, ind, sizes)
     else:
-        em.dispatch("    ")
+        em.dispatch(ind)
+    if profile == "socket":
+        body[:0] = ["    try:", "        n = len(p)"] + (
+            ["        L = n"] if any(o[0] in (LD_LEN, LDX_LEN) for o in ops) else [])
+        body += ["    except TypeError:", "        err = _bad_packet(p)", "        if err is None:",
+                 "            raise", "        raise err from None"]
     if profile == "pio" and any("H()" in line for line in body):
         head += ["    def H():", "        return (" + ", ".join(_PIO_WORDS) + ")"]
     return "\n".join(head + body) + "\n"
@@ -142,6 +147,7 @@ def _namespace():
     return {"_DEFAULT": interp.DEFAULT_CONTEXT, "_socket_context": interp.socket_context,
             "_anc": interp.ancillary, "_load": interp.skb_load, "_pio_load": _pio_load,
             "_rand": random.getrandbits, "_scratch_error": interp.scratch_error,
+            "_bad_packet": interp.bad_packet,
             "__builtins__": builtins}
 
 

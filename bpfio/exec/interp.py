@@ -46,8 +46,8 @@ from bpfio.isa import (BPF_ABS, BPF_ALU, BPF_IMM, BPF_IND, BPF_JMP, BPF_LD, BPF_
                        BPF_MEM, BPF_MSH, BPF_RET, BPF_ST, BPF_STX, OPCODES, SKF_AD, SKF_AD_OFF, U32)
 from bpfio.abi.pio import PIO_HDR_LEN, PIO_MEM_DEFAULT, PioEvent, check_mem
 from bpfio.abi.seccomp import SECCOMP_DATA_LEN, SeccompResult, as_seccomp_data
-from bpfio.exec.skb import (DEFAULT_CONTEXT, EXIT_WITH_A, SocketContext, ancillary, skb_load,
-                            skb_offset, socket_context)  # noqa: F401 - names from before the split
+from bpfio.exec.skb import (DEFAULT_CONTEXT, EXIT_WITH_A, SocketContext, ancillary, bad_packet,
+                            skb_load, skb_offset, socket_context)  # noqa: F401 - names from before the split
 
 PROFILES = ("socket", "seccomp", "pio")
 
@@ -238,12 +238,12 @@ def predecode(program, profile: str = "socket") -> list[tuple]:
 
 def execute(ops, pkt: bytes, mem: list, inp: _Input):
     """Run pre-decoded ``ops``; return ``(verdict or None on an abort, A, executed)``."""
-    n = len(pkt)
     load = inp.load
-    length = n if inp.length is None else inp.length
     a = x = 0
     pc = 0
-    try:    # free in CPython 3.11 unless raised: M[k] past the memory (unverified programs)
+    try:    # free in CPython 3.11 unless raised: M[k] past the memory, a packet not bytes-like
+        n = len(pkt)
+        length = n if inp.length is None else inp.length
         for count in _count(1):     # counts executed instructions at C speed
             op, k, t, f = ops[pc]
             if op == JEQ_K:
@@ -385,6 +385,11 @@ def execute(ops, pkt: bytes, mem: list, inp: _Input):
                 return x, a, count
     except IndexError:
         err = scratch_error(ops[pc], pc, mem)
+        if err is None:
+            raise
+        raise err from None
+    except TypeError:
+        err = bad_packet(pkt)
         if err is None:
             raise
         raise err from None

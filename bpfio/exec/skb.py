@@ -70,7 +70,9 @@ class SocketContext:
 
     def rand_u32(self) -> int:
         """One ``ld rand`` value."""
-        return (self.rand() if self.rand else _random.getrandbits(32)) & U32
+        if self.rand is None:
+            return _random.getrandbits(32)
+        return check_uint("socket context: rand()", self.rand(), U32)
 
 
 _WIDTHS = {"protocol": 0xffff, "pkt_type": 7, "ifindex": U32, "hatype": 0xffff, "mark": U32,
@@ -84,10 +86,20 @@ DEFAULT_CONTEXT = SocketContext()
 def socket_context(context=None, **fields) -> SocketContext:
     """Build a SocketContext from an existing one and/or keyword fields."""
     base = context if context is not None else DEFAULT_CONTEXT
+    if type(base) is not SocketContext:
+        raise UsageError(f"socket context: context= must be a SocketContext, "
+                         f"not {type(base).__name__}")
     unknown = set(fields) - set(SocketContext.__dataclass_fields__)
     if unknown:
         raise UsageError(f"socket context: unknown field(s): {', '.join(sorted(unknown))}")
     return replace(base, **fields) if fields else base
+
+
+def bad_packet(pkt) -> UsageError | None:
+    """The error for a socket input that is not bytes-like (None when it is bytes-like)."""
+    if isinstance(pkt, (bytes, bytearray, memoryview)):
+        return None
+    return UsageError(f"run: a packet is bytes, not {type(pkt).__name__}")
 
 
 def skb_offset(off: int, net_off: int, ll_off: int | None) -> int | None:
