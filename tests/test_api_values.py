@@ -271,3 +271,16 @@ def test_more_api_arguments_raise_usage_error(call, message):
     with pytest.raises(UsageError) as info:
         call()
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"prefer": "x"}, "optimize: prefer: 'x' is not one of size, speed"),
+    ({"timeout": float("nan")}, "optimize: timeout: nan is not a finite number of seconds >= 0"),
+    ({"search_budget": float("inf")},
+     "optimize: search_budget: inf is not a finite number of seconds >= 0"),
+])
+def test_optimize_arguments_raise_usage_error(kwargs, message):
+    from bpfio.opt import optimize
+    with pytest.raises(UsageError) as info:
+        optimize(bpfio.assemble("ret #0"), **kwargs)
+    assert str(info.value) == message

@@ -161,10 +161,13 @@ def test_kvm_pio_timestamp_past_u64_ns_is_a_placed_error(tmp_path):
 
 @pytest.mark.parametrize("command,value", [(["equiv", "A", "A"], "nan"), (["equiv", "A", "A"], "inf"),
                                            (["prove", "A"], "nan"), (["prove", "A"], "inf"),
-                                           (["opt", "A"], "nan")])   # opt's range stops inf
+                                           (["opt", "A"], "nan"),   # opt's ranges stop inf
+                                           (["opt", "A", "--search", "1"], "nan")])
 def test_solver_timeouts_must_be_finite(ret0, command, value):
     args = [ret0 if a == "A" else a for a in command]
-    result = CliRunner().invoke(main, [*args, "--timeout", value])
+    option = "--search" if "--search" in args else "--timeout"
+    args = [a for a in args if a not in ("--search", "1")]
+    result = CliRunner().invoke(main, [*args, option, value])
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == (
-        f"Error: Invalid value for '--timeout': '{value}' is not a finite number")
+        f"Error: Invalid value for '{option}': '{value}' is not a finite number")

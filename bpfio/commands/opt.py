@@ -43,7 +43,7 @@ def _stats_lines(name, result, profile) -> list[str]:
 @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
               callback=finite, metavar="S",
               help="Seconds the proof may take; past it the input is written unchanged.")
-@click.option("--search", "search_budget", type=click.FloatRange(0, 3600), default=1.0,
+@click.option("--search", "search_budget", type=click.FloatRange(0, 3600), default=1.0, callback=finite,
               show_default=True, metavar="S",
               help="Seconds for the window search (0 = off); each find is proved on its own.")
 @click.option("--prefer", type=click.Choice(("size", "speed")), default="size",
