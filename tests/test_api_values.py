@@ -291,3 +291,16 @@ def test_optimize_arguments_raise_usage_error(kwargs, message):
     with pytest.raises(UsageError) as info:
         optimize(bpfio.assemble("ret #0"), **kwargs)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("value", [1.7, "5", True, None])
+def test_shared_memory_words_are_ints(value):
+    from bpfio.pio.state import SharedMemory
+    mem = SharedMemory(2)
+    mem[0] = -1                      # an int: a u32 store, as documented
+    assert mem[0] == 0xffffffff
+    with pytest.raises(bpfio.PioError, match="^shared memory: a word is an int, not "):
+        mem[1] = value
+    with pytest.raises(bpfio.PioError):
+        mem[0:2] = [1, value]
+    assert list(mem) == [0xffffffff, 0]
