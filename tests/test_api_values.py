@@ -304,3 +304,29 @@ def test_shared_memory_words_are_ints(value):
     with pytest.raises(bpfio.PioError):
         mem[0:2] = [1, value]
     assert list(mem) == [0xffffffff, 0]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"profile": "pio", "mem_words": True}, "prove: mem_words: True is not an integer (bool)"),
+    ({"profile": "pio", "mem_words": 2**70},
+     "prove: mem_words: 1180591620717411303424 is not in 1..1024"),
+    ({"max_len": -1}, "prove: max_len: -1 is not a u32 in 0..0xffffffff"),
+    ({"profile": "pio", "ports": (0x3f8, 0x10000)},
+     "prove: ports count: 65536 is not in 1..64520"),
+    ({"profile": "pio", "ports": 5}, "prove: ports must be (base, count), not 5"),
+    ({"context": "nope"}, "prove: context: 'nope' is not one of default, free"),
+])
+def test_prover_options_raise_usage_error(kwargs, message):
+    from bpfio.prove import equivalent
+    prog = bpfio.assemble("ret #0")
+    with pytest.raises(UsageError) as info:
+        equivalent(prog, prog, **kwargs)
+    assert str(info.value) == message
+
+
+def test_prover_programs_go_through_the_insn_check():
+    from bpfio.prove import equivalent
+    with pytest.raises(UsageError, match=r"^pc 0: k=-1 is not a u32"):
+        equivalent([Insn(6, 0, 0, -1)], [Insn(6, 0, 0, 0)])
+    with pytest.raises(UsageError, match=r"^program: a program is a sequence of Insn"):
+        equivalent(5, [Insn(6, 0, 0, 0)])

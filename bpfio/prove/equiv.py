@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import z3
 
-from bpfio.insn import Insn
+from bpfio.insn import Insn, Program
 from bpfio.values import check_seconds
 from bpfio.exec.interp import SocketContext
 from bpfio.exec.trace import Execution
@@ -59,8 +59,8 @@ class Result:
 
 
 def as_program(program) -> list[Insn]:
-    """Accept a Program, a list of Insn or of ``(code, jt, jf, k)`` tuples."""
-    return [Insn(*insn) for insn in program]
+    """Accept a Program, a list of Insn or of ``(code, jt, jf, k)`` tuples (fields checked)."""
+    return list(Program(program))
 
 
 def observation(profile: str, inputs, out, compare=PIO_OBSERVED) -> list:
