@@ -32,7 +32,7 @@ from __future__ import annotations
 import importlib
 
 from bpfio import _moved
-from bpfio.errors import (AsmError, BpfError, ConfigError, DecodeError, PioError,
+from bpfio.errors import (AsmError, BpfError, ConfigError, DecodeError, PioError, UsageError,
                           TraceError, VerifierError, VMError)
 from bpfio.insn import Insn, Program
 
@@ -40,8 +40,8 @@ from bpfio.insn import Insn, Program
 # dispatch -> device -> guest, with the tools on top.  A module imports only from its own
 # stage and the stages below it, and the import graph has no cycles (tests/test_layout.py).
 STAGES = (
-    ("core", ("bpfio.errors", "bpfio.limits", "bpfio.isa", "bpfio.insn", "bpfio.resources",
-              "bpfio.abi")),
+    ("core", ("bpfio.errors", "bpfio.limits", "bpfio.values", "bpfio.isa", "bpfio.insn",
+              "bpfio.resources", "bpfio.abi")),
     ("text", ("bpfio.text",)),          # assembler, disassembler, formats
     ("check", ("bpfio.check",)),        # verifier, lints
     ("exec", ("bpfio.exec",)),          # interpreter, compiler, kernel oracles
@@ -71,7 +71,7 @@ _LAZY = {
 }
 
 __all__ = ["AsmError", "BpfError", "ConfigError", "DecodeError", "Insn", "PioError",
-           "Program", "TraceError", "VMError", "VerifierError", *_LAZY]
+           "Program", "TraceError", "UsageError", "VMError", "VerifierError", *_LAZY]
 
 
 def __getattr__(name):

@@ -3,6 +3,13 @@
 The library never prints or exits; ``bpfio.cli`` turns a :class:`BpfError`
 into a one-line message and exit status 1.  Each class carries structured
 fields so that callers and tests need not parse the message.
+
+A call of the Python API with an argument of the wrong type or range (an
+``Insn`` field outside u16/u8/u32, a float or a bool where an integer is
+meant, an unknown profile or format name) raises :class:`UsageError`, which
+is also a ``ValueError`` and a ``TypeError``; integers are exact: ``True`` is
+not 1 here.  The
+library raises no other exception for bad input.
 """
 
 from __future__ import annotations
@@ -12,6 +19,13 @@ import errno as _errno
 
 class BpfError(Exception):
     """Base class of every error bpfio raises for bad input."""
+
+
+class UsageError(BpfError, ValueError, TypeError):
+    """An API argument of the wrong type or outside its range: ``place: problem``.
+
+    Also a ``ValueError`` and a ``TypeError``, the exceptions these calls raised before.
+    """
 
 
 class AsmError(BpfError):
@@ -99,11 +113,17 @@ class VerifierError(BpfError):
 
 
 class VMError(BpfError):
-    """An instruction no verified program can contain reached the interpreter."""
+    """An instruction no verified program can contain reached the interpreter.
 
-    def __init__(self, message: str, *, pc: int):
+    ``str(err)`` is ``pc N: problem``, or ``pc N (insn): problem`` when the
+    instruction's text is known.
+    """
+
+    def __init__(self, message: str, *, pc: int, insn: str | None = None):
         self.pc = pc
-        super().__init__(f"pc {pc}: {message}")
+        self.insn = insn
+        where = f"pc {pc}" if insn is None else f"pc {pc} ({insn})"
+        super().__init__(f"{where}: {message}")
 
 
 class PioError(BpfError):

@@ -8,9 +8,10 @@ layout (8 bytes per instruction, little-endian, as on x86-64).
 from __future__ import annotations
 
 import struct
+from itertools import chain
 from typing import Iterable, NamedTuple
 
-from bpfio.errors import DecodeError
+from bpfio.errors import DecodeError, UsageError
 
 # struct sock_filter { __u16 code; __u8 jt; __u8 jf; __u32 k; } -- byte order chosen here, once.
 SOCK_FILTER = struct.Struct("<HBBI")
@@ -34,11 +35,35 @@ class Insn(NamedTuple):
         return cls._make(SOCK_FILTER.unpack(data))
 
     def checked(self) -> "Insn":
-        """Return self, raising ValueError when a field is out of its range."""
-        if not (0 <= self.code <= 0xffff and 0 <= self.jt <= 0xff
-                and 0 <= self.jf <= 0xff and 0 <= self.k <= 0xffffffff):
-            raise ValueError(f"instruction fields out of range: {tuple(self)}")
+        """Return self, raising :class:`UsageError` (a ValueError) for a field out of its range."""
+        check_fields((self,))
         return self
+
+
+_FIELDS = (("code", "u16", 0xffff), ("jt", "u8", 0xff), ("jf", "u8", 0xff), ("k", "u32", 0xffffffff))
+_INT_ONLY = frozenset({int})
+
+
+def check_fields(insns) -> None:
+    """Raise :class:`UsageError` unless every field of ``insns`` is an exact int in its range.
+
+    This is where every instruction enters the library (``Program`` calls it):
+    one type scan and one ``struct`` pack, at C speed, for the whole program.
+    """
+    try:
+        if _INT_ONLY.issuperset(map(type, chain.from_iterable(insns))):
+            struct.pack("<" + "HBBI" * len(insns), *chain.from_iterable(insns))
+            return
+    except (struct.error, TypeError):
+        pass
+    for pc, insn in enumerate(insns):
+        if len(insn) != 4:
+            raise UsageError(f"pc {pc}: an instruction has 4 fields (code, jt, jf, k), "
+                             f"not {len(insn)}")
+        for (name, kind, top), value in zip(_FIELDS, insn):
+            if type(value) is not int or not 0 <= value <= top:
+                raise UsageError(f"pc {pc}: {name}={value!r} is not a {kind} "
+                                 f"(an int in 0..{top:#x})")
 
 
 def stmt(code: int, k: int = 0) -> Insn:
@@ -62,8 +87,15 @@ class Program(tuple):
     __slots__ = ()
 
     def __new__(cls, insns: Iterable = ()):
-        return super().__new__(cls, (i if type(i) is Insn else Insn(*i).checked()
-                                     for i in insns))
+        if type(insns) is Program:
+            return insns
+        try:
+            self = super().__new__(cls, (i if type(i) is Insn else Insn(*i) for i in insns))
+        except TypeError as exc:
+            raise UsageError(f"program: a program is a sequence of Insn(code, jt, jf, k) "
+                             f"({exc})") from None
+        check_fields(self)
+        return self
 
     def __bytes__(self) -> bytes:
         return b"".join(SOCK_FILTER.pack(*i) for i in self)
@@ -81,6 +113,8 @@ class Program(tuple):
     @classmethod
     def from_bytes(cls, data: bytes, *, filename: str = "<input>") -> "Program":
         """Decode a ``struct sock_filter`` array; the length must be a multiple of 8."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise UsageError(f"Program.from_bytes: data must be bytes, not {type(data).__name__}")
         if len(data) % SOCK_FILTER.size:
             raise DecodeError(
                 f"raw program is {len(data)} bytes, not a multiple of 8",

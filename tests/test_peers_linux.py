@@ -31,13 +31,12 @@ kernel sides with bpfio would be listed, with its reason, in
 from __future__ import annotations
 
 import errno
-import struct
 
 import pytest
 
 from bpfio import isa
 from bpfio.exec.compiler import compile as compile_program
-from bpfio.errors import VerifierError
+from bpfio.errors import UsageError, VerifierError
 from bpfio.insn import Insn, Program
 from bpfio.exec.interp import SocketContext, outcome
 from bpfio.exec.trace import trace
@@ -383,9 +382,10 @@ def test_kernel_attach_errno(case):
 
 def test_attach_probe_reports_an_unpackable_program():
     """Regression: a jt that does not fit its u8 (an unwrapped bpf_fill_maxinsns8) raised
-    UnboundLocalError from socket_attach_errno's cleanup instead of the packing error."""
-    prog = Program([Insn(isa.BPF_JMP | isa.BPF_JGT | isa.BPF_K, 300, 0, 0), _ret(0)])
-    with pytest.raises(struct.error):
+    UnboundLocalError from socket_attach_errno's cleanup instead of the packing error.
+    Since issue 17 the field check is Program's: the error is the library's UsageError."""
+    prog = [Insn(isa.BPF_JMP | isa.BPF_JGT | isa.BPF_K, 300, 0, 0), _ret(0)]
+    with pytest.raises(UsageError, match=r"^pc 0: jt=300 is not a u8"):
         socket_attach_errno(prog)
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from bpfio.errors import UsageError
 from bpfio.resources import asm_dir
+from bpfio.values import U16, U32, U64, check_uint
 
 _DEFINE = re.compile(r"^#define\s+([A-Za-z_]\w*)\s+(0[xX][0-9a-fA-F]+|\d+)\s*(?:;.*)?$")
 
@@ -62,12 +64,44 @@ class PioEvent(NamedTuple):
     ticks: int = 0     # 64-bit binding clock
     ns: int = 0        # 64-bit host nanoseconds
 
+    def checked(self) -> "PioEvent":
+        """Return self, or raise UsageError for a field outside its ABI width (never masked)."""
+        if type(self) is not PioEvent:
+            raise UsageError(f"pio event must be a PioEvent, not {type(self).__name__}")
+        check_uint("pio event: port", self.port, U16)
+        if type(self.size) is not int or self.size not in (1, 2, 4):
+            raise UsageError(f"pio event: size {self.size!r} is not 1, 2 or 4")
+        if type(self.direction) is not int or self.direction not in (PIO_IN, PIO_OUT):
+            raise UsageError(f"pio event: direction {self.direction!r} is not "
+                             f"PIO_IN ({PIO_IN}) or PIO_OUT ({PIO_OUT})")
+        check_uint("pio event: data", self.data, U32)
+        check_uint("pio event: offset", self.offset, U16)
+        check_uint("pio event: vcpu", self.vcpu, U32)
+        check_uint("pio event: ticks", self.ticks, U64)
+        check_uint("pio event: ns", self.ns, U64)
+        return self
+
     def words(self) -> tuple[int, ...]:
         """The ten 32-bit header words in context order."""
         m = 0xffffffff
         return (self.port, self.size, self.direction, self.data & m, self.offset,
                 self.vcpu, self.ticks & m, (self.ticks >> 32) & m,
                 self.ns & m, (self.ns >> 32) & m)
+
+
+def check_mem(mem) -> list:
+    """Return ``mem`` when it is a list of PIO_MEM_MIN..PIO_MEM_MAX u32 words; else UsageError."""
+    if type(mem) is not list:
+        raise UsageError(f"pio mem: the shared words must be a list, not {type(mem).__name__}")
+    if not PIO_MEM_MIN <= len(mem) <= PIO_MEM_MAX:
+        raise UsageError(f"pio mem: {len(mem)} words is outside {PIO_MEM_MIN}..{PIO_MEM_MAX}")
+    if not _INT_ONLY.issuperset(map(type, mem)) or min(mem) < 0 or max(mem) > U32:
+        for i, v in enumerate(mem):
+            check_uint(f"pio mem: word {i}", v, U32)
+    return mem
+
+
+_INT_ONLY = frozenset({int})
 
 
 def context_bytes(event: PioEvent, mem) -> bytes:

@@ -21,8 +21,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-from bpfio.errors import BpfError, LimitError
+from bpfio.errors import BpfError, LimitError, UsageError
 from bpfio.limits import parse_int
+from bpfio.values import U32, U64, check_int, check_uint
 
 AUDIT_ARCH_X86_64 = 0xc000003e
 AUDIT_ARCH_I386 = 0x40000003
@@ -66,12 +67,18 @@ class SeccompData(NamedTuple):
     args: tuple = (0, 0, 0, 0, 0, 0)
 
     def pack(self) -> bytes:
-        """Return the 64-byte ``struct seccomp_data``."""
-        args = tuple(a & 0xffffffffffffffff for a in self.args) + (0,) * (6 - len(self.args))
-        nr = self.nr & 0xffffffff
-        nr = nr - (1 << 32) if nr & 0x80000000 else nr
-        return SECCOMP_DATA.pack(nr, self.arch & 0xffffffff,
-                                 self.instruction_pointer & 0xffffffffffffffff, *args[:6])
+        """Return the 64-byte ``struct seccomp_data`` (UsageError for a field out of its width)."""
+        # nr is the kernel's int: a negative number or its u32 spelling; nothing wider.
+        nr = check_int("seccomp_data: nr", self.nr, -0x80000000, U32)
+        nr = nr - (1 << 32) if nr > 0x7fffffff else nr
+        if not isinstance(self.args, (tuple, list)) or len(self.args) > 6:
+            raise UsageError(f"seccomp_data: args must be a tuple of at most 6 integers, "
+                             f"not {self.args!r}")
+        args = tuple(check_uint(f"seccomp_data: args[{i}]", a, U64)
+                     for i, a in enumerate(self.args)) + (0,) * (6 - len(self.args))
+        return SECCOMP_DATA.pack(nr, check_uint("seccomp_data: arch", self.arch, U32),
+                                 check_uint("seccomp_data: instruction_pointer",
+                                            self.instruction_pointer, U64), *args)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "SeccompData":
@@ -92,9 +99,9 @@ def as_seccomp_data(data) -> SeccompData:
         return data
     if isinstance(data, (bytes, bytearray, memoryview)):
         return SeccompData.from_bytes(bytes(data))
-    if isinstance(data, int):
+    if isinstance(data, int) and not isinstance(data, bool):
         return SeccompData(data)
-    raise TypeError(f"seccomp input must be SeccompData or 64 bytes, not {type(data).__name__}")
+    raise UsageError(f"seccomp input must be SeccompData or 64 bytes, not {type(data).__name__}")
 
 
 class SeccompResult(int):

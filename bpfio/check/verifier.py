@@ -38,7 +38,7 @@ import errno as _errno
 from functools import lru_cache
 
 from bpfio.check.lint import Lint, format_insn, lint_program
-from bpfio.errors import VerifierError
+from bpfio.errors import UsageError, VerifierError
 from bpfio.insn import Program
 from bpfio.isa import (ANCILLARY_BY_K, BPF_ABS, BPF_ALU, BPF_B, BPF_DIV, BPF_IND,
                        BPF_JA, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_LSH,
@@ -303,17 +303,20 @@ def _as_program(program) -> Program:
 
 
 def check_options(profile: str, mem_words: int, notifiers: int) -> None:
-    """Raise ValueError for an unknown profile or out-of-range pio options."""
+    """Raise UsageError (a ValueError) for an unknown profile or out-of-range pio options."""
     if profile not in PROFILES:
-        raise ValueError(f"unknown verifier profile {profile!r}; choose one of "
+        raise UsageError(f"verify: unknown verifier profile {profile!r}; choose one of "
                          f"{', '.join(PROFILES)}")
+    for name, value in (("mem_words", mem_words), ("notifiers", notifiers)):
+        if type(value) is not int:
+            raise UsageError(f"verify: {name} must be an int, not {type(value).__name__}")
     if profile == "pio":
         from bpfio.abi import pio as abi
         if not abi.PIO_MEM_MIN <= mem_words <= abi.PIO_MEM_MAX:
-            raise ValueError(f"mem_words {mem_words} is outside "
+            raise UsageError(f"verify: mem_words {mem_words} is outside "
                              f"{abi.PIO_MEM_MIN}..{abi.PIO_MEM_MAX}")
         if not 0 <= notifiers <= 0x10000:
-            raise ValueError(f"notifiers {notifiers} is outside 0..65536")
+            raise UsageError(f"verify: notifiers {notifiers} is outside 0..65536")
 
 
 def verify(program, *, profile: str = "socket", mem_words: int = BPF_MEMWORDS,

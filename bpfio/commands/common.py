@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import sys
@@ -27,6 +28,14 @@ def render_error(err: BpfError) -> str:
     text = str(err)
     first = text.split("\n", 1)[0]
     return text if ": error:" in first else f"error: {text}"
+
+
+def finite(ctx, param, value):
+    """click callback: a float option must be finite (FloatRange lets nan through; inf too
+    when it has no upper bound)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"'{value}' is not a finite number", ctx=ctx, param=param)
+    return value
 
 
 def parse_define(ctx, param, values):

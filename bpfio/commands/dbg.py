@@ -21,11 +21,14 @@ def _int_option(ctx, param, value):
     if value is None:
         return None
     try:
-        return parse_int(value, 0)
+        number = parse_int(value, 0)
     except LimitError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     except ValueError:
         raise click.BadParameter(f"'{value}' is not a number", ctx=ctx, param=param) from None
+    if not 0 <= number <= 0xffff:   # --base is a port
+        raise click.BadParameter(f"'{value}' is not a port (0..0xffff)", ctx=ctx, param=param)
+    return number
 
 
 @click.command("dbg")
@@ -131,6 +134,12 @@ def _context(fields, profile) -> dict:
         except ValueError:
             what = "hex bytes" if name == "head" else "a number"
             raise click.BadParameter(f"'{value[:40]}' is not {what}", param_hint="--ctx") from None
+    from bpfio.errors import UsageError
+    try:
+        SocketContext(**out)    # the library's ranges (u32, u16, ...): never masked
+    except UsageError as err:
+        raise click.BadParameter(str(err).removeprefix("socket context: "),
+                                 param_hint="--ctx") from None
     return out
 
 

@@ -8,7 +8,7 @@ import click
 
 from bpfio.abi import pio as abi
 from bpfio.limits import parse_int
-from bpfio.commands.common import load, program_options
+from bpfio.commands.common import finite, load, program_options
 
 EXIT_DIFFERENT = 1
 EXIT_UNKNOWN = 3
@@ -76,7 +76,7 @@ def profile_options(func):
                         help="Skip the profile's verifier (the prover assumes a verified program).")(func)
     func = click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")(func)
     func = click.option("--timeout", type=click.FloatRange(0.001), default=10.0, show_default=True,
-                        metavar="SECONDS", help="Give up (exit 3, 'unknown') after this long.")(func)
+                        callback=finite, metavar="SECONDS", help="Give up (exit 3, 'unknown') after this long.")(func)
     func = click.option("--max-len", type=click.IntRange(0, 0x7fffffff), default=0x7fffffff,
                         show_default=True, metavar="N",
                         help="socket: the longest packet considered (default: every length "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bpfio.commands.common import BpfClickError, program_options, write_program
+from bpfio.commands.common import BpfClickError, finite, program_options, write_program
 from bpfio.errors import VerifierError
 from bpfio.text.formats import FORMATS, detect_format, parse_program, read_input
 from bpfio.abi import pio as abi
@@ -41,9 +41,9 @@ def _stats_lines(name, result, profile) -> list[str]:
 @click.option("--notifiers", type=click.IntRange(0, 0x10000), metavar="N",
               help="pio: number of notifiers a NOTIFY verdict may name (default 0).")
 @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
-              metavar="S",
+              callback=finite, metavar="S",
               help="Seconds the proof may take; past it the input is written unchanged.")
-@click.option("--search", "search_budget", type=click.FloatRange(0, 3600), default=1.0,
+@click.option("--search", "search_budget", type=click.FloatRange(0, 3600), default=1.0, callback=finite,
               show_default=True, metavar="S",
               help="Seconds for the window search (0 = off); each find is proved on its own.")
 @click.option("--prefer", type=click.Choice(("size", "speed")), default="size",

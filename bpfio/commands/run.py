@@ -21,6 +21,19 @@ def _int(text: str, what: str) -> int:
         raise click.BadParameter(f"'{text}' is not a number ({what})") from None
 
 
+def _ranged(text: str, what: str, lo: int, hi: int, hint: str) -> int:
+    """An integer option value in ``lo..hi``: out of range is a usage error, never masked."""
+    value = _int(text, what)
+    if not lo <= value <= hi:
+        raise click.BadParameter(f"{what} {text} is outside {lo}..{hi:#x}", param_hint=hint)
+    return value
+
+
+_U64 = 0xffffffffffffffff
+# PioEvent fields after the access: offset is a port offset, vcpu a u32 (the ABI), ticks/ns u64.
+_EVENT_FIELDS = {"offset": 0xffff, "vcpu": U32, "ticks": _U64, "ns": _U64}
+
+
 def _hex_packet(ctx, param, values):
     from bpfio.exec.skb import parse_hex
     out = []
@@ -71,7 +84,7 @@ def parse_event(text: str):
         if not sep or name not in fields:
             raise click.BadParameter(f"'{text}': unknown field '{item}' (offset=, vcpu=, ticks=, ns=)",
                                      param_hint="--event")
-        fields[name] = _int(value, name)
+        fields[name] = _ranged(value, f"'{text}': {name}", 0, _EVENT_FIELDS[name], "--event")
     return PioEvent(port, size, direction, data, **fields)
 
 
@@ -198,6 +211,12 @@ def _socket_context(fields):
                                          param_hint="--ctx") from None
         else:
             out[name] = None if value.lower() == "none" else _int(value, name)
+    from bpfio.errors import UsageError
+    try:
+        SocketContext(**out)    # the library's ranges (u32, u16, ...): never masked
+    except UsageError as err:
+        raise click.BadParameter(str(err).removeprefix("socket context: "),
+                                 param_hint="--ctx") from None
     return out
 
 
@@ -226,16 +245,19 @@ def _echo_trace(prog, data, profile, context):
 def _run_seccomp(prog, outcome, syscall, args, arch, ip, show_trace):
     from bpfio.abi.seccomp import ARCHES, SeccompData, SeccompResult, syscall_number
     nr = syscall_number(syscall)
+    if not -0x80000000 <= nr <= U32:    # seccomp_data.nr is an int
+        raise click.BadParameter(f"system call number {syscall} is outside "
+                                 f"-2147483648..0xffffffff", param_hint="--syscall")
     values = [0] * 6
     for name, value in args:
         index = _int(name, "argument index")
         if not 0 <= index <= 5:
             raise click.BadParameter(f"argument index {index} is not 0..5", param_hint="--arg")
-        values[index] = _int(value, f"argument {index}") & 0xffffffffffffffff
+        values[index] = _ranged(value, f"argument {index}", 0, _U64, "--arg")
     arch_value = ARCHES.get(arch.lower())
     if arch_value is None:
-        arch_value = _int(arch, "arch") & U32
-    data = SeccompData(nr, arch_value, _int(ip, "instruction pointer") & 0xffffffffffffffff,
+        arch_value = _ranged(arch, "arch", 0, U32, "--arch")
+    data = SeccompData(nr, arch_value, _ranged(ip, "instruction pointer", 0, _U64, "--ip"),
                        tuple(values))
     if show_trace:
         _echo_trace(prog, data, "seccomp", {})
@@ -250,7 +272,7 @@ def _run_pio(prog, outcome, events, mem_words, mem_init, show_trace):
         index = _int(name, "memory index")
         if not 0 <= index < mem_words:
             raise click.BadParameter(f"word {index} is outside 0..{mem_words - 1}", param_hint="--mem")
-        mem[index] = _int(value, f"word {index}") & U32
+        mem[index] = _ranged(value, f"word {index}", 0, U32, "--mem")
     for event in events:
         if show_trace:
             _echo_trace(prog, event, "pio", {"mem": list(mem)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -21,12 +22,23 @@ def _int(ctx, param, value):
     if value is None:
         return None
     try:
-        return parse_int(value, 0)
+        number = parse_int(value, 0)
     except LimitError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     except ValueError:
         raise click.BadParameter(f"'{value}' is not an integer (decimal or 0x...)",
                                  ctx=ctx, param=param) from None
+    if number < 0:   # the upper bound is the RAM size (--mem): checked when the VM exists
+        raise click.BadParameter(f"'{value}' is negative (a guest-physical address is >= 0)",
+                                 ctx=ctx, param=param)
+    return number
+
+
+def _seconds(ctx, param, value):
+    if not math.isfinite(value) or value < 0:
+        raise click.BadParameter(f"'{value}' is not a number of seconds >= 0", ctx=ctx,
+                                 param=param)
+    return value
 
 
 def uart_output(machine, port: int = UART_PORT) -> bytes:
@@ -68,17 +80,21 @@ def summary(result: kvm.RunResult, stats: dict) -> list[str]:
 @click.option("--machine", "config", required=True, type=click.Path(dir_okay=False),
               metavar="CONFIG", help="Machine config (TOML) whose bindings serve the ports.")
 @click.option("--entry", callback=_int, default=hex(kvm.DEFAULT_LOAD), show_default=True,
-              metavar="ADDR", help="Guest-physical address the vCPUs start at.")
+              metavar="ADDR", help="Guest-physical address the vCPUs start at: inside RAM "
+              "(real mode: below 1 MiB); negative is a usage error (exit 2), outside RAM an "
+              "error (exit 1).")
 @click.option("--load", "load_addr", callback=_int, default=None, metavar="ADDR",
-              help="Where the image is loaded (default: the entry address).")
+              help="Where the image is loaded (default: the entry address); the image must "
+              "fit in RAM (else an error, exit 1); negative is a usage error (exit 2).")
 @click.option("--mode", type=click.Choice(["real", "protected"]), default="real",
               show_default=True, help="16-bit real mode, or 32-bit protected mode on a flat GDT.")
 @click.option("--vcpus", type=click.IntRange(1, kvm.MAX_VCPUS), default=1, show_default=True,
               help="Number of vCPUs (threads); all start at the entry, EBX = index.")
 @click.option("--mem", "mem_mib", type=click.IntRange(1, 1024), default=2, show_default=True,
               help="Guest RAM in MiB.")
-@click.option("--timeout", type=float, default=60.0, show_default=True,
-              help="Stop the guest after this many seconds (0: never).")
+@click.option("--timeout", type=float, default=60.0, show_default=True, callback=_seconds,
+              help="Stop the guest after this many seconds (0: never; negative, nan or inf "
+              "is a usage error, exit 2).")
 @click.option("--offload", is_flag=True,
               help="Register eligible bindings with KVM (ioeventfd / coalesced PIO).")
 @click.option("--stats", is_flag=True, help="Print the per-binding table and exit counts.")

@@ -220,8 +220,8 @@ class PioEvents(Source):
         acc = self.accesses[i]
         out = acc.op == "out"
         return PioEvent(acc.port, acc.size, PIO_OUT if out else PIO_IN,
-                        acc.value if out else 0, (acc.port - self.base) & U32, acc.vcpu,
-                        ticks_at(acc.t_ns, self.clock_hz) & ((1 << 64) - 1), acc.t_ns)
+                        acc.value if out else 0, acc.port - self.base, acc.vcpu,
+                        ticks_at(acc.t_ns, self.clock_hz) & ((1 << 64) - 1), acc.t_ns).checked()
 
     def reset(self):
         self.mem = list(self.initial)

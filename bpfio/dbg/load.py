@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 
-from bpfio.errors import BpfError, LimitError
+from bpfio.errors import BpfError, LimitError, TraceError
 from bpfio.limits import parse_int
 
 LOAD_USAGE = ("load bpf FILE|CODE | load pcap FILE | load packet HEX | "
@@ -33,6 +33,14 @@ def _int(text: str, what: str) -> int:
         raise DbgError(f"{what}: {exc}") from None
     except ValueError:
         raise DbgError(f"'{text}' is not a number ({what})") from None
+
+
+def _ranged(text: str, what: str, lo: int, hi: int) -> int:
+    """A number in ``lo..hi``: out of range is an error, never masked."""
+    value = _int(text, what)
+    if not lo <= value <= hi:
+        raise DbgError(f"{what} {text} is outside {lo}..{hi:#x}")
+    return value
 
 
 def _split(text: str) -> list[str]:
@@ -133,13 +141,16 @@ class Loading:
                     raise DbgError(f"unknown field '{name}' (arch=, ip=)")
                 fields[name] = value
             else:
-                args.append(_int(w, f"argument {len(args)}") & ((1 << 64) - 1))
+                args.append(_ranged(w, f"argument {len(args)}", 0, (1 << 64) - 1))
         if len(args) > 6:
             raise DbgError(f"a system call has at most 6 arguments, got {len(args)}")
         arch = ARCHES.get(fields["arch"].lower())
         if arch is None:
-            arch = _int(fields["arch"], "arch") & 0xffffffff
-        data = SeccompData(syscall_number(words[0]), arch, _int(fields["ip"], "ip"),
+            arch = _ranged(fields["arch"], "arch", 0, 0xffffffff)
+        nr = syscall_number(words[0])
+        if not -0x80000000 <= nr <= 0xffffffff:     # seccomp_data.nr is an int
+            raise DbgError(f"system call number {words[0]} is outside -2147483648..0xffffffff")
+        data = SeccompData(nr, arch, _ranged(fields["ip"], "ip", 0, (1 << 64) - 1),
                            tuple(args) + (0,) * (6 - len(args)))
         self.source.calls.append(data)
         return [self.source.title(len(self.source) - 1)]
@@ -153,7 +164,7 @@ class Loading:
             name, eq, value = w.partition("=")
             if name != "base" or not eq:
                 raise DbgError(f"unknown option '{w}' (base=PORT)")
-            base = _int(value, "base port")
+            base = _ranged(value, "base port", 0, 0xffff)
         accesses, form = read_accesses(words[0])
         if self.machine is not None:
             self.machine.set_accesses(accesses)
@@ -162,6 +173,11 @@ class Loading:
                     f"{len(self.machine)} for binding '{self.machine.binding_name}'"]
         if base is None:
             base = min((a.port for a in accesses), default=0)
+        for acc in accesses:   # PIO_OFFSET = port - base is a port offset: never wrapped
+            if not 0 <= acc.port - base <= 0xffff:
+                raise TraceError(f"port {acc.port:#x} is below the base port {base:#x} "
+                                 f"(PIO_OFFSET = port - base would be negative)",
+                                 filename=words[0], line=acc.line)
         self.source = PioEvents(accesses, base=base, mem_words=self.mem_words,
                                 clock_hz=self.clock_hz)
         self._reset_run()

@@ -16,7 +16,7 @@ from bpfio.exec.interp import (ADD_K, ADD_X, AND_K, AND_X, DIV_K, DIV_X, JA, JEQ
                                LDX_MSH, LSH_K, LSH_X, MOD_K, MOD_X, MUL_K, MUL_X, NEG, OR_K, OR_X,
                                RET_A, RET_K, RET_X, RSH_K, RSH_X, ST, STX, SUB_K, SUB_X, TAX, TXA,
                                XOR_K, XOR_X)
-from bpfio.isa import SKF_AD, SKF_AD_OFF
+from bpfio.isa import BPF_MEMWORDS, SKF_AD, SKF_AD_OFF
 
 
 _JUMP_OPS = {JEQ_K: "A == {v}", JGT_K: "A > {v}", JGE_K: "A >= {v}", JSET_K: "A & {v}",
@@ -95,6 +95,14 @@ class _Emitter:
             out.append(f"X = {k}")
         elif op in (LD_MEM, LDX_MEM, ST, STX):
             cell = f"mem[{k}]" if self.profile == "pio" else f"m{k}"
+            if self.profile != "pio" and k >= BPF_MEMWORDS:
+                # Only an unverified program gets here: the interpreter's VMError, not a 17th local.
+                out.append(f"raise _scratch_error({self.ops[pc]!r}, {pc}, range({BPF_MEMWORDS}))")
+                return [ind + line for line in out]
+            if self.profile == "pio" and self.mode != "fused":
+                # mem is the caller's list (any length); the engine's fused path is always verified.
+                out += [f"if {k} >= len(mem):",
+                        f"    raise _scratch_error({self.ops[pc]!r}, {pc}, mem)"]
             out.append({LD_MEM: f"A = {cell}", LDX_MEM: f"X = {cell}",
                         ST: f"{cell} = A", STX: f"{cell} = X"}[op])
         elif op == TAX:

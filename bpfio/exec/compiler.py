@@ -37,8 +37,9 @@ from bpfio.exec import interp
 from bpfio.exec.codegen import _JUMP_OPS, _PIO_WORDS, _Emitter
 from bpfio.exec.interp import (JA, LD_GEN, LD_LEN, LD_MEM, LDX_LEN, LDX_MEM, RET_A, RET_K, RET_X,
                                ST, STX, predecode)
+from bpfio.errors import UsageError
 from bpfio.insn import Program
-from bpfio.isa import U32
+from bpfio.isa import BPF_MEMWORDS, U32
 
 TREE_BUDGET = 20000     # emitted instructions before falling back to block dispatch
 
@@ -76,14 +77,11 @@ def generate(program, *, profile: str = "socket", mode: str = "fast") -> str:
         raise interp.VMError("program does not end with ret", pc=len(program) - 1)
     em = _Emitter(ops, profile, mode)
     body = em.lines
-    uses_mem = any(o[0] in (LD_MEM, LDX_MEM, ST, STX) for o in ops)
+    used = sorted({o[1] for o in ops if o[0] in (LD_MEM, LDX_MEM, ST, STX) and o[1] < BPF_MEMWORDS})
     if profile == "socket":
         head = ["def _filter(p, ctx=_DEFAULT, **fields):",
                 "    if fields:",
-                "        ctx = _socket_context(fields.pop('context', ctx), **fields)",
-                "    n = len(p)"]
-        if any(o[0] in (LD_LEN, LDX_LEN) for o in ops):
-            head.append("    L = n")
+                "        ctx = _socket_context(fields.pop('context', ctx), **fields)"]
     elif profile == "seccomp":
         head = ["def _filter(w):", "    L = 64"]
     else:
@@ -92,14 +90,21 @@ def generate(program, *, profile: str = "socket", mode: str = "fast") -> str:
     head.append("    A = X = 0")
     if em.count:
         head.append("    c = 0")
-    if uses_mem and profile != "pio":
-        used = sorted({o[1] for o in ops if o[0] in (LD_MEM, LDX_MEM, ST, STX)})
+    if used and profile != "pio":
         head.append("    " + " = ".join(f"m{i}" for i in used) + " = 0")
     sizes = _tree_sizes(ops)
+    # socket: the body runs in a try that costs nothing (CPython 3.11) until a packet that is
+    # not bytes-like makes a byte read fail; that becomes the library's UsageError.
+    ind = "        " if profile == "socket" else "    "
     if sizes[0] <= max(TREE_BUDGET, 4 * len(ops)):
-        em.tree(0, "    ", sizes)
+        em.tree(0, ind, sizes)
     else:
-        em.dispatch("    ")
+        em.dispatch(ind)
+    if profile == "socket":
+        body[:0] = ["    try:", "        n = len(p)"] + (
+            ["        L = n"] if any(o[0] in (LD_LEN, LDX_LEN) for o in ops) else [])
+        body += ["    except TypeError:", "        err = _bad_packet(p)", "        if err is None:",
+                 "            raise", "        raise err from None"]
     if profile == "pio" and any("H()" in line for line in body):
         head += ["    def H():", "        return (" + ", ".join(_PIO_WORDS) + ")"]
     return "\n".join(head + body) + "\n"
@@ -141,7 +146,9 @@ def _namespace():
     import random
     return {"_DEFAULT": interp.DEFAULT_CONTEXT, "_socket_context": interp.socket_context,
             "_anc": interp.ancillary, "_load": interp.skb_load, "_pio_load": _pio_load,
-            "_rand": random.getrandbits, "__builtins__": builtins}
+            "_rand": random.getrandbits, "_scratch_error": interp.scratch_error,
+            "_bad_packet": interp.bad_packet,
+            "__builtins__": builtins}
 
 
 def _build(source: str, name: str):
@@ -163,8 +170,9 @@ class CompiledProgram:
 
     def __init__(self, program, profile: str = "socket"):
         if profile not in interp.PROFILES:
-            raise ValueError(f"unknown profile '{profile}' (expected one of {', '.join(interp.PROFILES)})")
-        self.program = program
+            raise UsageError(f"compile: unknown profile {profile!r} "
+                             f"(expected one of {', '.join(interp.PROFILES)})")
+        self.program = program = Program(program)
         self.profile = profile
         self.source = generate(program, profile=profile,
                                mode="detail" if profile == "pio" else "fast")
@@ -191,18 +199,19 @@ class CompiledProgram:
             return self._fn(data, **context)
         if self.profile == "seccomp":
             if context:
-                raise TypeError(f"seccomp takes no context, got {', '.join(context)}")
+                raise UsageError(f"seccomp takes no context, got {', '.join(context)}")
             return interp.SeccompResult(self._fn(interp.as_seccomp_data(data).words()))
         return self._run_pio(data, context)[0] or 0
 
     def _run_pio(self, event, context):
         mem = context.pop("mem", None)
         if context:
-            raise TypeError(f"pio takes only mem=, got {', '.join(context)}")
-        if mem is None:
-            from bpfio.abi.pio import PIO_MEM_DEFAULT
-            mem = [0] * PIO_MEM_DEFAULT
-        return self._fn(*event, mem)
+            raise UsageError(f"pio takes only mem=, got {', '.join(context)}")
+        from bpfio.abi.pio import PIO_MEM_DEFAULT, PioEvent, check_mem
+        mem = [0] * PIO_MEM_DEFAULT if mem is None else check_mem(mem)
+        if type(event) is not PioEvent:
+            raise UsageError(f"a pio input is a PioEvent, not {type(event).__name__}")
+        return self._fn(*event.checked(), mem)
 
     def outcome(self, data, **context):
         """Return ``(verdict or None when aborted, A, executed)``."""

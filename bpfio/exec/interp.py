@@ -40,13 +40,14 @@ from itertools import count as _count
 from typing import Callable, NamedTuple
 
 from bpfio import isa
-from bpfio.errors import VMError
+from bpfio.errors import UsageError, VMError
+from bpfio.insn import Program
 from bpfio.isa import (BPF_ABS, BPF_ALU, BPF_IMM, BPF_IND, BPF_JMP, BPF_LD, BPF_LDX, BPF_LEN,
                        BPF_MEM, BPF_MSH, BPF_RET, BPF_ST, BPF_STX, OPCODES, SKF_AD, SKF_AD_OFF, U32)
-from bpfio.abi.pio import PIO_HDR_LEN, PIO_MEM_DEFAULT
+from bpfio.abi.pio import PIO_HDR_LEN, PIO_MEM_DEFAULT, PioEvent, check_mem
 from bpfio.abi.seccomp import SECCOMP_DATA_LEN, SeccompResult, as_seccomp_data
-from bpfio.exec.skb import (DEFAULT_CONTEXT, EXIT_WITH_A, SocketContext, ancillary, skb_load,
-                            skb_offset, socket_context)  # noqa: F401 - names from before the split
+from bpfio.exec.skb import (DEFAULT_CONTEXT, EXIT_WITH_A, SocketContext, ancillary, bad_packet,
+                            skb_load, skb_offset, socket_context)  # noqa: F401 - names from before the split
 
 PROFILES = ("socket", "seccomp", "pio")
 
@@ -125,6 +126,8 @@ def seccomp_input(data) -> _Input:
 def _prepare(profile: str, data, context: dict):
     """Return ``(pkt, mem, input)`` for one run."""
     if profile == "socket":
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise UsageError(f"run: a packet is bytes, not {type(data).__name__}")
         pkt = bytes(data)
         if context:
             inp = socket_input(socket_context(context.pop("context", None), **context))
@@ -133,16 +136,17 @@ def _prepare(profile: str, data, context: dict):
         return pkt, [0] * isa.BPF_MEMWORDS, inp
     if profile == "seccomp":
         if context:
-            raise TypeError(f"seccomp takes no context, got {', '.join(context)}")
+            raise UsageError(f"run: seccomp takes no context, got {', '.join(context)}")
         return b"", [0] * isa.BPF_MEMWORDS, seccomp_input(data)
     if profile == "pio":
         mem = context.pop("mem", None)
         if context:
-            raise TypeError(f"pio takes only mem=, got {', '.join(context)}")
-        if mem is None:
-            mem = [0] * PIO_MEM_DEFAULT
-        return b"", mem, pio_input(data, mem)
-    raise ValueError(f"unknown profile '{profile}' (expected one of {', '.join(PROFILES)})")
+            raise UsageError(f"run: pio takes only mem=, got {', '.join(context)}")
+        mem = [0] * PIO_MEM_DEFAULT if mem is None else check_mem(mem)
+        if type(data) is not PioEvent:
+            raise UsageError(f"run: a pio input is a PioEvent, not {type(data).__name__}")
+        return b"", mem, pio_input(data.checked(), mem)
+    raise UsageError(f"run: unknown profile {profile!r} (expected one of {', '.join(PROFILES)})")
 
 
 # --- the pre-decoded fast loop ------------------------------------------------
@@ -173,6 +177,7 @@ def predecode(program, profile: str = "socket") -> list[tuple]:
     inline byte reads; every other input access goes through the profile's
     loader.  Raises :class:`VMError` for what no verified program contains.
     """
+    program = Program(program)   # validates Insn fields (u16/u8/u8/u32); free for a Program
     ops = []
     n = len(program)
     for pc, insn in enumerate(program):
@@ -233,150 +238,173 @@ def predecode(program, profile: str = "socket") -> list[tuple]:
 
 def execute(ops, pkt: bytes, mem: list, inp: _Input):
     """Run pre-decoded ``ops``; return ``(verdict or None on an abort, A, executed)``."""
-    n = len(pkt)
     load = inp.load
-    length = n if inp.length is None else inp.length
     a = x = 0
     pc = 0
-    for count in _count(1):     # counts executed instructions at C speed
-        op, k, t, f = ops[pc]
-        if op == JEQ_K:
-            pc = t if a == k else f
-        elif op == LDH_ABS:
-            if t > n:
-                return None, a, count
-            a = (pkt[k] << 8) | pkt[k + 1]
-            pc += 1
-        elif op == RET_K:
-            return k, a, count
-        elif op == LDB_ABS:
-            if t > n:
-                return None, a, count
-            a = pkt[k]
-            pc += 1
-        elif op == JSET_K:
-            pc = t if a & k else f
-        elif op == LD_ABS:
-            if t > n:
-                return None, a, count
-            a = int.from_bytes(pkt[k:t], "big")
-            pc += 1
-        elif op == JGT_K:
-            pc = t if a > k else f
-        elif op == LDX_MSH or op == LD_IND:
-            off = k if op == LDX_MSH else (x + k) & U32
-            if pkt and off + t <= n:
-                v = int.from_bytes(pkt[off:off + t], "big")
-            else:
-                v = load(pkt, off, t)
+    try:    # free in CPython 3.11 unless raised: M[k] past the memory, a packet not bytes-like
+        n = len(pkt)
+        length = n if inp.length is None else inp.length
+        for count in _count(1):     # counts executed instructions at C speed
+            op, k, t, f = ops[pc]
+            if op == JEQ_K:
+                pc = t if a == k else f
+            elif op == LDH_ABS:
+                if t > n:
+                    return None, a, count
+                a = (pkt[k] << 8) | pkt[k + 1]
+                pc += 1
+            elif op == RET_K:
+                return k, a, count
+            elif op == LDB_ABS:
+                if t > n:
+                    return None, a, count
+                a = pkt[k]
+                pc += 1
+            elif op == JSET_K:
+                pc = t if a & k else f
+            elif op == LD_ABS:
+                if t > n:
+                    return None, a, count
+                a = int.from_bytes(pkt[k:t], "big")
+                pc += 1
+            elif op == JGT_K:
+                pc = t if a > k else f
+            elif op == LDX_MSH or op == LD_IND:
+                off = k if op == LDX_MSH else (x + k) & U32
+                if pkt and off + t <= n:
+                    v = int.from_bytes(pkt[off:off + t], "big")
+                else:
+                    v = load(pkt, off, t)
+                    if v is None:
+                        return None, a, count
+                if op == LDX_MSH:
+                    x = (v & 0xf) << 2
+                else:
+                    a = v
+                pc += 1
+            elif op == JGE_K:
+                pc = t if a >= k else f
+            elif op == JA:
+                pc = t
+            elif op == RET_A:
+                return a, a, count
+            elif op <= LDX_LEN:
+                if op == LD_IMM:
+                    a = k
+                elif op == LDX_IMM:
+                    x = k
+                elif op == LD_MEM:
+                    a = mem[k]
+                elif op == LDX_MEM:
+                    x = mem[k]
+                elif op == ST:
+                    mem[k] = a
+                elif op == STX:
+                    mem[k] = x
+                elif op == TAX:
+                    x = a
+                elif op == TXA:
+                    a = x
+                elif op == LD_LEN:
+                    a = length
+                else:
+                    x = length
+                pc += 1
+            elif op <= NEG:
+                if op == ADD_K:
+                    a = (a + k) & U32
+                elif op == SUB_K:
+                    a = (a - k) & U32
+                elif op == MUL_K:
+                    a = (a * k) & U32
+                elif op == DIV_K or op == MOD_K:
+                    if not k:
+                        return None, a, count
+                    a = a // k if op == DIV_K else a % k
+                elif op == AND_K:
+                    a &= k
+                elif op == OR_K:
+                    a |= k
+                elif op == XOR_K:
+                    a ^= k
+                elif op == LSH_K:
+                    a = (a << (k & 31)) & U32
+                elif op == RSH_K:
+                    a >>= k & 31
+                else:
+                    a = -a & U32
+                pc += 1
+            elif op <= RSH_X:
+                if op == ADD_X:
+                    a = (a + x) & U32
+                elif op == SUB_X:
+                    a = (a - x) & U32
+                elif op == MUL_X:
+                    a = (a * x) & U32
+                elif op == DIV_X or op == MOD_X:
+                    if not x:  # the converter's "if X == 0 return 0"
+                        return None, a, count
+                    a = a // x if op == DIV_X else a % x
+                elif op == AND_X:
+                    a &= x
+                elif op == OR_X:
+                    a |= x
+                elif op == XOR_X:
+                    a ^= x
+                elif op == LSH_X:
+                    a = (a << (x & 31)) & U32
+                else:
+                    a >>= x & 31
+                pc += 1
+            elif op <= JSET_X:
+                if op == JEQ_X:
+                    pc = t if a == x else f
+                elif op == JGT_X:
+                    pc = t if a > x else f
+                elif op == JGE_X:
+                    pc = t if a >= x else f
+                else:
+                    pc = t if a & x else f
+            elif op == LD_GEN:
+                if f == -1:
+                    raise VMError("ran past the last instruction", pc=pc)
+                v = load(pkt, k, t)
                 if v is None:
                     return None, a, count
-            if op == LDX_MSH:
-                x = (v & 0xf) << 2
-            else:
                 a = v
-            pc += 1
-        elif op == JGE_K:
-            pc = t if a >= k else f
-        elif op == JA:
-            pc = t
-        elif op == RET_A:
-            return a, a, count
-        elif op <= LDX_LEN:
-            if op == LD_IMM:
-                a = k
-            elif op == LDX_IMM:
-                x = k
-            elif op == LD_MEM:
-                a = mem[k]
-            elif op == LDX_MEM:
-                x = mem[k]
-            elif op == ST:
-                mem[k] = a
-            elif op == STX:
-                mem[k] = x
-            elif op == TAX:
-                x = a
-            elif op == TXA:
-                a = x
-            elif op == LD_LEN:
-                a = length
-            else:
-                x = length
-            pc += 1
-        elif op <= NEG:
-            if op == ADD_K:
-                a = (a + k) & U32
-            elif op == SUB_K:
-                a = (a - k) & U32
-            elif op == MUL_K:
-                a = (a * k) & U32
-            elif op == DIV_K or op == MOD_K:
-                if not k:
+                pc += 1
+            elif op == LD_ANC:
+                v = inp.anc(pkt, k, a, x)
+                if v is None:
                     return None, a, count
-                a = a // k if op == DIV_K else a % k
-            elif op == AND_K:
-                a &= k
-            elif op == OR_K:
-                a |= k
-            elif op == XOR_K:
-                a ^= k
-            elif op == LSH_K:
-                a = (a << (k & 31)) & U32
-            elif op == RSH_K:
-                a >>= k & 31
-            else:
-                a = -a & U32
-            pc += 1
-        elif op <= RSH_X:
-            if op == ADD_X:
-                a = (a + x) & U32
-            elif op == SUB_X:
-                a = (a - x) & U32
-            elif op == MUL_X:
-                a = (a * x) & U32
-            elif op == DIV_X or op == MOD_X:
-                if not x:  # the converter's "if X == 0 return 0"
-                    return None, a, count
-                a = a // x if op == DIV_X else a % x
-            elif op == AND_X:
-                a &= x
-            elif op == OR_X:
-                a |= x
-            elif op == XOR_X:
-                a ^= x
-            elif op == LSH_X:
-                a = (a << (x & 31)) & U32
-            else:
-                a >>= x & 31
-            pc += 1
-        elif op <= JSET_X:
-            if op == JEQ_X:
-                pc = t if a == x else f
-            elif op == JGT_X:
-                pc = t if a > x else f
-            elif op == JGE_X:
-                pc = t if a >= x else f
-            else:
-                pc = t if a & x else f
-        elif op == LD_GEN:
-            if f == -1:
-                raise VMError("ran past the last instruction", pc=pc)
-            v = load(pkt, k, t)
-            if v is None:
-                return None, a, count
-            a = v
-            pc += 1
-        elif op == LD_ANC:
-            v = inp.anc(pkt, k, a, x)
-            if v is None:
-                return None, a, count
-            if v == EXIT_WITH_A:
-                return a, a, count
-            a = v
-            pc += 1
-        else:  # RET_X: bpf_asm emits it; the kernel refuses it
-            return x, a, count
+                if v == EXIT_WITH_A:
+                    return a, a, count
+                a = v
+                pc += 1
+            else:  # RET_X: bpf_asm emits it; the kernel refuses it
+                return x, a, count
+    except IndexError:
+        err = scratch_error(ops[pc], pc, mem)
+        if err is None:
+            raise
+        raise err from None
+    except TypeError:
+        err = bad_packet(pkt)
+        if err is None:
+            raise
+        raise err from None
+
+
+_MEM_TEXT = {LD_MEM: "ld M[{}]", LDX_MEM: "ldx M[{}]", ST: "st M[{}]", STX: "stx M[{}]"}
+
+
+def scratch_error(op_tuple, pc: int, mem) -> VMError | None:
+    """The VMError for ``M[k]`` outside ``mem`` at ``pc`` (an unverified program), else None."""
+    op, k = op_tuple[0], op_tuple[1]
+    if op not in _MEM_TEXT or k < len(mem):
+        return None
+    return VMError(f"scratch word M[{k}] is out of range (the memory has {len(mem)} words)",
+                   pc=pc, insn=_MEM_TEXT[op].format(k))
 
 
 def _finish(profile: str, verdict):
@@ -426,7 +454,7 @@ class Interpreter:
             self.__class__ = type("SocketInterpreter", (Interpreter,),
                                   {"__call__": staticmethod(_socket_call(self.ops, inp))})
         elif context:
-            raise TypeError("a context at construction is only for the socket profile")
+            raise UsageError("Interpreter: a context at construction is only for the socket profile")
 
     def __call__(self, data, **context):
         """Run on one input; same arguments and result as :func:`run`."""

@@ -59,7 +59,7 @@ def _fprog(program) -> tuple[bytes, ctypes.Array]:
 
 def socket_attach_errno(program, sock: socket.socket | None = None) -> int:
     """Attach ``program`` to an AF_UNIX datagram socket; return 0 or the errno."""
-    # Packed first: a field that does not fit struct sock_filter raises struct.error here.
+    # Packed first: a field that does not fit struct sock_filter raises UsageError here.
     fprog, buf = _fprog(program)
     own = sock is None
     if own:

@@ -13,7 +13,9 @@ import random as _random
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from bpfio.errors import UsageError
 from bpfio.isa import SKF_AD, U32
+from bpfio.values import check_int, check_uint
 
 
 _S32_MIN_LL = -0x200000   # SKF_LL_OFF as a signed offset
@@ -59,12 +61,30 @@ class SocketContext:
     rand: Callable[[], int] | None = field(default=None, compare=False)
 
     def __post_init__(self):
+        # The kernel's widths (what each ancillary load reads); out of range is an error,
+        # never masked.  Header offsets are signed ints: a header may sit before the data.
+        for name, top in _WIDTHS.items():
+            value = getattr(self, name)
+            if value is not None or name not in ("ifindex", "hatype", "ll_off"):
+                if name in ("net_off", "ll_off"):
+                    check_int(f"socket context: {name}", value, -0x80000000, 0x7fffffff)
+                else:
+                    check_uint(f"socket context: {name}", value, top)
         if not isinstance(self.head, (bytes, bytearray)):
-            raise TypeError(f"head must be bytes, not {type(self.head).__name__}")
+            raise UsageError(f"socket context: head must be bytes, not {type(self.head).__name__}")
+        if self.rand is not None and not callable(self.rand):
+            raise UsageError(f"socket context: rand must be callable, not {type(self.rand).__name__}")
 
     def rand_u32(self) -> int:
         """One ``ld rand`` value."""
-        return (self.rand() if self.rand else _random.getrandbits(32)) & U32
+        if self.rand is None:
+            return _random.getrandbits(32)
+        return check_uint("socket context: rand()", self.rand(), U32)
+
+
+_WIDTHS = {"protocol": 0xffff, "pkt_type": 7, "ifindex": U32, "hatype": 0xffff, "mark": U32,
+           "queue": 0xffff, "rxhash": U32, "cpu": U32, "vlan_tci": 0xffff, "vlan_present": 1,
+           "vlan_tpid": 0xffff, "poff": U32, "net_off": 0xffff, "ll_off": 0xffff}
 
 
 DEFAULT_CONTEXT = SocketContext()
@@ -73,10 +93,20 @@ DEFAULT_CONTEXT = SocketContext()
 def socket_context(context=None, **fields) -> SocketContext:
     """Build a SocketContext from an existing one and/or keyword fields."""
     base = context if context is not None else DEFAULT_CONTEXT
+    if type(base) is not SocketContext:
+        raise UsageError(f"socket context: context= must be a SocketContext, "
+                         f"not {type(base).__name__}")
     unknown = set(fields) - set(SocketContext.__dataclass_fields__)
     if unknown:
-        raise TypeError(f"unknown socket context field(s): {', '.join(sorted(unknown))}")
+        raise UsageError(f"socket context: unknown field(s): {', '.join(sorted(unknown))}")
     return replace(base, **fields) if fields else base
+
+
+def bad_packet(pkt) -> UsageError | None:
+    """The error for a socket input that is not bytes-like (None when it is bytes-like)."""
+    if isinstance(pkt, (bytes, bytearray, memoryview)):
+        return None
+    return UsageError(f"run: a packet is bytes, not {type(pkt).__name__}")
 
 
 def skb_offset(off: int, net_off: int, ll_off: int | None) -> int | None:

@@ -16,7 +16,7 @@ from bpfio.exec.interp import (ADD_K, AND_K, DIV_K, EXIT_WITH_A, JA, JEQ_K, JGE_
                                LDB_ABS, LDH_ABS, LDX_IMM, LDX_LEN, LDX_MEM, LDX_MSH, LD_ABS, LD_ANC,
                                LD_GEN, LD_IMM, LD_IND, LD_LEN, LD_MEM, LSH_K, MOD_K, MUL_K, NEG,
                                OR_K, RET_A, RET_K, RET_X, RSH_K, ST, STX, SUB_K, TAX, TXA, XOR_K,
-                               predecode, _ALU_K, _ALU_X, _Input, _JMP_K, _JMP_X, _finish, _prepare)
+                               predecode, scratch_error, _ALU_K, _ALU_X, _Input, _JMP_K, _JMP_X, _finish, _prepare)
 from bpfio.isa import U32
 
 
@@ -133,6 +133,8 @@ def step_op(op_tuple, pc: int, a: int, x: int, pkt: bytes, mem: list, inp: _Inpu
         return "next", -a & U32, x, pc + 1, ()
     if op in (RET_K, RET_A, RET_X):
         return "ret", a, x, {RET_K: k, RET_A: a, RET_X: x}[op], ()
+    if op in (ST, STX, LD_MEM, LDX_MEM) and k >= len(mem):
+        raise scratch_error(op_tuple, pc, mem)
     if op in (ST, STX):
         value = a if op == ST else x
         mem[k] = value

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import math
 import mmap
 import os
 import signal
@@ -120,10 +121,10 @@ class Vm:
     """
 
     def __init__(self, ports=None, *, mem_size: int = DEFAULT_MEM, vcpus: int = 1):
-        if not 1 <= vcpus <= MAX_VCPUS:
-            raise KvmError(f"--vcpus must be 1..{MAX_VCPUS}, got {vcpus}")
-        if mem_size < 0x20000 or mem_size % K.PAGE_SIZE:
-            raise KvmError(f"memory size {mem_size:#x} must be a multiple of 4 KiB and >= 128 KiB")
+        if type(vcpus) is not int or not 1 <= vcpus <= MAX_VCPUS:
+            raise KvmError(f"--vcpus must be 1..{MAX_VCPUS}, got {vcpus!r}")
+        if type(mem_size) is not int or mem_size < 0x20000 or mem_size % K.PAGE_SIZE:
+            raise KvmError(f"memory size {mem_size!r} must be an int, a multiple of 4 KiB and >= 128 KiB")
         self.ports = ports if ports is not None else NullPorts()
         self.mem_size = mem_size
         self.sys_fd = self.fd = -1
@@ -176,6 +177,9 @@ class Vm:
 
     def load(self, image: bytes, addr: int = DEFAULT_LOAD) -> None:
         """Copy a flat binary into guest RAM at ``addr``."""
+        if type(addr) is not int or addr < 0:
+            raise KvmError(f"load address {_addr(addr)} is not an address in RAM "
+                           f"(0..{self.mem_size - 1:#x})")
         end = addr + len(image)
         if addr < GDT_ADDR + 24 and end > GDT_ADDR:
             raise KvmError(f"guest image at {addr:#x}..{end:#x} overlaps the GDT at {GDT_ADDR:#x}")
@@ -197,6 +201,11 @@ class Vm:
         Raises :class:`KvmError` if a vCPU stops for any other reason, or when
         ``timeout`` seconds pass first (the vCPUs are kicked out of the guest).
         """
+        if type(entry) is not int or not 0 <= entry < self.mem_size:
+            raise KvmError(f"entry {_addr(entry)} is not an address in RAM (0..{self.mem_size - 1:#x})")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not math.isfinite(timeout) or timeout < 0):
+            raise KvmError(f"timeout {timeout!r} is not a number of seconds >= 0")
         for vcpu in self.vcpus:
             vcpu.stats = VcpuStats(vcpu.index)
             vcpu.enter(mode, entry, len(self.vcpus))
@@ -222,12 +231,10 @@ class Vm:
                         deadline = None
                         continue
                     t.join(0.05 if left is None else min(left, 0.05))
-        except KeyboardInterrupt:
-            self._kick(threads)
-            for t in threads:
-                t.join()
-            raise
         finally:
+            # Whatever ends the wait (HLT, an error here, Ctrl-C), no vCPU thread outlives
+            # run(): close() unmaps each kvm_run, which a running thread still reads.
+            self._stop_threads(threads)
             seconds = time.perf_counter() - start
             restore()
         if self.offload is not None:
@@ -238,6 +245,14 @@ class Vm:
             timeout_errors = [e for e in errors if getattr(e, "reason", "") == "timeout"]
             raise (timeout_errors or errors)[0]
         return result
+
+    def _stop_threads(self, threads) -> None:
+        """Kick the vCPU threads still running and wait for every one to finish."""
+        if any(t.is_alive() for t in threads):
+            self._kick(threads)
+        for t in threads:
+            if t.ident is not None:
+                t.join()
 
     def _install_kick_handler(self):
         """Install a no-op SIGUSR1 handler (main thread only) so a kick interrupts KVM_RUN."""
@@ -377,6 +392,7 @@ class Vm:
 
     def close(self) -> None:
         """Release every vCPU, the VM fd, the /dev/kvm fd and guest RAM (idempotent)."""
+        self._stop_threads(self._threads)   # no-op after run(); never unmap under a vCPU
         if self.offload is not None:
             self.offload.close()
             self.offload = None
@@ -434,3 +450,8 @@ def bench_exit_roundtrip(n: int = 100_000, machine=None, *, port: int = 0x608,
     """
     result = run_guest(loop_guest(port, size, n), machine)
     return result.seconds * 1e9 / max(result.io_exits, 1)
+
+
+def _addr(value) -> str:
+    """An address for a message: hex for an int, repr otherwise."""
+    return f"{value:#x}" if type(value) is int else repr(value)

@@ -34,6 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from bpfio.insn import Program
+from bpfio.values import check_choice, check_seconds
 from bpfio.check.verifier import verify
 from bpfio.opt.passes import PASSES, Context, run_passes
 
@@ -87,8 +88,9 @@ def optimize(program, *, profile: str = "socket", mem_words: int = 16, notifiers
     original = Program(program)
     options = {"mem_words": mem_words, "notifiers": notifiers} if profile == "pio" else {}
     verify(original, profile=profile, lints=False, **options)
-    if prefer not in ("size", "speed"):
-        raise ValueError(f"prefer must be 'size' or 'speed', not {prefer!r}")
+    check_choice("optimize: prefer", prefer, ("size", "speed"))
+    check_seconds("optimize: timeout", timeout)
+    check_seconds("optimize: search_budget", search_budget)
     ctx = Context(profile, mem_words, prefer)
     start = time.perf_counter()
     out, fired = run_passes(original, ctx, passes)

@@ -55,13 +55,13 @@ def _check_int(what: str, value, lo: int, hi: int, *, hexa: bool = False) -> int
 
 def bad_access(port, size, vcpu=0) -> PioError:
     """Return the error for an access with an invalid port, size or vCPU."""
-    if isinstance(port, bool) or not isinstance(port, int):
+    if type(port) is not int:
         return PioError(f"port must be an integer, not {type(port).__name__}", port=None, size=size)
     if not 0 <= port < _PORTS:
         return PioError(f"port {port} is out of range 0..0xffff", port=port, size=size)
-    if isinstance(size, bool) or size not in SIZE_MASK:
+    if type(size) is not int or size not in SIZE_MASK:
         return PioError(f"port {port:#x}: access size {size!r} is not 1, 2 or 4", port=port, size=size)
-    if isinstance(vcpu, bool) or not isinstance(vcpu, int) or not 0 <= vcpu <= _U32:
+    if type(vcpu) is not int or not 0 <= vcpu <= _U32:
         return PioError(f"port {port:#x}: vcpu {vcpu!r} is not an integer 0..0xffffffff",
                         port=port, size=size)
     return PioError(f"port {port:#x}: bad access", port=port, size=size)
@@ -69,7 +69,7 @@ def bad_access(port, size, vcpu=0) -> PioError:
 
 def bad_value(port: int, size: int, value) -> PioError:
     """Return the error for an OUT value that does not fit its access size."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if type(value) is not int:
         return PioError(f"port {port:#x}: value must be an integer, not {type(value).__name__}",
                         port=port, size=size)
     return PioError(f"port {port:#x}: value {value:#x} does not fit a {size}-byte access"
@@ -136,7 +136,7 @@ class Binding:
         self.lints: list = []      # the verifier's warnings about the program
         self._run: Callable | None = None
         self._words = self.mem.words
-        self._clock = machine.clock
+        self._clock = machine._read_clock
         self._event_ns: int | None = None  # the event's clock reading while a model runs,
         self._event_tid = 0                # ... and the thread running that event
         self._access = self._make_access(None, None)

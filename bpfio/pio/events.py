@@ -177,6 +177,9 @@ def parse_trace_line(text: str, line: int, vcpus: dict[str, int]) -> Event:
         raise ValueError(f"count {count} is out of range 1..{COUNT_MAX}")
     _check_value(val, size, "val")
     t_ns = parse_int(m["sec"], 10) * 1_000_000_000 + int(m["frac"][:9].ljust(9, "0"))
+    if t_ns >> 64:   # the same bound as JSONL t_ns: never wrapped into range
+        raise ValueError(f"timestamp {m['sec']}.{m['frac']} s is past 2**64 ns "
+                         f"(about 584 years)")
     tid = m["tid"] or "?"
     vcpu = vcpus.setdefault(tid, len(vcpus))
     if m["rw"] == "write":
@@ -213,8 +216,9 @@ class EventReader:
         if not isinstance(self.source, str):
             yield from self.source
             return
-        if self.source == "-":
-            yield from sys.stdin
+        if self.source == "-":   # bytes, decoded as files are: invalid UTF-8 is not a crash
+            for raw in sys.stdin.buffer:
+                yield raw.decode("utf-8", errors="replace")
             return
         try:
             with open(self.source, encoding="utf-8", errors="replace") as f:
@@ -228,6 +232,7 @@ class EventReader:
     def __iter__(self) -> Iterator[Event]:
         vcpus: dict[str, int] = {}
         last_t = None
+        lineno = 0
         for lineno, raw in enumerate(self._lines(), 1):
             text = raw.strip()
             if not text or text.startswith("#"):
@@ -256,3 +261,9 @@ class EventReader:
                 continue
             self.events += 1
             yield event
+        if not self.events:   # nothing to replay is an error, not a silent success
+            what = f"a {self.format} event" if self.format else "an event"
+            why = "it is empty" if not lineno else f"none of its {lineno} line(s) is {what}"
+            if self.bad:
+                why += f" ({self.bad} malformed, skipped)"
+            raise TraceError(f"no events: {why}", filename=self.filename)

@@ -62,6 +62,17 @@ _U32 = 0xffffffff
 _U64 = (1 << 64) - 1
 
 
+def _checked_clock(clock: Callable[[], int]) -> Callable[[], int]:
+    """``clock`` with its result checked: integer nanoseconds (mod 2**64), else PioError."""
+    def read() -> int:
+        ns = clock()
+        if ns.__class__ is not int:     # a float, a bool, None: never a reading
+            raise PioError(f"machine clock returned {ns!r}: a clock returns integer "
+                           f"nanoseconds")
+        return ns & _U64
+    return read
+
+
 class Machine:
     """The port space of one guest: a flat table of :class:`Binding` by port.
 
@@ -75,8 +86,14 @@ class Machine:
         if engine not in ENGINES:
             raise PioError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
         self.clock = clock if clock is not None else time.monotonic_ns
-        # time.monotonic_ns never needs the 64-bit mask an injected clock gets.
-        self._clock_is_64bit = self.clock is time.monotonic_ns
+        if not callable(self.clock):
+            raise PioError(f"clock must be a callable returning nanoseconds, "
+                           f"not {type(self.clock).__name__}")
+        # time.monotonic_ns always gives a u64; an injected clock is checked at every read
+        # (an exact int, taken mod 2**64: the ABI's clock is a wrapping 64-bit counter).
+        self._read_clock = (self.clock if self.clock is time.monotonic_ns
+                            else _checked_clock(self.clock))
+        self._clock_is_64bit = True
         self._table: list[Callable | None] = [None] * _PORTS
         self.engine = engine
         self.name = name
@@ -206,7 +223,9 @@ class Machine:
     def pio_in(self, port: int, size: int, vcpu: int = 0) -> int:
         """The guest reads ``size`` bytes at ``port``; return the value it receives."""
         try:
-            if port >> 16 or vcpu >> 32:
+            # Exact ints: 4.0 and True would find SIZE_MASK entries (4.0 == 4, True == 1).
+            if (port >> 16 or vcpu >> 32 or size.__class__ is not int
+                    or port.__class__ is not int or vcpu.__class__ is not int):
                 raise TypeError
             mask = SIZE_MASK[size]
         except (TypeError, KeyError, AttributeError):
@@ -220,13 +239,15 @@ class Machine:
     def pio_out(self, port: int, size: int, value: int, vcpu: int = 0) -> None:
         """The guest writes ``value`` (``size`` bytes) to ``port``."""
         try:
-            if port >> 16 or vcpu >> 32:
+            # Exact ints: 4.0 and True would find SIZE_MASK entries (4.0 == 4, True == 1).
+            if (port >> 16 or vcpu >> 32 or size.__class__ is not int
+                    or port.__class__ is not int or vcpu.__class__ is not int):
                 raise TypeError
             mask = SIZE_MASK[size]
         except (TypeError, KeyError, AttributeError):
             raise bad_access(port, size, vcpu) from None
         try:
-            if value & ~mask or value.__class__ is bool:
+            if value & ~mask or value.__class__ is not int:
                 raise TypeError
         except TypeError:
             raise bad_value(port, size, value) from None
@@ -269,7 +290,9 @@ class Machine:
     def _mask(port, size, vcpu) -> int:
         """Validate an access; return its value mask."""
         try:
-            if port >> 16 or vcpu >> 32:
+            # Exact ints: 4.0 and True would find SIZE_MASK entries (4.0 == 4, True == 1).
+            if (port >> 16 or vcpu >> 32 or size.__class__ is not int
+                    or port.__class__ is not int or vcpu.__class__ is not int):
                 raise TypeError
             return SIZE_MASK[size]
         except (TypeError, KeyError, AttributeError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from bpfio.errors import PioError
+
 _U32 = 0xffffffff
 
 
@@ -24,10 +26,18 @@ class FakeClock:
         return self.ns
 
 
+def _word(value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise PioError(f"shared memory: a word is an int, not {type(value).__name__} "
+                       f"({value!r})")
+    return value & _U32
+
+
 class SharedMemory:
     """A binding's N shared 32-bit words, seen by its program and its model.
 
-    ``mem[i]`` reads a word, ``mem[i] = v`` stores ``v & 0xffffffff``;
+    ``mem[i]`` reads a word, ``mem[i] = v`` stores the int ``v & 0xffffffff`` (a u32
+    store; a float, a str or a bool is a ``PioError``, not converted);
     indexes are bounds-checked (``IndexError``).  ``mem.words`` is the very
     list the program reads with ``ld M[k]`` and ``ld [x + PIO_MEM]``.
     """
@@ -45,12 +55,12 @@ class SharedMemory:
 
     def __setitem__(self, i, value) -> None:
         if isinstance(i, slice):
-            values = [int(v) & _U32 for v in value]
+            values = [_word(v) for v in value]
             if len(range(*i.indices(len(self.words)))) != len(values):
                 raise ValueError("shared memory has a fixed size: slice assignment must keep it")
             self.words[i] = values
         else:
-            self.words[i] = int(value) & _U32
+            self.words[i] = _word(value)
 
     def __iter__(self):
         return iter(self.words)

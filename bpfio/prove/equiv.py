@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 
 import z3
 
-from bpfio.insn import Insn
+from bpfio.insn import Insn, Program
 from bpfio.errors import BpfError
+from bpfio.values import check_seconds
 from bpfio.exec.interp import SocketContext
 from bpfio.exec.skb import PACKET_MAX, hex_text
 from bpfio.exec.trace import Execution
@@ -64,8 +65,8 @@ class Unreplayable(BpfError):
 
 
 def as_program(program) -> list[Insn]:
-    """Accept a Program, a list of Insn or of ``(code, jt, jf, k)`` tuples."""
-    return [Insn(*insn) for insn in program]
+    """Accept a Program, a list of Insn or of ``(code, jt, jf, k)`` tuples (fields checked)."""
+    return list(Program(program))
 
 
 def observation(profile: str, inputs, out, compare=PIO_OBSERVED) -> list:
@@ -102,6 +103,7 @@ def solve(constraints, *, timeout: float, prefer=()):
     ``--arch x86_64``, zeros and a short packet rather than arbitrary bits.
     Preferring never costs more than a quarter of ``timeout``.
     """
+    check_seconds("timeout", timeout)
     solver = z3.SolverFor("QF_ABV")
     solver.set("timeout", max(1, int(timeout * 1000)))
     solver.add(*constraints)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import z3
 
 from bpfio import isa
+from bpfio.errors import UsageError
 from bpfio.exec.skb import PACKET_MAX
 from bpfio.isa import SKF_AD, SKF_AD_OFF
+from bpfio.values import check_choice, check_int, check_uint
 from bpfio.prove.encode import _NET, BV, Inputs, ProveError, _alu, bv, select
 
 _LL = 0xffe00000      # SKF_LL_OFF as u32: [_LL, _NET) reads the link-layer header + (off - _LL)
@@ -306,9 +308,23 @@ class PioInputs(Inputs):
         return "fault", 0
 
 
+def _check_options(mem_words, max_len, ports, context) -> None:
+    """UsageError for prover options of the wrong type or range (one place for every entry)."""
+    from bpfio.abi.pio import PIO_MEM_MAX, PIO_MEM_MIN
+    check_int("prove: mem_words", mem_words, PIO_MEM_MIN, PIO_MEM_MAX)
+    check_uint("prove: max_len", max_len, LEN_MAX)
+    check_choice("prove: context", context, ("default", "free"))
+    if ports is not None:
+        if not isinstance(ports, (tuple, list)) or len(ports) != 2:
+            raise UsageError(f"prove: ports must be (base, count), not {ports!r}")
+        base = check_uint("prove: ports base", ports[0], 0xffff)
+        check_int("prove: ports count", ports[1], 1, 0x10000 - base)
+
+
 def inputs_for(profile: str, *, mem_words: int = 16, max_len: int = LEN_MAX,
                ports: tuple | None = None, context: str = "default") -> Inputs:
     """A fresh set of free variables for ``profile`` (``ports`` pio, ``context`` socket only)."""
+    _check_options(mem_words, max_len, ports, context)
     if profile == "socket":
         return SocketInputs(max_len, context)
     if profile == "seccomp":

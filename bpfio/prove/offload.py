@@ -28,6 +28,7 @@ from bpfio.abi import pio as abi
 from bpfio.prove.encode import bv, encode
 from bpfio.prove.inputs import PioInputs
 from bpfio.prove.equiv import as_program, solve
+from bpfio.values import check_seconds
 
 _REPLAYED = ("vcpu", "ticks", "ticks_hi", "ns", "ns_hi")   # differ between now and the replay
 
@@ -52,7 +53,7 @@ def eventfd_index(program, *, port: int, base: int, size: int, data: int, mem_wo
     if verdict is None or verdict & abi.PIO_ACTION_MASK != abi.PIO_NOTIFY:
         return None
     inputs, verdict_term, unchanged, solver = _notify_solver(tuple(prog), mem_words)
-    solver.set("timeout", max(1, int(timeout * 1000)))
+    solver.set("timeout", max(1, int(check_seconds("timeout", timeout) * 1000)))
     solver.push()
     try:
         solver.add(*_event(inputs, port=port, base=base, size=size, data=data))

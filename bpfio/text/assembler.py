@@ -25,10 +25,12 @@ disassembler emits it for such instructions).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from bpfio.errors import AsmError
+from bpfio.errors import AsmError, UsageError
 from bpfio.insn import Insn, Program
 from bpfio.isa import (BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H,
                        BPF_IMM, BPF_IND, BPF_JA, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JMP, BPF_JSET,
@@ -104,10 +106,39 @@ def assemble_source(text: str, *, filename: str = "<input>", include_path=(), de
         except UnicodeDecodeError as exc:
             raise AsmError(f"source is not UTF-8 text (byte {exc.start})",
                            filename=filename) from None
+    elif not isinstance(text, str):
+        raise UsageError(f"assemble: source must be str or bytes, not {type(text).__name__}")
+    _check_arguments(filename, include_path, defines)
     source = Preprocessor(include_path=include_path, defines=defines).run(text, filename)
     lexer = Lexer(filename=filename, defines=source.history, line_map=source.line_map)
     asm = _Assembler(lexer, source, relax)
     return asm.run(_parser().parse(source.text, lexer, asm.resolve_name))
+
+
+def _check_arguments(filename, include_path, defines) -> None:
+    """UsageError for API arguments of the wrong type (each would fail far from here)."""
+    if not isinstance(filename, str):
+        raise UsageError(f"assemble: filename must be a str, not {type(filename).__name__}")
+    if isinstance(include_path, (str, bytes)) or not all(
+            isinstance(d, (str, os.PathLike)) for d in _iterable(include_path, "include_path")):
+        raise UsageError("assemble: include_path must be a sequence of folder paths")
+    if defines is not None:
+        if not isinstance(defines, Mapping):
+            raise UsageError(f"assemble: defines must be a mapping of names to values, "
+                             f"not {type(defines).__name__}")
+        for name, value in defines.items():
+            if not isinstance(name, str) or (
+                    value is not None and (isinstance(value, (bool, float))
+                                           or not isinstance(value, (int, str)))):
+                raise UsageError(f"assemble: define {name!r}={value!r}: a name is a str and "
+                                 f"a value an int, a str or None")
+
+
+def _iterable(value, what: str):
+    try:
+        return list(value)
+    except TypeError:
+        raise UsageError(f"assemble: {what} must be a sequence, not {type(value).__name__}") from None
 
 
 class _Assembler:

@@ -14,7 +14,8 @@ Two styles:
 
 from __future__ import annotations
 
-from bpfio.insn import Insn
+from bpfio.errors import UsageError
+from bpfio.insn import Insn, Program
 from bpfio.isa import (ANCILLARY_BY_K, BPF_A, BPF_ALU, BPF_AND, BPF_IMM, BPF_IND,
                        BPF_JA, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_MEM, BPF_MISC,
                        BPF_MSH, BPF_NEG, BPF_OR, BPF_RET, BPF_ST, BPF_STX, BPF_X, BPF_XOR,
@@ -130,10 +131,11 @@ def jump_targets(program) -> set[int]:
 
 def disassemble(program, *, style: str = "bpf_asm") -> str:
     """Render a whole program in ``bpf_asm`` (re-assemblable) or ``tcpdump`` style."""
+    program = Program(program)
     if style == "tcpdump":
         return "".join(tcpdump_line(insn, pc) + "\n" for pc, insn in enumerate(program))
     if style != "bpf_asm":
-        raise ValueError(f"unknown disassembly style {style!r} (bpf_asm or tcpdump)")
+        raise UsageError(f"disassemble: unknown style {style!r} (bpf_asm or tcpdump)")
     n = len(program)
     targets = jump_targets(program)
     lines = []

@@ -25,7 +25,7 @@ import re
 import sys
 from pathlib import Path
 
-from bpfio.errors import BpfError, DecodeError, LimitError
+from bpfio.errors import BpfError, DecodeError, LimitError, UsageError
 from bpfio.insn import Insn, Program
 from bpfio.limits import load_json, parse_int
 
@@ -42,6 +42,7 @@ def c_alt_hex(value: int, width: int) -> str:
 
 def format_program(program, fmt: str = "bpf_asm") -> str | bytes:
     """Render ``program`` in one of :data:`FORMATS` (``raw`` gives bytes)."""
+    program = Program(program)
     if fmt in ("bpf_asm", "xt_bpf"):
         body = f"{len(program)}," + "".join(f"{i.code} {i.jt} {i.jf} {i.k}," for i in program)
         return body + "\n" if fmt == "bpf_asm" else body
@@ -62,7 +63,7 @@ def format_program(program, fmt: str = "bpf_asm") -> str | bytes:
     if fmt == "asm":
         from bpfio.text.disasm import disassemble
         return disassemble(program)
-    raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    raise UsageError(f"format_program: unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
 # --- reading ------------------------------------------------------------------------
@@ -135,6 +136,8 @@ def detect_format(data) -> str:
 def parse_program(data, *, filename: str = "<input>", include_path=(), defines=None,
                   relax: bool = False) -> Program:
     """Read a program in any supported format (bytes or str), detected from content."""
+    if not isinstance(data, (str, bytes)):
+        raise UsageError(f"parse_program: data must be str or bytes, not {type(data).__name__}")
     fmt = detect_format(data)
     if fmt == "raw":
         if isinstance(data, str):
