@@ -310,7 +310,7 @@ def test_shared_memory_words_are_ints(value):
     ({"profile": "pio", "mem_words": True}, "prove: mem_words: True is not an integer (bool)"),
     ({"profile": "pio", "mem_words": 2**70},
      "prove: mem_words: 1180591620717411303424 is not in 1..1024"),
-    ({"max_len": -1}, "prove: max_len: -1 is not a u32 in 0..0xffffffff"),
+    ({"max_len": -1}, "prove: max_len: -1 is not in 0..0x7fffffff"),
     ({"profile": "pio", "ports": (0x3f8, 0x10000)},
      "prove: ports count: 65536 is not in 1..64520"),
     ({"profile": "pio", "ports": 5}, "prove: ports must be (base, count), not 5"),
