@@ -205,10 +205,10 @@ class Translator:
         else:
             self.emit(x86.xor_r32_r32(REG_A, REG_A))
         self.leave()
-        self.items.append(Label("ret_a"))       # ifidx/hatype without a device: return A
-        if self.profile == "pio":
-            self.emit(x86.mov_r32_r32(RDX, REG_A))
-        self.leave()
+        if self.profile == "socket" and any(
+                o[0] == I.LD_ANC and _AD_NAME.get(o[1]) in ("IFINDEX", "HATYPE") for o in self.ops):
+            self.items.append(Label("ret_a"))   # ifidx/hatype without a device: return A
+            self.leave()
 
     def segments(self) -> dict[int, int]:
         """pio counting: pc -> instructions to add there, so a count is exact at every exit.
