@@ -4,10 +4,12 @@ Native calling conventions (System V; docs/jit.md has the details):
 
 * socket:  ``uint32_t f(const uint8_t *pkt, uint32_t len, const struct SocketAux *aux)``
 * seccomp: ``uint32_t f(const struct seccomp_data *data)``
-* pio:     ``uint32_t f(uint8_t *ctx, uint32_t ctx_len)`` -- ctx is the 40-byte event
-  header then the binding's N shared words, all big-endian; ``M[k]`` is ctx+40+4k,
-  read and written in place; ctx_len = 40 + 4N.  Beyond the u32 verdict in EAX,
-  bit 32 of RAX is set after a runtime fault and RDX = A | executed << 32.
+* pio:     ``uint32_t f(uint8_t *ctx, uint32_t ctx_len, uint32_t **rand)`` -- ctx is the
+  40-byte event header then the binding's N shared words, all big-endian; ``M[k]`` is
+  ctx+40+4k, read and written in place; ctx_len = 40 + 4N.  Beyond the u32 verdict in
+  EAX, bit 32 of RAX is set after a runtime fault and RDX = A | executed << 32.
+  ``rand`` is only read by programs with ``ld rand`` (``rand_reads`` > 0): each read
+  takes ``*(*rand)++``.
 
 One mapping holds the program at offset 0 and small drivers after it: ``run_many``
 runs a whole batch in one native call, and ``pio_call`` returns RDX to Python.
@@ -27,15 +29,15 @@ from bpfio.check.verifier import verify
 from bpfio.exec.jit import x86
 from bpfio.exec.jit.layout import Jump, Label
 from bpfio.exec.jit.mem import ExecMemory, check_available
-from bpfio.exec.jit.translate import CALLBACK, SocketAux, translate
-from bpfio.exec.skb import DEFAULT_CONTEXT, ancillary, socket_context
+from bpfio.exec.jit.ancillary import SocketAux
+from bpfio.exec.jit.translate import translate
+from bpfio.exec.skb import DEFAULT_CONTEXT, socket_context
 from bpfio.insn import Program
-from bpfio.isa import BPF_ST, BPF_STX, SKF_AD, U32
+from bpfio.isa import BPF_ST, BPF_STX, U32
 from bpfio.text.disasm import format_insn
 from bpfio.exec.jit.x86 import (R8, R9, R12, R13, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI,
                                 RSP, mem)
 
-_RANDOM = SKF_AD["RANDOM"]
 _U64 = ctypes.c_uint64
 _VP = ctypes.c_void_p
 _U32 = ctypes.c_uint32
@@ -65,19 +67,21 @@ def drivers() -> list:
                      x86.mov_m32_r32(mem(R13, 0), RAX), x86.add_r64_imm8(RBX, 8),
                      x86.add_r64_imm8(R13, 4)], "drive"),
              x86.add_r64_imm8(RSP, 8), x86.pop_r64(RBP), *pop, x86.ret()]
-    # drive_pio(headers, n, out u32[n], ctx, ctx_len, entry): copy header i into ctx, call
+    # drive_pio(headers, n, out u32[n], ctx, ctx_len, entry, rand): copy header i into ctx,
+    # call entry(ctx, ctx_len, rand); rand (the 7th argument) is on the stack at rsp+64
     drive_pio = [Label("drive_pio"), *push, x86.push_r64(RBP), x86.sub_r64_imm8(RSP, 8),
                  x86.mov_r64_r64(RBX, RDI), x86.mov_r32_r32(R12, RSI), x86.mov_r64_r64(R13, RDX),
                  x86.mov_r64_r64(R14, RCX), x86.mov_r32_r32(R15, R8), x86.mov_r64_r64(RBP, R9),
                  *_loop([*(i for off in range(0, PIO_HDR_LEN, 8) for i in (
                      x86.mov_r64_m64(RAX, mem(RBX, off)), x86.mov_m64_r64(mem(R14, off), RAX))),
-                     x86.mov_r64_r64(RDI, R14), x86.mov_r32_r32(RSI, R15), x86.call_r64(RBP),
+                     x86.mov_r64_r64(RDI, R14), x86.mov_r32_r32(RSI, R15),
+                     x86.mov_r64_m64(RDX, mem(RSP, 64)), x86.call_r64(RBP),
                      x86.mov_m32_r32(mem(R13, 0), RAX), x86.add_r64_imm8(RBX, PIO_HDR_LEN),
                      x86.add_r64_imm8(R13, 4)], "drive_pio"),
                  x86.add_r64_imm8(RSP, 8), x86.pop_r64(RBP), *pop, x86.ret()]
-    # pio_call(ctx, ctx_len, out u64*, entry) -> rax; *out = rdx
+    # pio_call(ctx, ctx_len, out u64*, entry, rand) -> rax; *out = rdx
     pio_call = [Label("pio_call"), x86.push_r64(RBX), x86.mov_r64_r64(RBX, RDX),
-                x86.call_r64(RCX), x86.mov_m64_r64(mem(RBX, 0), RDX), x86.pop_r64(RBX), x86.ret()]
+                x86.mov_r64_r64(RDX, R8), x86.call_r64(RCX), x86.mov_m64_r64(mem(RBX, 0), RDX), x86.pop_r64(RBX), x86.ret()]
     return drive + drive_pio + pio_call
 
 
@@ -89,7 +93,8 @@ class JitProgram:
     call; for pio, ``.pio(port, size, direction, data, offset, vcpu, ticks, ns, mem)``
     returns ``(verdict or None after a fault, A, executed)`` like the compiled path.
     ``.code`` is the native code, ``.disasm()`` the listing.  The code is freed
-    with the object.  Not thread-safe for socket programs that call back (nla, rand).
+    with the object.  Socket calls without a context share one SocketAux block: a program
+    with ``ld rand`` is not thread-safe (its cursor lives there).
     """
 
     def __init__(self, program, *, profile: str = "socket", harden: bool = False,
@@ -102,12 +107,9 @@ class JitProgram:
         self.program = prog
         self.profile = profile
         self.harden = harden
-        holder = self._context = [DEFAULT_CONTEXT]
-        self._callback = CALLBACK(_callback(holder, profile))
-        address = ctypes.cast(self._callback, _VP).value
-        image = translate(prog, profile, harden=harden, movbe=movbe, callback_address=address,
-                          extra=drivers())
+        image = translate(prog, profile, harden=harden, movbe=movbe, extra=drivers())
         self.image = image
+        self.rand_reads = image.rand_reads     # values one run may take from the rand stream
         self.length = image.labels["drive"]         # the program's own bytes
         self.code = image.code[:self.length]
         self._mem = ExecMemory(image.code)
@@ -121,8 +123,8 @@ class JitProgram:
         elif profile == "seccomp":
             self._fn = fn(_U32, ctypes.c_char_p)
         else:
-            self._call = fn(_U64, _VP, _U32, _VP, _VP, offset=image.labels["pio_call"])
-            self._drive_pio = fn(None, _VP, _U32, _VP, _VP, _U32, _VP,
+            self._call = fn(_U64, _VP, _U32, _VP, _VP, _VP, offset=image.labels["pio_call"])
+            self._drive_pio = fn(None, _VP, _U32, _VP, _VP, _U32, _VP, _VP,
                                  offset=image.labels["drive_pio"])
             self._stores = sorted({i.k for i in prog if i.code in (BPF_ST, BPF_STX)})
         self._drive = fn(None, _VP, _VP, _U32, _VP, _VP, _VP, offset=image.labels["drive"])
@@ -133,13 +135,11 @@ class JitProgram:
         if self.profile == "socket":
             if not isinstance(data, bytes):
                 data = bytes(data)
-            if not context:
+            if not context and not self.rand_reads:
                 return self._fn(data, len(data), self._aux_ptr)
-            aux = self._socket_aux(context)
-            try:
-                return self._fn(data, len(data), ctypes.addressof(aux))
-            finally:
-                self._context[0] = DEFAULT_CONTEXT
+            aux, ctx = self._socket_aux(context)
+            values = self._rand(aux, ctx, 1)     # noqa: F841 (alive during the call)
+            return self._fn(data, len(data), ctypes.addressof(aux))
         if self.profile == "seccomp":
             if context:
                 raise TypeError(f"seccomp takes no context, got {', '.join(context)}")
@@ -149,10 +149,23 @@ class JitProgram:
             raise TypeError(f"pio takes only mem=, got {', '.join(context)}")
         return self.pio(*data, self._mem_list(mem_))[0] or 0
 
-    def _socket_aux(self, context) -> SocketAux:
+    def _socket_aux(self, context):
+        """``(SocketAux, SocketContext)`` for a call's context (the shared block when none)."""
+        if not context:
+            return self._aux, DEFAULT_CONTEXT
         ctx = socket_context(context.pop("context", None), **context)
-        self._context[0] = ctx
-        return SocketAux.from_context(ctx)
+        return SocketAux.from_context(ctx), ctx
+
+    def _rand(self, aux, ctx, runs: int):
+        """Draw the ``ld rand`` values ``runs`` runs may take and point the cursor at them."""
+        if not self.rand_reads:
+            return None
+        draw = ctx.rand_u32 if self.profile == "socket" else lambda: random.getrandbits(32)
+        values = array("I", [draw() for _ in range(self.rand_reads * runs)])
+        if aux is not None:
+            aux.rand_next = values.buffer_info()[0]
+            return values
+        return values, _U64(values.buffer_info()[0])
 
     def _mem_list(self, mem_):
         if mem_ is None:
@@ -170,7 +183,9 @@ class JitProgram:
             vcpu & U32, ticks & U32, (ticks >> 32) & U32, ns & U32, (ns >> 32) & U32,
             *(w & U32 for w in mem)), PIO_HDR_LEN + 4 * n)
         out = _U64()
-        rax = self._call(buf, PIO_HDR_LEN + 4 * n, ctypes.byref(out), self.address)
+        rand = self._rand(None, None, 1)
+        rax = self._call(buf, PIO_HDR_LEN + 4 * n, ctypes.byref(out), self.address,
+                         rand and ctypes.byref(rand[1]))
         for k in self._stores:
             mem[k] = int.from_bytes(buf.raw[PIO_HDR_LEN + 4 * k:PIO_HDR_LEN + 4 * k + 4], "big")
         rdx = out.value
@@ -196,18 +211,16 @@ class JitProgram:
         batch = inputs if isinstance(inputs, Batch) else Batch(inputs, self.profile)
         n = len(batch)
         out = array("I", bytes(4 * n))
-        aux_ptr = self._aux_ptr if self.profile == "socket" else 0
-        aux = None
-        if context:
-            if self.profile != "socket":
-                raise TypeError(f"{self.profile} takes no context")
-            aux = self._socket_aux(context)
+        aux_ptr = values = None
+        if self.profile == "socket":
+            aux, ctx = self._socket_aux(context)
+            values = self._rand(aux, ctx, n)
             aux_ptr = ctypes.addressof(aux)
-        try:
-            self._drive(batch.base, batch.offsets_address, n, out.buffer_info()[0], aux_ptr,
-                        self.address)
-        finally:
-            self._context[0] = DEFAULT_CONTEXT
+        elif context:
+            raise TypeError(f"{self.profile} takes no context")
+        self._drive(batch.base, batch.offsets_address, n, out.buffer_info()[0], aux_ptr,
+                    self.address)
+        del values
         if self.profile == "seccomp":
             return [SeccompResult(v) for v in out]
         return out.tolist()
@@ -223,8 +236,9 @@ class JitProgram:
                                           .rjust(PIO_HDR_LEN + 4 * n, b"\0"),
                                           PIO_HDR_LEN + 4 * n)
         out = array("I", bytes(4 * len(events)))
+        rand = self._rand(None, None, len(events))
         self._drive_pio(headers, len(events), out.buffer_info()[0], ctx, PIO_HDR_LEN + 4 * n,
-                        self.address)
+                        self.address, rand and ctypes.byref(rand[1]))
         mem_[:] = struct.unpack_from(f">{n}I", ctx.raw, PIO_HDR_LEN)
         return out.tolist()
 
@@ -268,18 +282,6 @@ class Batch:
 
     def __len__(self):
         return self._n
-
-
-def _callback(holder, profile):
-    """The native code's way to nla/nlan/rand: the interpreter's own functions."""
-    def cb(which, a, x, ptr, length):
-        if profile == "pio":
-            return random.getrandbits(32)
-        ctx = holder[0]
-        if which == _RANDOM:
-            return ctx.rand_u32()
-        return ancillary(which, a, x, ctypes.string_at(ptr, length) if length else b"", ctx)
-    return cb
 
 
 def jit(program, *, profile: str = "socket", harden: bool = False,
