@@ -15,6 +15,9 @@ from bpfio.resources import asm_dir
 
 from devtools import Recording, check_workload, replay_example
 
+# Every test here runs once per engine: the compiled path and native code (the JIT).
+pytestmark = pytest.mark.usefixtures("pio_engine")
+
 BASE = 0xC000
 FEAT, GFEAT, PFN, NUM, SEL, NOTIFY, STATUS, ISR, CONFIG = 0, 4, 8, 12, 14, 16, 18, 19, 20
 PROGRAM = (asm_dir() / "virtio.asm").read_text()
@@ -237,7 +240,7 @@ def test_example_workload_is_current(request):
     check_workload(request, "virtio-kicks.jsonl", kick_workload())
 
 
-@pytest.mark.parametrize("engine", ["compiled", "interp"])
+@pytest.mark.parametrize("engine", ["compiled", "interp", "jit"])
 def test_example_config_replays_on_the_fast_path(runner, cli, engine):
     doc = replay_example(runner, cli, engine, "virtio.toml", "virtio-kicks.jsonl")
     net = doc["bindings"]["virtio-net"]

@@ -33,11 +33,12 @@ from bpfio.exec.jit.ancillary import SocketAux
 from bpfio.exec.jit.translate import translate
 from bpfio.exec.skb import DEFAULT_CONTEXT, socket_context
 from bpfio.insn import Program
-from bpfio.isa import BPF_ST, BPF_STX, U32
+from bpfio.isa import BPF_LD, BPF_LDX, BPF_MEM, BPF_ST, BPF_STX, U32
 from bpfio.text.disasm import format_insn
 from bpfio.exec.jit.x86 import (R8, R9, R12, R13, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI,
                                 RSP, mem)
 
+_MEM_CODES = (BPF_ST, BPF_STX, BPF_LD | BPF_MEM, BPF_LDX | BPF_MEM)
 _U64 = ctypes.c_uint64
 _VP = ctypes.c_void_p
 _U32 = ctypes.c_uint32
@@ -127,6 +128,8 @@ class JitProgram:
             self._drive_pio = fn(None, _VP, _U32, _VP, _VP, _U32, _VP, _VP,
                                  offset=image.labels["drive_pio"])
             self._stores = sorted({i.k for i in prog if i.code in (BPF_ST, BPF_STX)})
+            # M[k] is ctx+40+4k: a shorter memory than the program addresses must never run
+            self._min_words = 1 + max((i.k for i in prog if i.code in _MEM_CODES), default=-1)
         self._drive = fn(None, _VP, _VP, _U32, _VP, _VP, _VP, offset=image.labels["drive"])
 
     # -- one input ------------------------------------------------------------------------
@@ -178,6 +181,9 @@ class JitProgram:
     def pio(self, port, size, direction, data, offset, vcpu, ticks, ns, mem):
         """The engine's entry: ``(verdict or None after a fault, A, executed)``."""
         n = len(mem)
+        if n < self._min_words:
+            raise ValueError(f"the program addresses M[{self._min_words - 1}]; "
+                             f"the memory has {n} words")
         buf = ctypes.create_string_buffer(struct.pack(
             f">{10 + n}I", port & U32, size & U32, direction & U32, data & U32, offset & U32,
             vcpu & U32, ticks & U32, (ticks >> 32) & U32, ns & U32, (ns >> 32) & U32,
