@@ -13,7 +13,7 @@ from bpfio.errors import PioError
 from bpfio.pio.machine import FakeClock, Machine
 from bpfio.resources import asm_dir
 
-from devtools import Recording, check_workload, replay_example
+from devtools import Recording, check_workload, engine_params, replay_example
 
 # Every test here runs once per engine: the compiled path and native code (the JIT).
 pytestmark = pytest.mark.usefixtures("pio_engine")
@@ -240,7 +240,7 @@ def test_example_workload_is_current(request):
     check_workload(request, "virtio-kicks.jsonl", kick_workload())
 
 
-@pytest.mark.parametrize("engine", ["compiled", "interp", "jit"])
+@pytest.mark.parametrize("engine", engine_params())
 def test_example_config_replays_on_the_fast_path(runner, cli, engine):
     doc = replay_example(runner, cli, engine, "virtio.toml", "virtio-kicks.jsonl")
     net = doc["bindings"]["virtio-net"]
