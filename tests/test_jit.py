@@ -223,6 +223,25 @@ def check_seed(profile: str, seed: int, inputs: int = 8) -> tuple[int, list]:
     return inputs, bad
 
 
+def _send(fd, kind: bytes, value) -> None:
+    """One record: kind, 4-byte length, pickle."""
+    body = pickle.dumps(value)
+    data = kind + len(body).to_bytes(4, "little") + body
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _records(fd):
+    """Yield ``(kind, value)`` records from the pipe until it closes (a torn tail is dropped)."""
+    buf = b""
+    while chunk := os.read(fd, 1 << 16):
+        buf += chunk
+        while len(buf) >= 5 and len(buf) >= 5 + int.from_bytes(buf[1:5], "little"):
+            n = int.from_bytes(buf[1:5], "little")
+            yield buf[:1], pickle.loads(buf[5:5 + n])
+            buf = buf[5 + n:]
+
+
 def in_child(job, describe):
     """Run ``job(report)`` in a forked child; ``report(x)`` notes progress (the current seed).
 
@@ -235,34 +254,28 @@ def in_child(job, describe):
         faulthandler.disable()      # the parent reports a crash; no C-level dump
         os.close(rfd)
         try:
-            result = job(lambda value: os.write(wfd, b"P" + pickle.dumps(value) + b"\n"))
-            payload = b"R" + pickle.dumps(result)
+            result = job(lambda value: _send(wfd, b"P", value))
+            _send(wfd, b"R", result)
         except BaseException:
-            payload = b"E" + pickle.dumps(traceback.format_exc())
-        os.write(wfd, b"\n" + payload)
+            _send(wfd, b"E", traceback.format_exc())
         os._exit(0)
     os.close(wfd)
-    chunks = []
-    while chunk := os.read(rfd, 1 << 16):
-        chunks.append(chunk)
+    last = final = None
+    for kind, value in _records(rfd):
+        if kind == b"P":
+            last = value
+        else:
+            final = (kind, value)
     os.close(rfd)
     _, status = os.waitpid(pid, 0)
-    data = b"".join(chunks)
     if os.WIFSIGNALED(status):
-        last = None
-        for line in data.split(b"\n"):
-            if line.startswith(b"P"):
-                try:
-                    last = pickle.loads(line[1:] + b"\n")
-                except Exception:
-                    pass
         pytest.fail(f"native code killed the child with {signal.Signals(os.WTERMSIG(status)).name}"
                     f" -- {describe(last)}")
-    kind, body = data.rpartition(b"\n")[2][:1], data.rpartition(b"\n")[2][1:]
-    value = pickle.loads(body)
-    if kind == b"E":
-        pytest.fail(f"the child raised:\n{value}")
-    return value
+    if final is None:
+        pytest.fail(f"the child exited ({status}) without a result -- {describe(last)}")
+    if final[0] == b"E":
+        pytest.fail(f"the child raised:\n{final[1]}")
+    return final[1]
 
 
 def _describe(profile):

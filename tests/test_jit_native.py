@@ -23,6 +23,7 @@ from bpfio.exec.gen import random_packet, random_program
 from bpfio.exec.jit import mem as jmem
 from bpfio.exec.jit.program import jit
 from bpfio.exec.kernel_run import SocketOracle
+from bpfio.insn import Program
 from bpfio.text.disasm import disassemble
 
 from test_jit import in_child  # noqa: E402  (tests/ is on sys.path)
@@ -113,13 +114,12 @@ def kernel_sweep(cases: int, seed: int):
         done, bad = 0, []
         with SocketOracle() as oracle:
             while done < cases:
-                state = rng.getstate()
                 program = random_program(rng)
                 try:
                     verify(program, lints=False)
                 except VerifierError:
                     continue
-                report((state, done))
+                report((done, bytes(program)))
                 packets = [random_packet(rng) for _ in range(8)]
                 want = oracle.run(program, packets)
                 native = jit(program, harden=bool(done & 8))
@@ -133,9 +133,8 @@ def kernel_sweep(cases: int, seed: int):
     def describe(last):
         if last is None:
             return f"seed {seed}, before the first program"
-        rng = random.Random()
-        rng.setstate(last[0])
-        return f"seed {seed}, case {last[1]}, program:\n{disassemble(random_program(rng))}"
+        return (f"seed {seed}, case {last[0]}, program:\n"
+                f"{disassemble(Program.from_bytes(last[1]))}")
     return in_child(job, describe)
 
 
