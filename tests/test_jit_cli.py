@@ -103,3 +103,20 @@ def test_installed_entry_point_runs_jit(arp_file):
     out = subprocess.run([bpfio_exe(), "jit", arp_file], capture_output=True, text=True,
                          env=bpfio_env(), check=True).stdout
     assert "movzx eax, word ptr [rdi + 0xc]" in out
+
+
+def test_run_falls_back_when_exec_memory_is_refused(runner, cli, arp_file, monkeypatch):
+    from bpfio.errors import JitUnavailable
+    from bpfio.exec.jit import mem
+
+    def refuse(self, code):
+        raise JitUnavailable("jit: error: mprotect(PROT_EXEC) failed: Permission denied",
+                             reason="mprotect(PROT_EXEC) failed: Permission denied")
+    monkeypatch.setattr(mem, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(mem.ExecMemory, "__init__", refuse)
+    res = runner.invoke(cli, ["run", arp_file, "--packet", ARP_PKT])
+    assert res.exit_code == 0 and res.stdout.splitlines() == ["4294967295"]
+    assert res.stderr.splitlines() == ["bpfio: notice: JIT unavailable (mprotect(PROT_EXEC) "
+                                       "failed: Permission denied); using the compiled engine"]
+    res = runner.invoke(cli, ["run", "--engine", "jit", arp_file, "--packet", ARP_PKT])
+    assert res.exit_code == 1 and "mprotect(PROT_EXEC) failed" in res.stderr

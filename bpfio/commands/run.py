@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bpfio.errors import BpfError
+from bpfio.errors import BpfError, JitUnavailable
 from bpfio.isa import U32
 from bpfio.commands.common import load, program_options
 
@@ -181,8 +181,16 @@ def run(program, profile, packets, pcap_file, ctx_fields, syscall, args, arch, i
                    nl=False)
     if engine == "jit" and no_verify:
         raise click.UsageError("--engine jit runs verified programs only (drop --no-verify)")
-    engine = choose_engine(engine, verified=not no_verify)
-    outcome, run_many = _runner(prog, profile, engine, mem_words)
+    chosen = choose_engine(engine, verified=not no_verify)
+    try:
+        outcome, run_many = _runner(prog, profile, chosen, mem_words)
+    except JitUnavailable as err:
+        if engine is not None:      # asked for by name: an error, not a silent fallback
+            raise
+        # the platform looked fine but the system refused executable memory
+        click.echo(f"bpfio: notice: JIT unavailable ({err.reason}); using the compiled engine",
+                   err=True)
+        outcome, run_many = _runner(prog, profile, "compiled", mem_words)
     if profile == "socket":
         _run_socket(prog, outcome, packets, pcap_file, ctx_fields, show_trace, run_many)
     elif profile == "seccomp":

@@ -61,7 +61,7 @@ def check_available() -> None:
     """Raise :class:`JitUnavailable` unless native code can run here."""
     reason = unavailable_reason()
     if reason:
-        raise JitUnavailable(f"jit: error: native code unavailable: {reason}")
+        raise JitUnavailable(f"jit: error: native code unavailable: {reason}", reason=reason)
 
 
 def _unmap(addr: int, size: int) -> None:
@@ -78,14 +78,15 @@ class ExecMemory:
         addr = lib.mmap(None, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         if addr is None or addr == MAP_FAILED:
             err = ctypes.get_errno()
-            raise JitUnavailable(f"jit: error: mmap failed: {os.strerror(err)}")
+            raise JitUnavailable(f"jit: error: mmap failed: {os.strerror(err)}",
+                                 reason=f"mmap failed: {os.strerror(err)}")
         ctypes.memmove(addr, code, len(code))
         if lib.mprotect(addr, size, PROT_READ | PROT_EXEC) != 0:
             err = ctypes.get_errno()
             lib.munmap(addr, size)
-            why = "refused by the system policy" if err in (errno.EACCES, errno.EPERM) else ""
-            raise JitUnavailable(f"jit: error: mprotect(PROT_EXEC) failed: "
-                                 f"{os.strerror(err)} {why}".rstrip())
+            why = " (refused by the system policy)" if err in (errno.EACCES, errno.EPERM) else ""
+            reason = f"mprotect(PROT_EXEC) failed: {os.strerror(err)}{why}"
+            raise JitUnavailable(f"jit: error: {reason}", reason=reason)
         self.address = addr
         self.size = size
         self.length = len(code)
