@@ -150,8 +150,11 @@ class JitProgram:
             if not context and not self.rand_reads:
                 return self._fn(data, len(data), self._aux_arg)
             aux, ctx = self._socket_aux(context)
-            values = self._rand(aux, ctx, 1)     # noqa: F841 (alive during the call)
-            return self._fn(data, len(data), ctypes.addressof(aux))
+            values = self._rand(aux, ctx, 1)
+            try:
+                return self._fn(data, len(data), ctypes.addressof(aux))
+            finally:
+                del values      # the drawn values live until the native call returns
         if self.profile == "seccomp":
             if context:
                 raise TypeError(f"seccomp takes no context, got {', '.join(context)}")

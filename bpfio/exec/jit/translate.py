@@ -12,7 +12,7 @@ import secrets
 from bpfio.abi.pio import PIO_HDR_LEN
 from bpfio.exec import interp as I
 from bpfio.exec.jit import x86
-from bpfio.exec.jit.ancillary import SocketAux, aux, nla, rand  # noqa: F401 (SocketAux re-exported)
+from bpfio.exec.jit.ancillary import aux, nla, rand
 from bpfio.exec.jit.layout import Jump, Label, Source, assemble, compress
 from bpfio.exec.jit.x86 import (R8, R9, R10, R11, RAX, RCX, RDI, RDX, RSI, RSP, mem)
 from bpfio.isa import SKF_AD, SKF_AD_OFF, U32, to_s32
