@@ -89,19 +89,22 @@ def _runner(prog, profile, engine, mem_words):
     return compile_program(prog, profile=profile).outcome, None
 
 
-def choose_engine(engine: str | None, *, verified: bool = True) -> str:
-    """The engine to use: ``jit`` by default where native code can run, else ``compiled``
-    with one notice line on stderr (never an error when the JIT was only the default)."""
+def choose_engine(engine: str | None, *, verified: bool = True) -> tuple[str, str | None]:
+    """``(engine, notice)``: ``jit`` by default where native code can run, else ``compiled``
+    and the one notice line to print (never an error when the JIT was only the default)."""
     if engine is not None:
-        return engine
+        return engine, None
     if not verified:
-        return "compiled"           # the JIT only compiles verified programs
+        return "compiled", None     # the JIT only compiles verified programs
     from bpfio.exec.jit.mem import unavailable_reason
     reason = unavailable_reason()
     if reason is None:
-        return "jit"
-    click.echo(f"bpfio: notice: JIT unavailable ({reason}); using the compiled engine", err=True)
-    return "compiled"
+        return "jit", None
+    return "compiled", _notice(reason)
+
+
+def _notice(reason: str) -> str:
+    return f"bpfio: notice: JIT unavailable ({reason}); using the compiled engine"
 
 
 def _format_trace(steps) -> list[str]:
@@ -181,15 +184,14 @@ def run(program, profile, packets, pcap_file, ctx_fields, syscall, args, arch, i
                    nl=False)
     if engine == "jit" and no_verify:
         raise click.UsageError("--engine jit runs verified programs only (drop --no-verify)")
-    chosen = choose_engine(engine, verified=not no_verify)
+    chosen, notice = choose_engine(engine, verified=not no_verify)
     try:
         outcome, run_many = _runner(prog, profile, chosen, mem_words)
     except JitUnavailable as err:
         if engine is not None:      # asked for by name: an error, not a silent fallback
             raise
         # the platform looked fine but the system refused executable memory
-        click.echo(f"bpfio: notice: JIT unavailable ({err.reason}); using the compiled engine",
-                   err=True)
+        notice = _notice(err.reason)
         outcome, run_many = _runner(prog, profile, "compiled", mem_words)
     if profile == "socket":
         _run_socket(prog, outcome, packets, pcap_file, ctx_fields, show_trace, run_many)
@@ -197,6 +199,8 @@ def run(program, profile, packets, pcap_file, ctx_fields, syscall, args, arch, i
         _run_seccomp(prog, outcome, syscall, args, arch, ip, show_trace)
     else:
         _run_pio(prog, outcome, events, mem_words, mem_init, show_trace)
+    if notice:      # after the results: an input error stays the only line on stderr
+        click.echo(notice, err=True)
 
 
 def _check_options(profile, packets, pcap_file, ctx_fields, syscall, args, events, mem_init):
