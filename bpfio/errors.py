@@ -184,3 +184,15 @@ class KvmError(BpfError):
             return self
         return KvmError(self.message, vcpu=self.vcpu, reason=self.reason, rip=self.rip,
                         filename=filename)
+
+
+class JitUnavailable(BpfError):
+    """Native code cannot run here (not x86-64 Linux, exec mappings refused, ``BPFIO_JIT=0``).
+
+    Callers that chose the JIT by default fall back to the compiled path.  ``reason``
+    is the short why (``str(err)`` is the full ``jit: error: ...`` line).
+    """
+
+    def __init__(self, message: str, *, reason: str = ""):
+        self.reason = reason or message
+        super().__init__(message)
