@@ -11,9 +11,9 @@ Group ``jit`` (issue 18), per (program, packet) on bench_interp's tcpdump corpus
   program over the packets packed once (``Batch``, as the C harness loads them
   once), against libpcap native (goal <= 0.5); ``... 16x the packets per
   call`` shows how much of that is run_many's fixed cost per call; ``... packed
-  per call`` passes the list of bytes instead; ``jit one call`` against the compiled Python path
-  called the same way.  "jit unavailable" until
-  ``bpfio.jit`` exists (or when it raises ``JitUnavailable`` here).
+  per call`` passes the list of bytes instead.  "jit unavailable" until
+  ``bpfio.jit`` exists (or when it raises ``JitUnavailable`` here).  One call
+  ``bpfio.jit(p)(pkt)`` against the compiled path is bench_jit's row.
 
 Group ``native`` (issue 19), ns per PIO exit on the PM-timer read-storm guest
 (``bpfio.kvm.loop_guest(0x608, 4, n)``: ``in eax, dx; dec ecx; jnz``, then HLT):
@@ -127,8 +127,7 @@ def _best(fn, passes=3) -> int:
 
 
 def jit_rows(quick: bool) -> list[dict]:
-    """libpcap native, the JIT in batch and per call, and their verdict checks."""
-    from bpfio.exec.compiler import compile as compile_program
+    """libpcap native, the JIT in batch (run_many), and their verdict checks."""
     from bpfio.exec.interp import Interpreter
     programs, pkts = corpus(), packets()
     if quick:
@@ -150,22 +149,8 @@ def jit_rows(quick: bool) -> list[dict]:
 
     jitted = _jit_programs(programs)
     repeat = 1 if quick else 20
-    compiled = [compile_program(p) for p in programs]
-
-    def per_call(fns):
-        def sweep():
-            for _ in range(repeat):
-                for f in fns:
-                    for p in pkts:
-                        f(p)
-        return _best(sweep) / (repeat * pairs)
-
-    t_comp = per_call(compiled)
-    rows.append(_row("jit", "compiled path, one call", t_comp, goal="bpfio.compile(prog)(pkt)"))
     if isinstance(jitted, str):
         rows.append(_row("jit", "jit run_many", None, baseline=PCAP_NATIVE, goal=jitted))
-        rows.append(_row("jit", "jit one call", None, baseline="compiled path, one call",
-                         goal=jitted))
         return rows
 
     try:    # packets packed once, as the C harness loads them once
@@ -193,9 +178,6 @@ def jit_rows(quick: bool) -> list[dict]:
     t_list = _best(batch(pkts)) / (repeat * pairs)
     rows.append(_row("jit", "jit run_many, packets packed per call", t_list, baseline=PCAP_NATIVE,
                      base_value=ns, goal="run_many(list of bytes)"))
-    t_call = per_call(jitted)
-    rows.append(_row("jit", "jit one call", t_call, baseline="compiled path, one call",
-                     base_value=t_comp, goal="report honestly"))
     got = [v for j in jitted for v in j.run_many(pkts)]
     rows.append(_row("jit", "verdict disagreements (jit run_many vs interpreter)",
                      sum(a != b for a, b in zip(got, oracle)) + abs(len(got) - pairs), "count",

@@ -65,8 +65,8 @@ def native_goal_rows(rows: dict, row, *, compiled: float, ctypes_ns: float) -> N
             base, f"{compiled / pn:.1f}", "-", None)
         row("libpcap via ctypes against libpcap in C: the Python call (#18)", f"{ctypes_ns:.0f} ns",
             base, f"{ctypes_ns / pn:.1f}", "-", None)
-    jc, _ = get("jit", "jit one call")
-    cc, _ = get("jit", "compiled path, one call")
+    jc, _ = get("jit", "jit_one_call")         # bench_jit's rows
+    cc, _ = get("jit", "compiled_one_call")
     if jc and cc:
         row("one call `bpfio.jit(p)(pkt)` (#18)", f"{jc:.0f} ns", f"compiled path {cc:.0f} ns",
             f"{jc / cc:.2f}", "report", None)
