@@ -33,11 +33,12 @@ from bpfio.exec.jit.ancillary import SocketAux
 from bpfio.exec.jit.translate import translate
 from bpfio.exec.skb import DEFAULT_CONTEXT, socket_context
 from bpfio.insn import Program
-from bpfio.isa import BPF_ST, BPF_STX, U32
+from bpfio.isa import BPF_LD, BPF_LDX, BPF_MEM, BPF_ST, BPF_STX, U32
 from bpfio.text.disasm import format_insn
 from bpfio.exec.jit.x86 import (R8, R9, R12, R13, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI,
                                 RSP, mem)
 
+_MEM_CODES = (BPF_ST, BPF_STX, BPF_LD | BPF_MEM, BPF_LDX | BPF_MEM)
 _U64 = ctypes.c_uint64
 _VP = ctypes.c_void_p
 _U32 = ctypes.c_uint32
@@ -79,9 +80,12 @@ def drivers() -> list:
                      x86.mov_m32_r32(mem(R13, 0), RAX), x86.add_r64_imm8(RBX, PIO_HDR_LEN),
                      x86.add_r64_imm8(R13, 4)], "drive_pio"),
                  x86.add_r64_imm8(RSP, 8), x86.pop_r64(RBP), *pop, x86.ret()]
-    # pio_call(ctx, ctx_len, out u64*, entry, rand) -> rax; *out = rdx
-    pio_call = [Label("pio_call"), x86.push_r64(RBX), x86.mov_r64_r64(RBX, RDX),
-                x86.mov_r64_r64(RDX, R8), x86.call_r64(RCX), x86.mov_m64_r64(mem(RBX, 0), RDX), x86.pop_r64(RBX), x86.ret()]
+    # pio_call(ctx, ctx_len, rand, entry): f(ctx, ctx_len, rand), then RAX and RDX are
+    # stored right after the context (ctx + ctx_len), where Python reads them back
+    pio_call = [Label("pio_call"), x86.push_r64(RBX), x86.mov_r32_r32(RSI, RSI),
+                x86.lea_r64_m(RBX, mem(RDI, 0, RSI)), x86.call_r64(RCX),
+                x86.mov_m64_r64(mem(RBX, 0), RAX), x86.mov_m64_r64(mem(RBX, 8), RDX),
+                x86.pop_r64(RBX), x86.ret()]
     return drive + drive_pio + pio_call
 
 
@@ -123,10 +127,13 @@ class JitProgram:
         elif profile == "seccomp":
             self._fn = fn(_U32, ctypes.c_char_p)
         else:
-            self._call = fn(_U64, _VP, _U32, _VP, _VP, _VP, offset=image.labels["pio_call"])
+            self._call = fn(None, _VP, _U32, _VP, _VP, offset=image.labels["pio_call"])
+            self._layouts = {}
             self._drive_pio = fn(None, _VP, _U32, _VP, _VP, _U32, _VP, _VP,
                                  offset=image.labels["drive_pio"])
             self._stores = sorted({i.k for i in prog if i.code in (BPF_ST, BPF_STX)})
+            # M[k] is ctx+40+4k: a shorter memory than the program addresses must never run
+            self._min_words = 1 + max((i.k for i in prog if i.code in _MEM_CODES), default=-1)
         self._drive = fn(None, _VP, _VP, _U32, _VP, _VP, _VP, offset=image.labels["drive"])
 
     # -- one input ------------------------------------------------------------------------
@@ -178,18 +185,38 @@ class JitProgram:
     def pio(self, port, size, direction, data, offset, vcpu, ticks, ns, mem):
         """The engine's entry: ``(verdict or None after a fault, A, executed)``."""
         n = len(mem)
-        buf = ctypes.create_string_buffer(struct.pack(
-            f">{10 + n}I", port & U32, size & U32, direction & U32, data & U32, offset & U32,
-            vcpu & U32, ticks & U32, (ticks >> 32) & U32, ns & U32, (ns >> 32) & U32,
-            *(w & U32 for w in mem)), PIO_HDR_LEN + 4 * n)
-        out = _U64()
-        rand = self._rand(None, None, 1)
-        rax = self._call(buf, PIO_HDR_LEN + 4 * n, ctypes.byref(out), self.address,
-                         rand and ctypes.byref(rand[1]))
+        if n < self._min_words:
+            raise ValueError(f"the program addresses M[{self._min_words - 1}]; "
+                             f"the memory has {n} words")
+        layout = self._layouts.get(n) or self._layout(n)
+        pack, size_, unpack = layout
+        buf = ctypes.create_string_buffer(size_)
+        pack(buf, 0, port & U32, size & U32, direction & U32, data & U32, offset & U32,
+             vcpu & U32, ticks & U32, (ticks >> 32) & U32, ns & U32, (ns >> 32) & U32,
+             *[w & U32 for w in mem])
+        if self.rand_reads:
+            values, cursor = self._rand(None, None, 1)
+            self._call(buf, size_ - 16, ctypes.byref(cursor), self.address)
+        else:
+            self._call(buf, size_ - 16, None, self.address)
+        words = unpack(buf)
         for k in self._stores:
-            mem[k] = int.from_bytes(buf.raw[PIO_HDR_LEN + 4 * k:PIO_HDR_LEN + 4 * k + 4], "big")
-        rdx = out.value
+            mem[k] = words[k]
+        rax, rdx = words[n], words[n + 1]
         return (None if rax >> 32 else rax & U32), rdx & U32, rdx >> 32
+
+    def _layout(self, n):
+        """``(pack_into, buffer size, unpack)`` for N shared words: the context, then the
+        16 bytes where ``pio_call`` leaves RAX and RDX."""
+        pack = struct.Struct(f">{10 + n}I").pack_into
+        words = struct.Struct(f">{n}I")
+        regs = struct.Struct("<QQ")
+        at = PIO_HDR_LEN + 4 * n
+
+        def unpack(buf):
+            return words.unpack_from(buf, PIO_HDR_LEN) + regs.unpack_from(buf, at)
+        self._layouts[n] = layout = (pack, at + 16, unpack)
+        return layout
 
     def outcome(self, data, **context):
         """``(verdict or None after a fault, A, executed)`` -- pio only (the engine's view)."""

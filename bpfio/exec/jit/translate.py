@@ -13,7 +13,7 @@ from bpfio.abi.pio import PIO_HDR_LEN
 from bpfio.exec import interp as I
 from bpfio.exec.jit import x86
 from bpfio.exec.jit.ancillary import SocketAux, aux, nla, rand  # noqa: F401 (SocketAux re-exported)
-from bpfio.exec.jit.layout import Jump, Label, Source, assemble
+from bpfio.exec.jit.layout import Jump, Label, Source, assemble, compress
 from bpfio.exec.jit.x86 import (R8, R9, R10, R11, RAX, RCX, RDI, RDX, RSI, RSP, mem)
 from bpfio.isa import SKF_AD, SKF_AD_OFF, U32, to_s32
 
@@ -43,6 +43,8 @@ _ALU_NAME = {I.ADD_K: "add", I.SUB_K: "sub", I.AND_K: "and", I.OR_K: "or", I.XOR
 _FAULTS = {I.LD_ABS, I.LDH_ABS, I.LDB_ABS, I.LD_IND, I.LDX_MSH, I.LD_GEN, I.LD_ANC,
            I.DIV_X, I.MOD_X, I.DIV_K, I.MOD_K}
 _ENDS = {I.RET_K, I.RET_A, I.RET_X, I.JA, *_TRUE}
+_PC_DEPENDENT = {I.JA, *_TRUE}            # their code names other pcs
+_NLA = {SKF_AD_OFF + SKF_AD["NLATTR"], SKF_AD_OFF + SKF_AD["NLATTR_NEST"]}  # local labels
 
 
 def has_movbe() -> bool:
@@ -134,11 +136,24 @@ class Translator:
         counts = self.segments() if self.profile == "pio" else {}
         targets = {t for op, _k, t, f in self.ops if op in _TRUE or op == I.JA}
         targets |= {f for op, _k, t, f in self.ops if op in _TRUE}
+        # An instruction's code depends only on (op, k, t) unless it jumps to another pc or
+        # has local labels: emit it once, then reuse the template (fresh Jump objects).
+        memo = {}
+        items = self.items
         for pc, op in enumerate(self.ops):
-            self.items.append(Label(pc) if pc in targets else Source(pc))
+            items.append(Label(pc) if pc in targets else Source(pc))
             if pc in counts:
                 self.emit(x86.add_r32_imm(REG_COUNT, counts[pc]))
+            template = memo.get(op[:3])
+            if template is not None:
+                items += [Jump(it.cc, it.target) if type(it) is Jump else it for it in template]
+                continue
+            start = len(items)
             self.insn(pc, *op)
+            if not (op[0] in _PC_DEPENDENT or (op[0] == I.LD_IND and self.profile == "socket")
+                    or (op[0] == I.LD_ANC and op[1] in _NLA)):
+                items[start:] = template = compress(items[start:])
+                memo[op[:3]] = template
         self.epilogues()
         return self.items + self.stubs + self.extra
 
@@ -368,7 +383,8 @@ class Translator:
             self.jcc("js", ("neg", pc))
         e(x86.lea_r64_m(TMP1, mem(RDX, size)), x86.cmp_r64_r64(TMP1, REG_LEN))
         self.jcc("ja", "abort")
-        self.items.append(Label(("load", pc)))
+        if self.profile == "socket":
+            self.items.append(Label(("load", pc)))     # where the negative path rejoins
         self.load_be(dst, mem(REG_DATA, 0, RDX), size)
         if self.profile == "socket":
             self.negative_stub(pc, size)
