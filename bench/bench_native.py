@@ -53,7 +53,6 @@ every harness with small counts (and QEMU once, guest clock only).
 
 from __future__ import annotations
 
-import os
 import shutil
 import struct
 import sys
@@ -137,8 +136,8 @@ def jit_rows(quick: bool) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bpfio-bench-") as tmp:
         ns, verdicts, how = _pcap_native(programs, pkts, 5 if quick else 200, Path(tmp))
-    rows.append(_row("jit", PCAP_NATIVE, ns,
-                     goal="anchor: libpcap's C, no Python" if ns is not None else how))
+    linked = f"anchor: libpcap's C, no Python (linked {how})"
+    rows.append(_row("jit", PCAP_NATIVE, ns, goal=linked if ns is not None else how))
     if verdicts is not None:
         bad = sum(a != b for a, b in zip(verdicts, oracle)) + abs(len(verdicts) - pairs)
         if bad:
