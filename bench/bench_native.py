@@ -273,9 +273,9 @@ def _qemu_once(exe: str, chunks: int, per_chunk: int, tmp: Path):
     start = time.perf_counter()
     try:
         proc = subprocess.run(nt.qemu_command(exe, disk, log), capture_output=True, text=True,
-                              timeout=300)
+                              timeout=120)
     except subprocess.TimeoutExpired:
-        return "failed: QEMU did not finish in 300 s"
+        return "failed: QEMU did not finish in 120 s"
     wall = time.perf_counter() - start
     if proc.returncode == 3:
         return f"failed: port 0x608 is not the PM timer on -M {nt.QEMU_MACHINE}"
