@@ -32,8 +32,8 @@ from __future__ import annotations
 import importlib
 
 from bpfio import _moved
-from bpfio.errors import (AsmError, BpfError, ConfigError, DecodeError, PioError,
-                          TraceError, VerifierError, VMError)
+from bpfio.errors import (AsmError, BpfError, ConfigError, DecodeError, JitUnavailable,
+                          PioError, TraceError, VerifierError, VMError)
 from bpfio.insn import Insn, Program
 
 # The data path, bottom to top: text -> Insn -> verify -> run/compile -> prove/opt ->
@@ -69,8 +69,8 @@ _LAZY = {
     "Binding": "bpfio.pio.machine",
 }
 
-__all__ = ["AsmError", "BpfError", "ConfigError", "DecodeError", "Insn", "PioError",
-           "Program", "TraceError", "VMError", "VerifierError", *_LAZY]
+__all__ = ["AsmError", "BpfError", "ConfigError", "DecodeError", "Insn", "JitUnavailable",
+           "PioError", "Program", "TraceError", "VMError", "VerifierError", *_LAZY]
 
 
 def __getattr__(name):

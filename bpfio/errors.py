@@ -155,3 +155,10 @@ class KvmError(BpfError):
             return self
         return KvmError(self.message, vcpu=self.vcpu, reason=self.reason, rip=self.rip,
                         filename=filename)
+
+
+class JitUnavailable(BpfError):
+    """Native code cannot run here (not x86-64 Linux, exec mappings refused, ``BPFIO_JIT=0``).
+
+    Callers that chose the JIT by default fall back to the compiled path.
+    """
