@@ -152,8 +152,10 @@ def loop_code() -> bytes:
     _header(a)
     a(X.mov_r64_m64(RDI, R13, B["ctx"]), X.mov_r32_m32(RSI, R13, B["ctx_len"]),
       X.mov_r64_m64(RAX, R13, B["prog"]), X.call_r64(RAX))
-    # eax = the verdict, edx = A.
-    a(X.mov_r32_r32(RBP, RDX), X.mov_r32_r32(RCX, RAX), X.shr_r32_imm8(RCX, 16),
+    # eax = the verdict, edx = A; bit 32 of rax set: the program aborted (a runtime fault).
+    a(X.mov_r32_r32(RBP, RDX), X.mov_r64_r64(RCX, RAX), X.shr_r64_imm8(RCX, 32))
+    a.jcc("ne", "abort")
+    a(X.mov_r32_r32(RCX, RAX), X.shr_r32_imm8(RCX, 16),
       X.cmp_r32_imm32(RCX, 1))
     a.jcc("e", "done")
     a(X.cmp_r32_imm32(RCX, 2))
@@ -162,6 +164,9 @@ def loop_code() -> bytes:
     a.jcc("e", "exit")
     a.label("bad")
     a(X.inc_m64(R13, B["bad_verdicts"]))
+    a.jmp("exit")
+    a.label("abort")
+    a(X.inc_m64(R13, B["aborts"]))
     a.label("exit")                                   # the model runs in Python, lock held
     a(X.inc_m64(R13, B["exits"]), X.mov_m64_r64(RBX, V["ret_binding"], R13),
       X.mov_r32_r32(RAX, RAX), X.mov_m64_r64(RBX, V["ret_verdict"], RAX),
@@ -264,5 +269,6 @@ def functions():
             release=lmem.function(None, vp, offset=release),
             fence=lmem.function(None, offset=fence),
             bare=bmem.function(ctypes.c_long, vp, ctypes.c_int),
+            libc=ctypes.CDLL(None),
             memory=(mem, lmem, bmem))
     return _CODE

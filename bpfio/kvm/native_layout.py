@@ -56,7 +56,8 @@ class NBinding(ctypes.Structure):
         ("kind", u32),           # KIND_PYTHON or KIND_NATIVE
         ("base", u32),           # first port of the range (PIO_OFFSET = port - base)
         ("timed", u32),          # non-zero when the program reads PIO_TICKS/PIO_NS
-        ("prog", u64),           # native program: verdict = f(ctx, ctx_len), A in edx
+        ("prog", u64),           # native program: rax = f(ctx, ctx_len) (verdict, or ABORT),
+                                 # edx = A
         ("ctx", u64),            # the 40-byte header followed by the shared memory words
         ("ctx_len", u32),        # 40 + 4 * mem_words
         ("n_notifiers", u32),
@@ -67,10 +68,12 @@ class NBinding(ctypes.Structure):
         ("notified", u64),
         ("exits", u64),
         ("bad_verdicts", u64),
+        ("aborts", u64),
     ]
 
 
-NATIVE_COUNTERS = ("handled", "notified", "exits", "bad_verdicts")
+NATIVE_COUNTERS = ("handled", "notified", "exits", "bad_verdicts", "aborts")
+ABORT = 1 << 32       # a native program that faulted returns this (verdict 0, aborted)
 VCPU_COUNTERS = ("exits", "io_exits", "accesses")
 
 

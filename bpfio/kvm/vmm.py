@@ -45,7 +45,7 @@ from bpfio.kvm.ports import NullPorts, TimedPorts
 from bpfio.kvm.vcpu import GDT_ADDR, Vcpu, VcpuStats, _ioctl
 
 __all__ = ["KvmError", "Vm", "Vcpu", "RunResult", "VcpuStats", "NullPorts", "TimedPorts",
-           "available", "run_guest", "bench_exit_roundtrip", "build_guest", "guests_dir",
+           "available", "choose_loop", "run_guest", "bench_exit_roundtrip", "build_guest", "guests_dir",
            "loop_guest", "DEFAULT_LOAD", "MAX_VCPUS"]
 
 DEV_KVM = "/dev/kvm"
@@ -56,6 +56,32 @@ TSS_ADDR = 0xFFFBD000        # three pages KVM needs below 4 GiB on VMX; unused 
 
 _U32 = struct.Struct("<I")
 _MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
+
+
+LOOPS = ("native", "python")
+DEFAULT_LOOP: str | None = None     # None: native where native code can run, else python
+
+
+def choose_loop(loop: str | None = None) -> tuple[str, str]:
+    """Return (the exit loop to run, a notice line or "") for a requested ``loop``.
+
+    None asks for the default: ``DEFAULT_LOOP`` if set, else native where native
+    code can run here (x86-64 Linux, exec mappings allowed, ``BPFIO_JIT`` not 0),
+    else python with a notice saying why.  Asking for ``native`` where it cannot
+    run is a :class:`KvmError`.
+    """
+    from bpfio.exec.jit.mem import unavailable_reason
+    if loop is not None and loop not in LOOPS:
+        raise KvmError(f"unknown exit loop {loop!r} (native or python)")
+    wanted = loop or DEFAULT_LOOP
+    if wanted == "python":
+        return "python", ""
+    why = unavailable_reason()
+    if why is None:
+        return "native", ""
+    if wanted == "native" and loop is not None:
+        raise KvmError(f"the native exit loop cannot run here: {why}")
+    return "python", f"note: native exit loop unavailable ({why}); using the Python loop"
 
 
 def available() -> tuple[bool, str]:
@@ -83,6 +109,7 @@ class RunResult:
     seconds: float
     offload: dict = field(default_factory=dict)
     handler_seconds: float | None = None    # time inside the port handler (timed runs)
+    loop: str = "python"                    # which exit loop ran: "native" or "python"
 
     @property
     def handler_share(self) -> float | None:
@@ -191,18 +218,25 @@ class Vm:
     # --- running ---------------------------------------------------------
 
     def run(self, *, entry: int = DEFAULT_LOAD, mode: str = "real",
-            timeout: float | None = 60.0) -> RunResult:
+            timeout: float | None = 60.0, loop: str | None = None) -> RunResult:
         """Start every vCPU at ``entry`` in ``mode`` and run until all of them halt.
 
-        Raises :class:`KvmError` if a vCPU stops for any other reason, or when
-        ``timeout`` seconds pass first (the vCPUs are kicked out of the guest).
+        ``loop`` is ``"native"`` (the emitted exit loop of :mod:`bpfio.kvm.native`),
+        ``"python"``, or None for :func:`choose_loop`'s default.  Raises
+        :class:`KvmError` if a vCPU stops for any other reason, or when ``timeout``
+        seconds pass first (the vCPUs are kicked out of the guest).
         """
+        loop, _notice = choose_loop(loop)
+        engine = None
+        if loop == "native":
+            from bpfio.kvm.native import NativeEngine
+            engine = NativeEngine.for_ports(self.ports)
         for vcpu in self.vcpus:
             vcpu.stats = VcpuStats(vcpu.index)
             vcpu.enter(mode, entry, len(self.vcpus))
         self._stop.clear()
         errors: list[BaseException] = []
-        threads = [threading.Thread(target=self._thread_main, args=(v, errors),
+        threads = [threading.Thread(target=self._thread_main, args=(v, errors, engine),
                                     name=f"bpfio-vcpu{v.index}", daemon=True)
                    for v in self.vcpus]
         self._threads = threads
@@ -232,8 +266,10 @@ class Vm:
             restore()
         if self.offload is not None:
             self.offload.flush()
+        if engine is not None:
+            engine.fold()
         result = RunResult([v.stats for v in self.vcpus], seconds,
-                           self.offload.stats() if self.offload is not None else {})
+                           self.offload.stats() if self.offload is not None else {}, loop=loop)
         if errors:
             timeout_errors = [e for e in errors if getattr(e, "reason", "") == "timeout"]
             raise (timeout_errors or errors)[0]
@@ -260,9 +296,13 @@ class Vm:
                     except (ProcessLookupError, OSError):
                         pass
 
-    def _thread_main(self, vcpu: Vcpu, errors: list) -> None:
+    def _thread_main(self, vcpu: Vcpu, errors: list, engine=None) -> None:
         try:
-            self._loop(vcpu)
+            if engine is None:
+                self._loop(vcpu)
+            else:
+                from bpfio.kvm.native import run_vcpu
+                run_vcpu(self, vcpu, engine)
         except BaseException as err:        # reported by run(); stop the other vCPUs too
             errors.append(err)
             self._kick([t for t in self._threads if t is not threading.current_thread()])
@@ -404,11 +444,13 @@ class Vm:
 def run_guest(image: bytes, ports=None, *, entry: int = DEFAULT_LOAD, load: int | None = None,
               mode: str = "real", vcpus: int = 1, mem_size: int = DEFAULT_MEM,
               timeout: float | None = 60.0, offload: bool = False,
-              timed: bool = False) -> RunResult:
+              timed: bool = False, loop: str | None = None) -> RunResult:
     """Create a VM, load ``image`` (at ``load``, default ``entry``), run it to HLT, tear down.
 
     ``offload`` registers eligible bindings with KVM (see bpfio.kvm.offload);
-    ``timed`` measures the time spent in the port handler (``handler_seconds``).
+    ``timed`` measures the time spent in the port handler (``handler_seconds``;
+    under the native loop only exits that reach Python are timed); ``loop``
+    picks the exit loop (see :meth:`Vm.run`).
     """
     timer = TimedPorts(ports if ports is not None else NullPorts()) if timed else None
     with Vm(timer or ports, mem_size=mem_size, vcpus=vcpus) as vm:
@@ -417,7 +459,7 @@ def run_guest(image: bytes, ports=None, *, entry: int = DEFAULT_LOAD, load: int 
             from bpfio.kvm.offload import Offload
             vm.offload = Offload(vm, ports)
             vm.offload.register()
-        result = vm.run(entry=entry, mode=mode, timeout=timeout)
+        result = vm.run(entry=entry, mode=mode, timeout=timeout, loop=loop)
     if timer is not None:
         result.handler_seconds = timer.seconds
     return result

@@ -84,6 +84,9 @@ class Machine:
         self._lock = threading.Lock()          # attach/detach and the unmapped counters
         self.unmapped = 0
         self._faults: deque[Fault] = deque(maxlen=FAULTS_KEPT)
+        # The native vCPU loop's mirror of this machine (bpfio.kvm.native.NativeEngine),
+        # told of every attach, detach and program change once a native run made it.
+        self._native = None
 
     # -- registration -------------------------------------------------------
     def attach(self, base: int, length: int, *, program=None, device=None,
@@ -138,6 +141,8 @@ class Machine:
             self._check_free(name, base, length)  # again: another thread may have won
             self.bindings[name] = binding
             self._table[base:base + length] = [binding._access] * length
+        if self._native is not None:
+            self._native.added(binding)
         return binding
 
     def _publish(self, binding: Binding) -> None:
@@ -146,6 +151,8 @@ class Machine:
             if self.bindings.get(binding.name) is binding:
                 self._table[binding.base:binding.base + binding.length] = \
                     [binding._access] * binding.length
+        if self._native is not None:     # called with binding.lock held (Binding._install)
+            self._native.changed(binding)
 
     def _check_free(self, name: str, base: int, length: int) -> None:
         if name in self.bindings:
@@ -167,6 +174,8 @@ class Machine:
             if binding is None:
                 raise PioError(f"no binding named '{name}'")
             self._table[binding.base:binding.base + binding.length] = [None] * binding.length
+        if self._native is not None:
+            self._native.removed(binding)
         with binding.lock:  # an event already past the table look-up finishes first
             self._close_binding(binding)
 
@@ -290,6 +299,8 @@ class Machine:
         included, as they would exit to a VMM too) that a program handled
         without going to userspace.
         """
+        if self._native is not None:
+            self._native.fold()
         bindings = {name: b.stats() for name, b in self.bindings.items()}
         events = sum(b["events"] for b in bindings.values()) + self.unmapped
         handled = sum(b["handled"] for b in bindings.values())
