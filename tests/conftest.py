@@ -49,3 +49,11 @@ def cli():
     """The bpfio click group."""
     from bpfio.cli import main
     return main
+
+
+@pytest.fixture(params=["python", "native"])
+def kvm_loop(request, monkeypatch):
+    """Run a /dev/kvm test under both exit loops (``bpfio.kvm.vmm.DEFAULT_LOOP``)."""
+    from bpfio.kvm import vmm
+    monkeypatch.setattr(vmm, "DEFAULT_LOOP", request.param)
+    return request.param
