@@ -244,6 +244,19 @@ def bare_code() -> bytes:
     return a.code()
 
 
+def probe_code() -> bytes:
+    """``u64 probe(fn, ctx, ctx_len, u32 *a)``: call a native program as the loop does.
+
+    Returns its rax (the verdict, or ABORT) and stores its edx (A) at ``*a``: how the
+    tests compare a translated program with the interpreter from Python.
+    """
+    a = X.Asm()
+    a(X.push_r64(RBX), X.mov_r64_r64(RBX, RCX), X.mov_r64_r64(RAX, RDI),
+      X.mov_r64_r64(RDI, RSI), X.mov_r32_r32(RSI, RDX), X.call_r64(RAX),
+      X.mov_m32_r32(RBX, 0, RDX), X.pop_r64(RBX), X.ret())
+    return a.code()
+
+
 # --- executable memory -------------------------------------------------------
 
 def exec_memory(code: bytes):
@@ -262,6 +275,7 @@ def functions():
         locks, release, fence = lock_code()
         lmem = exec_memory(locks)
         bmem = exec_memory(bare_code())
+        pmem = exec_memory(probe_code())
         vp = ctypes.c_void_p
         _CODE.update(
             loop=mem.function(ctypes.c_long, vp),
@@ -269,6 +283,7 @@ def functions():
             release=lmem.function(None, vp, offset=release),
             fence=lmem.function(None, offset=fence),
             bare=bmem.function(ctypes.c_long, vp, ctypes.c_int),
+            probe=pmem.function(ctypes.c_uint64, vp, vp, ctypes.c_uint32, vp),
             libc=ctypes.CDLL(None),
-            memory=(mem, lmem, bmem))
+            memory=(mem, lmem, bmem, pmem))
     return _CODE

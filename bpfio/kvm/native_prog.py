@@ -10,7 +10,8 @@ returning the verdict in eax (rax = :data:`ABORT` when the program faulted) and 
 use: absolute loads inside the header and memory, ``M[]``, immediate and ``len`` loads,
 ``ldx 4*([k]&0xf)``, every ALU operation (division and modulo by X == 0 abort, as in
 the kernel; shifts by X use the hardware's ``& 31``), every jump, ``tax``/``txa``, ``ret``.
-A program with an indexed load or an ancillary load (``rand``) gets no native code: its
+Indexed loads check ``(X + k) mod 2^32 + size <= ctx_len`` and abort otherwise, as the
+interpreter does.  A program with an ancillary load (``rand``) gets no native code: its
 binding runs in Python under the native loop too (:func:`native_program` says which).
 Register map: A = eax, X = ecx, rdi = ctx, esi = ctx_len, edx/r8d scratch.  The
 translator is checked against the interpreter on random programs in a child process
@@ -46,6 +47,19 @@ def _load_abs(a: X.Asm, dst: int, size: int, k: int) -> None:
         a(X.movzx_r32_m8(dst, RDI, k))
 
 
+def _load_ind(a: X.Asm, size: int, k: int) -> None:
+    """A = the ``size`` bytes at ctx + ((X + k) mod 2^32); past ctx_len: abort (the interpreter)."""
+    a(X.mov_r32_r32(RDX, RCX), X.alu_r32_imm32("add", RDX, k), X.lea_r64_m(R8, RDX, size),
+      X.cmp_r64_r64(R8, RSI))
+    a.jcc("a", "abort")
+    if size == 4:
+        a(X.mov_r32_m32(RAX, RDI, 0, RDX), X.bswap_r32(RAX))
+    elif size == 2:
+        a(X.movzx_r32_m16(RAX, RDI, 0, RDX), X.bswap_r32(RAX), X.shr_r32_imm8(RAX, 16))
+    else:
+        a(X.movzx_r32_m8(RAX, RDI, 0, RDX))
+
+
 def _alu(a: X.Asm, op: int, src_x: bool, k: int) -> None:
     if op == isa.BPF_NEG:
         a(X.neg_r32(RAX))
@@ -78,7 +92,7 @@ def translate(program) -> bytes:
     """Native code for a verified pio ``program`` (raises :class:`Untranslatable`)."""
     insns = list(program)
     a = X.Asm()
-    a(X.xor_r32_r32(RAX, RAX), X.xor_r32_r32(RCX, RCX))
+    a(X.xor_r32_r32(RAX, RAX), X.xor_r32_r32(RCX, RCX), X.mov_r32_r32(RSI, RSI))
     for pc, insn in enumerate(insns):
         a.label(f"pc{pc}")
         code, k = insn.code, insn.k
@@ -90,6 +104,8 @@ def translate(program) -> bytes:
                 a(X.mov_r32_imm32(dst, k))
             elif mode == isa.BPF_ABS:
                 _load_abs(a, dst, size, k)
+            elif mode == isa.BPF_IND:
+                _load_ind(a, size, k)
             elif mode == isa.BPF_MEM:
                 a(X.mov_r32_m32(dst, RDI, 40 + 4 * k), X.bswap_r32(dst))
             elif mode == isa.BPF_LEN:
@@ -162,3 +178,17 @@ def native_program(binding):
     from bpfio.kvm.native_code import exec_memory
     mem = exec_memory(code)
     return mem, mem.address, timed
+
+
+def run_native(address: int, ctx: bytearray) -> tuple[int | None, int]:
+    """Call native program code at ``address`` on ``ctx`` (header + memory, big-endian).
+
+    Returns (verdict, or None when it aborted; A).  ``ctx`` is updated in place (M[]).
+    """
+    import ctypes
+    from bpfio.kvm.native_code import functions
+    buf = (ctypes.c_uint8 * len(ctx)).from_buffer(ctx)
+    a = ctypes.c_uint32()
+    rax = functions()["probe"](address, ctypes.addressof(buf), len(ctx), ctypes.byref(a))
+    del buf
+    return (None if rax == ABORT else rax), a.value

@@ -116,14 +116,16 @@ def mov_m32_imm32(base: int, disp: int, imm: int) -> bytes:
     return _mem_op(0, b"\xC7", 0, base, disp) + _U32.pack(imm & 0xFFFFFFFF)
 
 
-def movzx_r32_m8(dst: int, base: int, disp: int = 0) -> bytes:
-    """movzx dst32, byte [base + disp]."""
-    return _mem_op(0, b"\x0F\xB6", dst, base, disp)
+def movzx_r32_m8(dst: int, base: int, disp: int = 0, index: int | None = None,
+                 scale: int = 1) -> bytes:
+    """movzx dst32, byte [base + index*scale + disp]."""
+    return _mem_op(0, b"\x0F\xB6", dst, base, disp, index, scale)
 
 
-def movzx_r32_m16(dst: int, base: int, disp: int = 0) -> bytes:
-    """movzx dst32, word [base + disp]."""
-    return _mem_op(0, b"\x0F\xB7", dst, base, disp)
+def movzx_r32_m16(dst: int, base: int, disp: int = 0, index: int | None = None,
+                  scale: int = 1) -> bytes:
+    """movzx dst32, word [base + index*scale + disp]."""
+    return _mem_op(0, b"\x0F\xB7", dst, base, disp, index, scale)
 
 
 def movzx_r32_r16(dst: int, src: int) -> bytes:
@@ -254,6 +256,11 @@ def shr_r64_imm8(dst: int, imm: int) -> bytes:
 def shr_r32_imm8(dst: int, imm: int) -> bytes:
     """shr dst32, imm8."""
     return _rex(0, 0, 0, dst) + b"\xC1" + bytes([0xE8 | (dst & 7), imm])
+
+
+def cmp_r64_r64(a: int, b: int) -> bytes:
+    """cmp a, b (64-bit)."""
+    return _reg_op(1, b"\x39", b, a)
 
 
 def test_r64_r64(a: int, b: int) -> bytes:

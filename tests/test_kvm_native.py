@@ -1,0 +1,389 @@
+"""The native vCPU loop (bpfio.kvm.native*): its emitter, its program translator against
+the interpreter, the per-binding lock under SMP, program replacement under load with its
+grace period, the clock it builds, and its counters against the Python loop's.
+
+Everything that runs emitted code on random input runs it in a forked child, so a crash
+is a failure naming the seed rather than a dead test run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import traceback
+import weakref
+
+import pytest
+
+from bpfio import kvm
+from bpfio.exec.jit.mem import unavailable_reason
+from bpfio.pio.machine import Machine
+from test_kvm_helpers import ROOT, guest, nasm_image, needs_kvm, needs_nasm
+
+needs_native = pytest.mark.skipif(unavailable_reason() is not None,
+                                  reason=f"native code cannot run: {unavailable_reason()}")
+pytestmark = needs_native
+
+
+def in_child(fn, *args) -> str:
+    """Run ``fn(*args)`` in a forked child; return "" or what failed (a crash included)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                    # pragma: no cover - the child
+        os.close(r)
+        try:
+            msg = fn(*args) or ""
+        except BaseException:
+            msg = traceback.format_exc()
+        os.write(w, msg.encode()[:60000])
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read().decode()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return f"child killed by signal {os.WTERMSIG(status)}; last words: {out}"
+    return out
+
+
+# --- the emitter ----------------------------------------------------------------------
+
+def _forms():
+    from bpfio.kvm import native_x86 as X
+    from bpfio.kvm.native_x86 import R8, R12, R13, R14, R15, RAX, RBX, RCX, RDI, RDX, RSI, RSP
+    return [
+        (X.mov_r64_r64(RBX, RDI), "mov rbx, rdi"), (X.mov_r64_r64(R12, R13), "mov r12, r13"),
+        (X.mov_r32_r32(RBP_ := 5, RDX), "mov ebp, edx"), (X.mov_r32_r32(R13, RSI), "mov r13d, esi"),
+        (X.mov_r32_imm32(RSI, 0xAE80), "mov esi, 0xae80"), (X.mov_r32_imm32(R8, 7), "mov r8d, 7"),
+        (X.mov_r64_imm64(RAX, 1 << 32), "movabs rax, 0x100000000"),
+        (X.mov_r64_m64(R12, RBX, 0), "mov r12, qword ptr [rbx]"),
+        (X.mov_r64_m64(R13, R14, 0, RCX, 8), "mov r13, qword ptr [r14 + rcx*8]"),
+        (X.mov_r64_m64(RAX, RSP, 8), "mov rax, qword ptr [rsp + 8]"),
+        (X.mov_r64_m64(RAX, R13, 0x100), "mov rax, qword ptr [r13 + 0x100]"),
+        (X.mov_m64_r64(RBX, 0x58, R13), "mov qword ptr [rbx + 0x58], r13"),
+        (X.mov_r32_m32(RDI, RBX, 0x20), "mov edi, dword ptr [rbx + 0x20]"),
+        (X.mov_r32_m32(RDI, RAX, 0, RCX, 4), "mov edi, dword ptr [rax + rcx*4]"),
+        (X.mov_m32_r32(R15, 0, RBP_), "mov dword ptr [r15], ebp"),
+        (X.mov_m32_imm32(R13, 0, 0), "mov dword ptr [r13], 0"),
+        (X.movzx_r32_m8(RAX, R12, 0x20), "movzx eax, byte ptr [r12 + 0x20]"),
+        (X.movzx_r32_m16(RCX, R12, 0x22), "movzx ecx, word ptr [r12 + 0x22]"),
+        (X.movzx_r32_m8(RAX, RDI, 0, RDX), "movzx eax, byte ptr [rdi + rdx]"),
+        (X.movzx_r32_r16(RCX, RAX), "movzx ecx, ax"),
+        (X.lea_r64_m(RSI, RBX, 0x70), "lea rsi, [rbx + 0x70]"),
+        (X.bswap_r32(RAX), "bswap eax"), (X.bswap_r32(R8), "bswap r8d"),
+        (X.add_r64_r64(R15, R12), "add r15, r12"),
+        (X.add_r64_m64(RAX, RSP, 8), "add rax, qword ptr [rsp + 8]"),
+        (X.imul_r64_r64_imm32(RAX, RAX, 10 ** 9), "imul rax, rax, 0x3b9aca00"),
+        (X.mul_r64(RCX), "mul rcx"), (X.div_r64(RCX), "div rcx"), (X.div_r32(R8), "div r8d"),
+        (X.xor_r32_r32(RDX, RDX), "xor edx, edx"),
+        (X.and_r32_imm32(RAX, 0xFF), "and eax, 0xff"),
+        (X.alu_r32_imm32("sub", RAX, 5), "sub eax, 5"), (X.alu_r32_r32("or", RAX, RCX), "or eax, ecx"),
+        (X.alu_r32_r32("cmp", RAX, RCX), "cmp eax, ecx"),
+        (X.shl_r32_imm8(RCX, 2), "shl ecx, 2"), (X.shl_r32_cl(RAX), "shl eax, cl"),
+        (X.shr_r32_cl(RAX), "shr eax, cl"), (X.shr_r32_imm8(RCX, 16), "shr ecx, 0x10"),
+        (X.shr_r64_imm8(RDX, 32), "shr rdx, 0x20"),
+        (X.imul_r32_r32(RAX, RCX), "imul eax, ecx"),
+        (X.imul_r32_r32_imm32(RAX, RAX, 3), "imul eax, eax, 3"), (X.neg_r32(RAX), "neg eax"),
+        (X.sub_r32_m32(RAX, R13, 8), "sub eax, dword ptr [r13 + 8]"),
+        (X.dec_r32(RDX), "dec edx"),
+        (X.test_r64_r64(R13, R13), "test r13, r13"), (X.test_r32_r32(RCX, RCX), "test ecx, ecx"),
+        (X.test_r32_imm32(RAX, 1), "test eax, 1"), (X.cmp_r64_r64(R8, RSI), "cmp r8, rsi"),
+        (X.cmp_r32_imm32(RCX, 4), "cmp ecx, 4"),
+        (X.cmp_r32_m32(RCX, RAX, 4), "cmp ecx, dword ptr [rax + 4]"),
+        (X.cmp_m32_imm8(R12, 8, 2), "cmp dword ptr [r12 + 8], 2"),
+        (X.cmp_m8_imm8(R12, 0x20, 0), "cmp byte ptr [r12 + 0x20], 0"),
+        (X.inc_m64(RBX, 0x38), "inc qword ptr [rbx + 0x38]"),
+        (X.inc_m64(RAX, 0, RCX, 8), "inc qword ptr [rax + rcx*8]"),
+        (X.lock_inc_m64(RBX, 0x30), "lock inc qword ptr [rbx + 0x30]"),
+        (X.lock_cmpxchg_m32_r32(R13, 0, RCX), "lock cmpxchg dword ptr [r13], ecx"),
+        (X.xchg_m64_r64(RDI, 0, RSI), "xchg qword ptr [rdi], rsi"),
+        (X.push_r64(R15), "push r15"), (X.pop_r64(RBX), "pop rbx"),
+        (X.sub_r64_imm8(RSP, 24), "sub rsp, 0x18"), (X.add_r64_imm8(RSP, 24), "add rsp, 0x18"),
+        (X.call_r64(RAX), "call rax"), (X.syscall(), "syscall"), (X.ret(), "ret"),
+        (X.pause(), "pause"), (X.mfence(), "mfence"),
+        (X.jcc_rel32("s", 0x10), "js 0x16"), (X.jmp_rel32(-5), "jmp 0"),
+    ]
+
+
+def test_every_emitter_form_decodes_as_named():
+    capstone = pytest.importorskip("capstone")
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    for code, text in _forms():
+        insns = list(md.disasm(code, 0))
+        assert len(insns) == 1 and insns[0].size == len(code), (code.hex(), text)
+        got = f"{insns[0].mnemonic} {insns[0].op_str}".strip()
+        assert got == text, (code.hex(), got, text)
+
+
+def test_the_emitted_loop_decodes_completely_and_never_maps_writable_code():
+    capstone = pytest.importorskip("capstone")
+    from bpfio.kvm import native_code
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    for code in (native_code.loop_code(), native_code.lock_code()[0], native_code.bare_code()):
+        assert sum(i.size for i in md.disasm(code, 0)) == len(code)
+    native_code.functions()
+    with open("/proc/self/maps") as maps:
+        perms = [line.split()[1] for line in maps]
+    assert not any("w" in p and "x" in p for p in perms)
+
+
+# --- the program translator against the interpreter ----------------------------------
+
+RULES = {   # one tiny program per semantic rule, named after it
+    "div_by_zero_x_aborts": "ldx #0\nld #7\ndiv x\nret #0x10000",
+    "mod_by_zero_x_aborts": "ldx #0\nld #7\nmod x\nret #0x10000",
+    "shift_by_x_masks_to_31": "ldx #33\nld #1\nlsh x\nret a",
+    "rsh_by_x_masks_to_31": "ldx #36\nld #0x80000000\nrsh x\nret a",
+    "indexed_load_past_the_context_aborts": "ldx #64\nld [x + 40]\nret #0x10000",
+    "indexed_load_x_plus_k_wraps": "ldx #0xffffffff\nld [x + 41]\nret a",
+    "indexed_half_word_at_the_end": "ldx #0\nldh [x + 102]\nret a",
+    "msh": "ldx 4*([3]&0xf)\ntxa\nret a",
+    "mem_in_place": "ld M[2]\nadd #1\nst M[2]\nldx M[2]\nstx M[3]\nret a",
+    "ld_len": "ld len\nret a",
+    "ret_k_keeps_a": "ld [12]\nret #0x10000",
+    "jset_and_jgt": "ld [0]\njset #1, odd\njgt #5, big, small\nodd: ret #1\nbig: ret #2\n"
+                    "small: ret #3",
+    "mul_div_mod_k": "ld [12]\nmul #2654435761\ndiv #7\nmod #1000\nret a",
+    "neg_sub_xor": "ld [12]\nneg\nsub #3\nxor #0xffff\nret a",
+}
+
+
+def _check_programs(cases) -> str:
+    """For each (name, program, mem_words, header, mem): translated == interpreter."""
+    from bpfio.exec.interp import pio_runner
+    from bpfio.kvm.native_prog import Untranslatable, run_native, translate
+    from bpfio.kvm.native_code import exec_memory
+    bad = []
+    for name, prog, words, header, mem in cases:
+        try:
+            code = translate(prog)
+        except Untranslatable:
+            continue
+        exe = exec_memory(code)
+        ctx = bytearray(b"".join(w.to_bytes(4, "big") for w in header + mem))
+        want_mem = list(mem)
+        v, a, _ = pio_runner(prog)(*header[:6], header[6] | header[7] << 32,
+                                   header[8] | header[9] << 32, want_mem)
+        got_v, got_a = run_native(exe.address, ctx)
+        got_mem = [int.from_bytes(ctx[40 + 4 * i:44 + 4 * i], "big") for i in range(words)]
+        if (got_v, got_mem) != (v, want_mem) or (v is not None and got_a != a):
+            bad.append(f"{name}: interp {v}, {a:#x}, {want_mem} / native {got_v}, {got_a:#x}, "
+                       f"{got_mem}\n{prog}")
+    return "\n".join(bad[:3])
+
+
+def _random_cases(seed: int, n: int):
+    from bpfio.exec.gen import random_program
+    rng = random.Random(seed)
+    for i in range(n):
+        words = rng.choice((1, 4, 16, 33))
+        prog = random_program(rng, profile="pio", mem_words=words)
+        header = [rng.randrange(1 << 16), rng.choice((1, 2, 4)), rng.randrange(2),
+                  rng.getrandbits(32), rng.randrange(8), rng.randrange(4)] + \
+                 [rng.getrandbits(32) for _ in range(4)]
+        yield f"seed {seed} case {i}", prog, words, header, [rng.getrandbits(32)
+                                                              for _ in range(words)]
+
+
+def test_the_translator_follows_each_semantic_rule():
+    from bpfio.text.assembler import assemble
+    from bpfio.check.verifier import verify
+    cases = []
+    for name, text in RULES.items():
+        prog = assemble(text)
+        verify(prog, profile="pio", mem_words=16)
+        header = [0x608, 4, 0, 0x12345678, 1, 0, 0, 0, 0, 0]
+        cases.append((name, prog, 16, header, list(range(16))))
+    assert in_child(_check_programs, cases) == ""
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_translator_matches_the_interpreter_on_random_programs(seed):
+    assert in_child(_check_programs, list(_random_cases(seed, 300))) == ""
+
+
+# --- the grace period -------------------------------------------------------------------
+
+def test_retired_objects_live_until_every_busy_vcpu_passes_a_quiescent_point():
+    from bpfio.kvm.native import NativeEngine
+    from bpfio.kvm.native_layout import NVcpu
+
+    class Owner:
+        pass
+    engine = NativeEngine(Machine())
+    busy, idle = NVcpu(gen=7), NVcpu(gen=4)     # odd: inside the loop's dispatch
+    engine.vcpus[:] = [busy, idle]
+    obj = Owner()
+    ref = weakref.ref(obj)
+    engine.retire(obj)
+    del obj
+    assert ref() is not None and engine.reclaim() == 1
+    idle.gen += 2                                # an idle vCPU's progress does not matter
+    assert engine.reclaim() == 1 and ref() is not None
+    busy.gen += 1                                # busy reached a quiescent point
+    assert engine.reclaim() == 0 and ref() is None
+    engine.vcpus.clear()
+
+
+# --- on /dev/kvm ------------------------------------------------------------------------
+
+COUNTER4 = """
+#include <pio.inc>
+        ld [PIO_DIR]
+        jeq #PIO_OUT, out
+        ld M[3]
+        ret #PIO_DONE
+out:    ld [PIO_DATA]
+        st M[3]
+        jset #1, slow
+        ld M[0]
+        add #1
+        st M[0]
+        ret #PIO_DONE
+slow:   ret #PIO_EXIT
+"""
+
+
+@needs_kvm
+@needs_nasm
+@pytest.mark.parametrize("loop", ["native", "python"])
+def test_four_vcpus_hammering_one_binding_lose_no_update(tmp_path, loop):
+    from test_kvm_guests import CounterModel
+    rounds, vcpus = 1500, 4
+    m = Machine()
+    try:
+        b = m.attach(0x510, 2, program=COUNTER4, device=CounterModel(), name="counter")
+        from bpfio.devices import uart
+        m.attach(0x3F8, 8, program=(ROOT / "asm" / "uart.asm").read_text(),
+                 device=uart.UART(), mem_words=uart.MEM_WORDS, name="uart")
+        result = kvm.run_guest(guest("smp", tmp_path, ROUNDS=rounds), m, vcpus=vcpus,
+                               timeout=120, loop=loop)
+        assert result.loop == loop
+        if loop == "native":
+            assert m._native.kinds()["counter"] == "native"
+        from test_kvm_helpers import uart_text
+        assert uart_text(m) == f"smp: {vcpus} vcpus x {rounds} out+in rounds done\n"
+        odd = rounds // 2 * vcpus
+        c = b.counters
+        assert c.events == 2 * vcpus * rounds
+        assert b.mem[0] == vcpus * rounds - odd           # the program's increments
+        assert b.mem[6] == odd == c.exits                 # the model's read-modify-writes
+        assert c.handled == 2 * vcpus * rounds - odd
+    finally:
+        m.close()
+
+
+def _replace_under_load(image: bytes) -> str:
+    """A guest reads port 0x600 in a loop while the host swaps its program 50 times."""
+    progs = ["#include <pio.inc>\nld M[0]\nadd #1\nst M[0]\nret #PIO_DONE",
+             "#include <pio.inc>\nld M[1]\nadd #1\nst M[1]\nret #PIO_DONE"]
+    m = Machine()
+    b = m.attach(0x600, 4, program=progs[0], name="swap")
+    out: dict = {}
+    t = threading.Thread(target=lambda: out.update(r=kvm.run_guest(image, m, loop="native",
+                                                                   timeout=120)))
+    t.start()
+    swaps = 0
+    while t.is_alive() and swaps < 50:
+        before = b.mem[0] + b.mem[1]
+        b.replace_program(progs[(swaps + 1) % 2])
+        swaps += 1
+        while t.is_alive() and b.mem[0] + b.mem[1] == before:
+            time.sleep(0.0005)                     # progress on the new program
+    t.join()
+    engine = m._native
+    if not engine.synchronize(5.0):
+        return "retired program code was never reclaimed"
+    n = out["r"].io_exits
+    c = b.counters
+    if b.mem[0] + b.mem[1] != n or c.handled != n or c.exits:
+        return f"lost events: mem {b.mem[0]}+{b.mem[1]}, handled {c.handled}, exits {n}"
+    if swaps < 2 or not (b.mem[0] and b.mem[1]):
+        return f"the swaps did not happen under load ({swaps} swaps, {list(b.mem)[:2]})"
+    return ""
+
+
+@needs_kvm
+def test_program_replacement_under_load_loses_nothing_and_reclaims_old_code():
+    image = kvm.loop_guest(0x600, 4, 200_000)
+    assert in_child(_replace_under_load, image) == ""
+
+
+TICKS_GUEST = """
+        mov dx, 0x608
+        in eax, dx
+        mov dx, 0x700
+        out dx, eax
+        mov dx, 0x609
+        in eax, dx
+        mov dx, 0x700
+        out dx, eax
+        hlt
+"""
+
+
+class Recorder:
+    def __init__(self):
+        self.values = []
+
+    def io_read(self, offset, size):
+        return 0
+
+    def io_write(self, offset, size, value):
+        self.values.append(value)
+
+
+@needs_kvm
+@needs_nasm
+@pytest.mark.parametrize("hz", [3579545, 10 ** 9, 10 ** 12])
+def test_native_ticks_are_floor_ns_times_hz_over_1e9_in_64_bits(tmp_path, hz):
+    m = Machine()
+    rec = Recorder()
+    m.attach(0x608, 2, clock_hz=hz, name="clk", program="""
+#include <pio.inc>
+        ld [PIO_OFFSET]
+        jeq #1, hi
+        ld [PIO_TICKS]
+        ret #PIO_DONE
+hi:     ld [PIO_TICKS_HI]
+        ret #PIO_DONE""")
+    m.attach(0x700, 4, device=rec, name="rec")
+    t0 = time.monotonic_ns()
+    kvm.run_guest(nasm_image(TICKS_GUEST, tmp_path), m, loop="native")
+    t1 = time.monotonic_ns()
+    assert m._native.kinds()["clk"] == "native"
+    lo, hi = rec.values
+    ticks = hi << 32 | lo
+    mask = (1 << 64) - 1
+    # lo and hi come from two events; the high word can only have moved forward
+    assert (t0 * hz // 10 ** 9 & mask) >> 32 <= hi <= (t1 * hz // 10 ** 9 & mask) >> 32
+    if hi == (t0 * hz // 10 ** 9 & mask) >> 32 == (t1 * hz // 10 ** 9 & mask) >> 32:
+        assert t0 * hz // 10 ** 9 & mask <= ticks <= t1 * hz // 10 ** 9 & mask
+
+
+@needs_kvm
+@needs_nasm
+@pytest.mark.parametrize("name", ["hello", "pcscan", "post"])
+def test_both_loops_give_the_same_output_and_counters(tmp_path, name):
+    """These guests' accesses do not depend on time, so every counter must agree.
+
+    ``insns`` is the exception: native programs do not count executed instructions.
+    """
+    from test_kvm_helpers import pc_machine, uart_text
+    seen = {}
+    for loop in ("python", "native"):
+        m = pc_machine()
+        try:
+            r = kvm.run_guest(guest(name, tmp_path), m, loop=loop)
+            stats = m.stats()
+            counters = {name: {k: v for k, v in b.items() if k != "insns"}
+                        for name, b in stats["bindings"].items()}
+            seen[loop] = (uart_text(m), counters, stats["unmapped"], r.io_exits, r.accesses)
+            if loop == "native":
+                assert set(m._native.kinds().values()) == {"native"}
+        finally:
+            m.close()
+    assert seen["python"] == seen["native"]
+    assert seen["native"][1]["com1"]["handled"] > 0
