@@ -387,3 +387,33 @@ def test_both_loops_give_the_same_output_and_counters(tmp_path, name):
             m.close()
     assert seen["python"] == seen["native"]
     assert seen["native"][1]["com1"]["handled"] > 0
+
+
+@needs_kvm
+@needs_nasm
+@pytest.mark.parametrize("loop", ["native", "python"])
+def test_cli_loop_option_and_stats_say_which_loop_ran(runner, cli, loop):
+    from test_kvm_helpers import GUESTS, PC_TOML
+    res = runner.invoke(cli, ["vm", str(GUESTS / "hello.asm"), "--machine", str(PC_TOML),
+                              "--stats", "--loop", loop])
+    assert res.exit_code == 0, res.output
+    assert f"\nexit loop: {loop}" in res.output
+    if loop == "native":
+        assert "9 of 9 bindings' programs ran natively" in res.output
+
+
+@needs_kvm
+@needs_nasm
+def test_without_native_code_the_default_is_python_with_one_notice(runner, cli, monkeypatch):
+    from test_kvm_helpers import GUESTS, PC_TOML
+    monkeypatch.setenv("BPFIO_JIT", "0")
+    res = runner.invoke(cli, ["vm", str(GUESTS / "hello.asm"), "--machine", str(PC_TOML),
+                              "--stats"])
+    assert res.exit_code == 0
+    assert res.stderr.splitlines() == ["note: native exit loop unavailable (disabled by "
+                                       "BPFIO_JIT=0); using the Python loop"]
+    assert "\nexit loop: python" in res.output
+    res = runner.invoke(cli, ["vm", str(GUESTS / "hello.asm"), "--machine", str(PC_TOML),
+                              "--loop", "native"])
+    assert res.exit_code == 1
+    assert "the native exit loop cannot run here: disabled by BPFIO_JIT=0" in res.stderr
