@@ -468,11 +468,11 @@ def run_guest(image: bytes, ports=None, *, entry: int = DEFAULT_LOAD, load: int 
 # --- benchmark hook ----------------------------------------------------------
 
 def bench_exit_roundtrip(n: int = 100_000, machine=None, *, port: int = 0x608,
-                         size: int = 4) -> float:
+                         size: int = 4, loop: str = "python") -> float:
     """Return nanoseconds per PIO exit round trip for a guest looping on ``in``.
 
     With ``machine=None`` the exits go to :class:`NullPorts` (no engine): that
-    is the cost of KVM_RUN plus this module's exit loop alone.
+    is the cost of KVM_RUN plus the exit loop (``loop``, Python by default) alone.
     """
-    result = run_guest(loop_guest(port, size, n), machine)
+    result = run_guest(loop_guest(port, size, n), machine, loop=loop)
     return result.seconds * 1e9 / max(result.io_exits, 1)
