@@ -79,7 +79,8 @@ def _forms():
         (X.mul_r64(RCX), "mul rcx"), (X.div_r64(RCX), "div rcx"), (X.div_r32(R8), "div r8d"),
         (X.xor_r32_r32(RDX, RDX), "xor edx, edx"),
         (X.and_r32_imm32(RAX, 0xFF), "and eax, 0xff"),
-        (X.alu_r32_imm32("sub", RAX, 5), "sub eax, 5"), (X.alu_r32_r32("or", RAX, RCX), "or eax, ecx"),
+        (X.alu_r32_imm32("sub", RAX, 5), "sub eax, 5"),
+        (X.alu_r32_r32("or", RAX, RCX), "or eax, ecx"),
         (X.alu_r32_r32("cmp", RAX, RCX), "cmp eax, ecx"),
         (X.shl_r32_imm8(RCX, 2), "shl ecx, 2"), (X.shl_r32_cl(RAX), "shl eax, cl"),
         (X.shr_r32_cl(RAX), "shr eax, cl"), (X.shr_r32_imm8(RCX, 16), "shr ecx, 0x10"),
@@ -417,3 +418,88 @@ def test_without_native_code_the_default_is_python_with_one_notice(runner, cli, 
                               "--loop", "native"])
     assert res.exit_code == 1
     assert "the native exit loop cannot run here: disabled by BPFIO_JIT=0" in res.stderr
+
+
+# --- the Python engine over native state --------------------------------------------------
+
+def test_the_python_engine_over_native_memory_and_locks_matches_a_plain_machine():
+    """Once the native engine owns a machine (big-endian words, native locks), the Python
+    engine's events (fused fast path and models) give exactly what a plain machine gives."""
+    from bpfio.exec.gen import random_program
+    from bpfio.kvm.native import NativeEngine, NativeLock
+    from bpfio.pio.machine import FakeClock
+    rng = random.Random(19)
+    for case in range(40):
+        words = rng.choice((1, 4, 16))
+        prog = random_program(rng, profile="pio", mem_words=words)
+        clocks = FakeClock(10 ** 9), FakeClock(10 ** 9)
+        machines = [Machine(clock=c) for c in clocks]
+        for m in machines:
+            m.attach(0x100, 4, program=prog, mem_words=words, clock_hz=1193182, name="b",
+                     notifiers=1, device=Recorder())
+        NativeEngine(machines[1])
+        b0, b1 = (m.bindings["b"] for m in machines)
+        assert isinstance(b1.lock, NativeLock) and not isinstance(b0.lock, NativeLock)
+        for i in range(words):
+            b0.mem[i] = b1.mem[i] = rng.getrandbits(32)
+        for _ in range(30):
+            port, size = 0x100 + rng.randrange(4), rng.choice((1, 2, 4))
+            step = rng.randrange(10 ** 6)
+            for c in clocks:
+                c.advance(step)
+            if rng.random() < 0.5:
+                got = [m.pio_in(port, size, vcpu=1) for m in machines]
+            else:
+                value = rng.getrandbits(8 * size)
+                got = [m.pio_out(port, size, value) for m in machines]
+            assert got[0] == got[1], (case, prog)
+        assert list(b0.mem) == list(b1.mem) and b0.device.values == b1.device.values
+        assert machines[0].stats()["bindings"] == machines[1].stats()["bindings"]
+        for m in machines:
+            m.close()
+
+
+class Faulty:
+    def io_read(self, offset, size):
+        raise RuntimeError("model bug")
+
+    def io_write(self, offset, size, value):
+        raise RuntimeError("model bug")
+
+
+@needs_kvm
+def test_a_faulting_model_behind_a_native_program_is_contained():
+    m = Machine()
+    m.attach(0x608, 4, device=Faulty(), name="f",
+             program="#include <pio.inc>\nld M[0]\nadd #1\nst M[0]\njset #1, out\n"
+                     "ret #PIO_DONE\nout: ret #PIO_EXIT")
+    r = kvm.run_guest(kvm.loop_guest(0x608, 4, 100), m, loop="native")
+    s = m.stats()["bindings"]["f"]
+    assert r.io_exits == 100 and s["events"] == 100 and s["exits"] == s["faults"] == 50
+    assert len(m.faults()) == 50 and "model bug" in m.faults()[0].traceback
+    m.close()
+
+
+def _detach_under_load(image: bytes) -> str:
+    m = Machine()
+    b = m.attach(0x600, 4, program="#include <pio.inc>\nld M[0]\nadd #1\nst M[0]\n"
+                                   "ret #PIO_DONE", name="gone")
+    out: dict = {}
+    t = threading.Thread(target=lambda: out.update(r=kvm.run_guest(image, m, loop="native",
+                                                                   timeout=120)))
+    t.start()
+    while t.is_alive() and b.mem[0] < 1000:
+        time.sleep(0.0005)
+    m.detach("gone")
+    t.join()
+    n, handled = out["r"].io_exits, b.counters.handled
+    if not m._native.synchronize(5.0):
+        return "the detached binding's block was never reclaimed"
+    if handled + m.unmapped != n or not handled or not m.unmapped or b.mem[0] != handled:
+        return f"{n} exits: {handled} handled + {m.unmapped} unmapped, mem {b.mem[0]}"
+    return ""
+
+
+@needs_kvm
+def test_detaching_a_binding_while_vcpus_run_natively():
+    assert in_child(_detach_under_load, kvm.loop_guest(0x600, 4, 100_000)) == ""

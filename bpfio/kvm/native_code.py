@@ -207,7 +207,7 @@ def loop_code() -> bytes:
 
 
 def lock_code() -> tuple[bytes, int, int]:
-    """``acquire(u32 *lock)``, ``release(u32 *lock)``, ``fence()``: (code, release, fence offsets)."""
+    """``acquire(u32 *lock)``, ``release(u32 *lock)``, ``fence()``: (code, their offsets)."""
     a = X.Asm()
     _spin_lock(a, RDI, "acq")
     a(X.ret())
