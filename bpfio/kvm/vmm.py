@@ -46,8 +46,7 @@ from bpfio.kvm.vcpu import GDT_ADDR, Vcpu, VcpuStats, _ioctl
 
 __all__ = ["KvmError", "Vm", "Vcpu", "RunResult", "VcpuStats", "NullPorts", "TimedPorts",
            "available", "choose_loop", "run_guest", "bench_exit_roundtrip", "build_guest",
-           "guests_dir",
-           "loop_guest", "DEFAULT_LOAD", "MAX_VCPUS"]
+           "guests_dir", "loop_guest", "DEFAULT_LOAD", "MAX_VCPUS"]
 
 DEV_KVM = "/dev/kvm"
 DEFAULT_MEM = 2 << 20
