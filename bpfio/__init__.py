@@ -65,6 +65,7 @@ _LAZY = {
     "verify": "bpfio.check.verifier",
     "run": "bpfio.exec.interp",
     "compile": "bpfio.exec.compiler",
+    "jit": "bpfio.exec.jit.program",
     "Machine": "bpfio.pio.machine",
     "Binding": "bpfio.pio.machine",
 }

@@ -83,6 +83,7 @@ FORMS = {
     "mul_r32": r(x86.mul_r32),
     "shl_r32_imm8": ri(x86.shl_r32_imm8, range(32)),
     "shr_r32_imm8": ri(x86.shr_r32_imm8, range(32)),
+    "shl_r64_imm8": ri(x86.shl_r64_imm8, range(64)),
     "shl_r32_cl": r(x86.shl_r32_cl), "shr_r32_cl": r(x86.shr_r32_cl),
     "rol_r16_imm8": ri(x86.rol_r16_imm8, (1, 8, 15)),
     "bswap_r32": r(x86.bswap_r32),

@@ -93,26 +93,28 @@ def _modrm(mod: int, reg: int, rm: int) -> int:
     return (mod << 6) | ((reg & 7) << 3) | (rm & 7)
 
 
-class Mem:
-    """A memory operand ``[base + index*scale + disp]`` (64-bit registers)."""
+class Mem(tuple):
+    """A memory operand ``[base + index*scale + disp]`` (64-bit registers).
 
-    __slots__ = ("base", "index", "scale", "disp")
+    A tuple ``(base, disp, index, scale)``: hashable, so emit functions can be cached.
+    """
 
-    def __init__(self, base: int, disp: int = 0, index: int | None = None, scale: int = 1):
+    __slots__ = ()
+
+    def __new__(cls, base: int, disp: int = 0, index: int | None = None, scale: int = 1):
         if index == RSP:
             raise ValueError("rsp cannot be an index register")
         if scale not in (1, 2, 4, 8):
             raise ValueError(f"bad scale {scale}")
-        self.base, self.disp, self.index, self.scale = base, _s32(disp), index, scale
+        return tuple.__new__(cls, (base, _s32(disp), index, scale))
+
+    base = property(lambda self: self[0])
+    disp = property(lambda self: self[1])
+    index = property(lambda self: self[2])
+    scale = property(lambda self: self[3])
 
     def key(self):
-        return (self.base, self.disp, self.index, self.scale)
-
-    def __eq__(self, other):
-        return isinstance(other, Mem) and self.key() == other.key()
-
-    def __hash__(self):
-        return hash(self.key())
+        return tuple(self)
 
     def text(self, size: str = "") -> str:
         s = NAMES64[self.base]
@@ -141,6 +143,7 @@ class Mem:
         return prefix + rex + opcode + tail + dbytes
 
 
+@functools.lru_cache(maxsize=4096)
 def mem(base: int, disp: int = 0, index: int | None = None, scale: int = 1) -> Mem:
     """Build a memory operand (see :class:`Mem`)."""
     return Mem(base, disp, index, scale)

@@ -235,12 +235,12 @@ SHIFT = {"rol": 0, "ror": 1, "shl": 4, "shr": 5, "sar": 7}
 
 
 @_cache
-def _shift_imm(name: str, dst: int, n: int) -> Ins:
+def _shift_imm(name: str, dst: int, n: int, w: int = 0) -> Ins:
     if not 0 <= n <= 255:
         raise ValueError(f"shift count {n}")
     digit = SHIFT[name]
-    code = _rr(0xD1, digit, dst) if n == 1 else _rr(0xC1, digit, dst) + bytes((n,))
-    return Ins(code, name, f"{NAMES32[dst]}, {_hex(n)}")
+    code = _rr(0xD1, digit, dst, w) if n == 1 else _rr(0xC1, digit, dst, w) + bytes((n,))
+    return Ins(code, name, f"{(NAMES64 if w else NAMES32)[dst]}, {_hex(n)}")
 
 
 @_cache
@@ -262,6 +262,11 @@ def _shift_forms(name: str, digit: int):
 
 shl_r32_imm8, shl_r32_cl = _shift_forms("shl", 4)
 shr_r32_imm8, shr_r32_cl = _shift_forms("shr", 5)
+
+
+def shl_r64_imm8(dst: int, n: int) -> Ins:
+    """``shl r64, imm8`` (REX.W C1 /4 ib; REX.W D1 /4 for 1)."""
+    return _shift_imm("shl", dst, n, 1)
 
 
 @_cache

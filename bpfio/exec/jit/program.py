@@ -1,0 +1,295 @@
+"""``bpfio.jit``: a verified program as native x86-64 code, called like ``bpfio.compile``.
+
+Native calling conventions (System V; docs/jit.md has the details):
+
+* socket:  ``uint32_t f(const uint8_t *pkt, uint32_t len, const struct SocketAux *aux)``
+* seccomp: ``uint32_t f(const struct seccomp_data *data)``
+* pio:     ``uint32_t f(uint8_t *ctx, uint32_t ctx_len)`` -- ctx is the 40-byte event
+  header then the binding's N shared words, all big-endian; ``M[k]`` is ctx+40+4k,
+  read and written in place; ctx_len = 40 + 4N.  Beyond the u32 verdict in EAX,
+  bit 32 of RAX is set after a runtime fault and RDX = A | executed << 32.
+
+One mapping holds the program at offset 0 and small drivers after it: ``run_many``
+runs a whole batch in one native call, and ``pio_call`` returns RDX to Python.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import random
+import struct
+from array import array
+from itertools import accumulate
+
+from bpfio.abi.pio import PIO_HDR_LEN, PIO_MEM_DEFAULT
+from bpfio.abi.seccomp import SeccompResult, as_seccomp_data
+from bpfio.check.verifier import verify
+from bpfio.exec.jit import x86
+from bpfio.exec.jit.layout import Jump, Label
+from bpfio.exec.jit.mem import ExecMemory, check_available
+from bpfio.exec.jit.translate import CALLBACK, SocketAux, translate
+from bpfio.exec.skb import DEFAULT_CONTEXT, ancillary, socket_context
+from bpfio.insn import Program
+from bpfio.isa import BPF_ST, BPF_STX, SKF_AD, U32
+from bpfio.text.disasm import format_insn
+from bpfio.exec.jit.x86 import (R8, R9, R12, R13, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI,
+                                RSP, mem)
+
+_RANDOM = SKF_AD["RANDOM"]
+_U64 = ctypes.c_uint64
+_VP = ctypes.c_void_p
+_U32 = ctypes.c_uint32
+
+
+def _loop(body, name):
+    """``for i in range(r12d): body`` over the callee-saved registers (r12d counts down)."""
+    return [x86.test_r32_r32(R12, R12), Jump(x86.CC["je"], name + "_done"), Label(name + "_loop"),
+            *body, x86.sub_r32_imm8(R12, 1), Jump(x86.CC["jne"], name + "_loop"),
+            Label(name + "_done")]
+
+
+_SAVED = (RBX, R12, R13, R14, R15)
+
+
+def drivers() -> list:
+    """The batch and pio drivers, laid out after the program."""
+    push = [x86.push_r64(r) for r in _SAVED]       # 5 pushes: rsp is 16-aligned for the calls
+    pop = [x86.pop_r64(r) for r in reversed(_SAVED)]
+    # drive(base, offsets u64[n+1], n, out u32[n], aux, entry): f(base+off[i], off[i+1]-off[i], aux)
+    drive = [Label("drive"), *push, x86.push_r64(RBP), x86.sub_r64_imm8(RSP, 8),
+             x86.mov_r64_r64(RBX, RSI), x86.mov_r32_r32(R12, RDX), x86.mov_r64_r64(R13, RCX),
+             x86.mov_r64_r64(R14, R8), x86.mov_r64_r64(R15, R9), x86.mov_r64_r64(RBP, RDI),
+             *_loop([x86.mov_r64_m64(RDI, mem(RBX, 0)), x86.mov_r64_m64(RSI, mem(RBX, 8)),
+                     x86.sub_r64_r64(RSI, RDI), x86.add_r64_r64(RDI, RBP),
+                     x86.mov_r64_r64(RDX, R14), x86.call_r64(R15),
+                     x86.mov_m32_r32(mem(R13, 0), RAX), x86.add_r64_imm8(RBX, 8),
+                     x86.add_r64_imm8(R13, 4)], "drive"),
+             x86.add_r64_imm8(RSP, 8), x86.pop_r64(RBP), *pop, x86.ret()]
+    # drive_pio(headers, n, out u32[n], ctx, ctx_len, entry): copy header i into ctx, call
+    drive_pio = [Label("drive_pio"), *push, x86.push_r64(RBP), x86.sub_r64_imm8(RSP, 8),
+                 x86.mov_r64_r64(RBX, RDI), x86.mov_r32_r32(R12, RSI), x86.mov_r64_r64(R13, RDX),
+                 x86.mov_r64_r64(R14, RCX), x86.mov_r32_r32(R15, R8), x86.mov_r64_r64(RBP, R9),
+                 *_loop([*(i for off in range(0, PIO_HDR_LEN, 8) for i in (
+                     x86.mov_r64_m64(RAX, mem(RBX, off)), x86.mov_m64_r64(mem(R14, off), RAX))),
+                     x86.mov_r64_r64(RDI, R14), x86.mov_r32_r32(RSI, R15), x86.call_r64(RBP),
+                     x86.mov_m32_r32(mem(R13, 0), RAX), x86.add_r64_imm8(RBX, PIO_HDR_LEN),
+                     x86.add_r64_imm8(R13, 4)], "drive_pio"),
+                 x86.add_r64_imm8(RSP, 8), x86.pop_r64(RBP), *pop, x86.ret()]
+    # pio_call(ctx, ctx_len, out u64*, entry) -> rax; *out = rdx
+    pio_call = [Label("pio_call"), x86.push_r64(RBX), x86.mov_r64_r64(RBX, RDX),
+                x86.call_r64(RCX), x86.mov_m64_r64(mem(RBX, 0), RDX), x86.pop_r64(RBX), x86.ret()]
+    return drive + drive_pio + pio_call
+
+
+class JitProgram:
+    """A verified program compiled to native code; call it like a :class:`CompiledProgram`.
+
+    ``prog(data, **context)`` runs once (same arguments and result as
+    :func:`bpfio.exec.interp.run`); ``run_many(inputs)`` runs a batch in one native
+    call; for pio, ``.pio(port, size, direction, data, offset, vcpu, ticks, ns, mem)``
+    returns ``(verdict or None after a fault, A, executed)`` like the compiled path.
+    ``.code`` is the native code, ``.disasm()`` the listing.  The code is freed
+    with the object.  Not thread-safe for socket programs that call back (nla, rand).
+    """
+
+    def __init__(self, program, *, profile: str = "socket", harden: bool = False,
+                 mem_words: int | None = None, movbe: bool | None = None):
+        check_available()
+        prog = program if isinstance(program, Program) else Program(list(program))
+        self.mem_words = (mem_words or PIO_MEM_DEFAULT) if profile == "pio" else None
+        verify(prog, profile=profile, mem_words=self.mem_words or 16,
+               notifiers=0x10000 if profile == "pio" else 0, lints=False)
+        self.program = prog
+        self.profile = profile
+        self.harden = harden
+        holder = self._context = [DEFAULT_CONTEXT]
+        self._callback = CALLBACK(_callback(holder, profile))
+        address = ctypes.cast(self._callback, _VP).value
+        image = translate(prog, profile, harden=harden, movbe=movbe, callback_address=address,
+                          extra=drivers())
+        self.image = image
+        self.length = image.labels["drive"]         # the program's own bytes
+        self.code = image.code[:self.length]
+        self._mem = ExecMemory(image.code)
+        base = self._mem.address
+        self.address = base
+        fn = self._mem.function
+        if profile == "socket":
+            self._fn = fn(_U32, ctypes.c_char_p, _U32, _VP)
+            self._aux = SocketAux.from_context(DEFAULT_CONTEXT)
+            self._aux_ptr = ctypes.addressof(self._aux)
+        elif profile == "seccomp":
+            self._fn = fn(_U32, ctypes.c_char_p)
+        else:
+            self._call = fn(_U64, _VP, _U32, _VP, _VP, offset=image.labels["pio_call"])
+            self._drive_pio = fn(None, _VP, _U32, _VP, _VP, _U32, _VP,
+                                 offset=image.labels["drive_pio"])
+            self._stores = sorted({i.k for i in prog if i.code in (BPF_ST, BPF_STX)})
+        self._drive = fn(None, _VP, _VP, _U32, _VP, _VP, _VP, offset=image.labels["drive"])
+
+    # -- one input ------------------------------------------------------------------------
+    def __call__(self, data, **context):
+        """Run on one input; same arguments and result as :func:`bpfio.exec.interp.run`."""
+        if self.profile == "socket":
+            if not isinstance(data, bytes):
+                data = bytes(data)
+            if not context:
+                return self._fn(data, len(data), self._aux_ptr)
+            aux = self._socket_aux(context)
+            try:
+                return self._fn(data, len(data), ctypes.addressof(aux))
+            finally:
+                self._context[0] = DEFAULT_CONTEXT
+        if self.profile == "seccomp":
+            if context:
+                raise TypeError(f"seccomp takes no context, got {', '.join(context)}")
+            return SeccompResult(self._fn(as_seccomp_data(data).pack()))
+        mem_ = context.pop("mem", None)
+        if context:
+            raise TypeError(f"pio takes only mem=, got {', '.join(context)}")
+        return self.pio(*data, self._mem_list(mem_))[0] or 0
+
+    def _socket_aux(self, context) -> SocketAux:
+        ctx = socket_context(context.pop("context", None), **context)
+        self._context[0] = ctx
+        return SocketAux.from_context(ctx)
+
+    def _mem_list(self, mem_):
+        if mem_ is None:
+            mem_ = [0] * self.mem_words
+        if len(mem_) != self.mem_words:
+            raise ValueError(f"pio program compiled for {self.mem_words} shared words, "
+                             f"got {len(mem_)}")
+        return mem_
+
+    def pio(self, port, size, direction, data, offset, vcpu, ticks, ns, mem):
+        """The engine's entry: ``(verdict or None after a fault, A, executed)``."""
+        n = len(mem)
+        buf = ctypes.create_string_buffer(struct.pack(
+            f">{10 + n}I", port & U32, size & U32, direction & U32, data & U32, offset & U32,
+            vcpu & U32, ticks & U32, (ticks >> 32) & U32, ns & U32, (ns >> 32) & U32,
+            *(w & U32 for w in mem)), PIO_HDR_LEN + 4 * n)
+        out = _U64()
+        rax = self._call(buf, PIO_HDR_LEN + 4 * n, ctypes.byref(out), self.address)
+        for k in self._stores:
+            mem[k] = int.from_bytes(buf.raw[PIO_HDR_LEN + 4 * k:PIO_HDR_LEN + 4 * k + 4], "big")
+        rdx = out.value
+        return (None if rax >> 32 else rax & U32), rdx & U32, rdx >> 32
+
+    def outcome(self, data, **context):
+        """``(verdict or None after a fault, A, executed)`` -- pio only (the engine's view)."""
+        if self.profile != "pio":
+            raise TypeError("outcome() is for the pio profile; call the program instead")
+        mem_ = self._mem_list(context.pop("mem", None))
+        return self.pio(*data, mem_)
+
+    # -- a batch in one native call --------------------------------------------------------
+    def run_many(self, inputs, **context) -> list[int]:
+        """Run over many inputs in ONE native call; return the verdicts in order.
+
+        socket: packets (bytes-like) or a :class:`Batch`, with one optional context for
+        all; seccomp: SeccompData (or their 64 bytes); pio: events, with ``mem=`` the
+        shared words seen (and changed) by each event in turn.
+        """
+        if self.profile == "pio":
+            return self._run_many_pio(inputs, context)
+        batch = inputs if isinstance(inputs, Batch) else Batch(inputs, self.profile)
+        n = len(batch)
+        out = array("I", bytes(4 * n))
+        aux_ptr = self._aux_ptr if self.profile == "socket" else 0
+        aux = None
+        if context:
+            if self.profile != "socket":
+                raise TypeError(f"{self.profile} takes no context")
+            aux = self._socket_aux(context)
+            aux_ptr = ctypes.addressof(aux)
+        try:
+            self._drive(batch.base, batch.offsets_address, n, out.buffer_info()[0], aux_ptr,
+                        self.address)
+        finally:
+            self._context[0] = DEFAULT_CONTEXT
+        if self.profile == "seccomp":
+            return [SeccompResult(v) for v in out]
+        return out.tolist()
+
+    def _run_many_pio(self, events, context):
+        mem_ = self._mem_list(context.pop("mem", None))
+        if context:
+            raise TypeError(f"pio takes only mem=, got {', '.join(context)}")
+        events = list(events)
+        n = len(mem_)
+        headers = b"".join(struct.pack(">10I", *e.words()) for e in events)
+        ctx = ctypes.create_string_buffer(struct.pack(f">{n}I", *(w & U32 for w in mem_))
+                                          .rjust(PIO_HDR_LEN + 4 * n, b"\0"),
+                                          PIO_HDR_LEN + 4 * n)
+        out = array("I", bytes(4 * len(events)))
+        self._drive_pio(headers, len(events), out.buffer_info()[0], ctx, PIO_HDR_LEN + 4 * n,
+                        self.address)
+        mem_[:] = struct.unpack_from(f">{n}I", ctx.raw, PIO_HDR_LEN)
+        return out.tolist()
+
+    # -- reading the code --------------------------------------------------------------------
+    def disasm(self, *, drivers: bool = False) -> str:
+        """The native code interleaved with the cBPF lines it came from."""
+        lines = []
+        last = object()
+        n = len(self.program)
+        for offset, pc, ins in self.image.listing:
+            if offset >= self.length and not drivers:
+                break
+            if pc != last:
+                if pc is None:
+                    lines.append("; prologue" if offset == 0 else "; exits")
+                else:
+                    lines.append(f"; {pc:4d}: {format_insn(self.program[pc], pc, length=n)}")
+                last = pc
+            lines.append(f"  {offset:5x}:  {ins.hex(' '):<30s} {ins.asm(offset)}")
+        lines.append(f"; {self.length} bytes of native code for {n} instructions")
+        return "\n".join(lines) + "\n"
+
+    def free(self) -> None:
+        """Unmap the code now (the object must not be called afterwards)."""
+        self._mem.free()
+
+
+class Batch:
+    """Inputs prepared once for :meth:`JitProgram.run_many`: one buffer and an offset table."""
+
+    def __init__(self, inputs, profile: str = "socket"):
+        if profile == "seccomp":
+            inputs = [as_seccomp_data(d).pack() for d in inputs]
+        else:
+            inputs = [d if isinstance(d, bytes) else bytes(d) for d in inputs]
+        self._buf = b"".join(inputs) or b"\0"
+        self._offsets = array("Q", [0, *accumulate(map(len, inputs))])
+        self.base = ctypes.cast(ctypes.c_char_p(self._buf), _VP).value
+        self.offsets_address = self._offsets.buffer_info()[0]
+        self._n = len(inputs)
+
+    def __len__(self):
+        return self._n
+
+
+def _callback(holder, profile):
+    """The native code's way to nla/nlan/rand: the interpreter's own functions."""
+    def cb(which, a, x, ptr, length):
+        if profile == "pio":
+            return random.getrandbits(32)
+        ctx = holder[0]
+        if which == _RANDOM:
+            return ctx.rand_u32()
+        return ancillary(which, a, x, ctypes.string_at(ptr, length) if length else b"", ctx)
+    return cb
+
+
+def jit(program, *, profile: str = "socket", harden: bool = False,
+        mem_words: int | None = None) -> JitProgram:
+    """Compile a program to native x86-64 code after verifying it for ``profile``.
+
+    Raises :class:`~bpfio.errors.VerifierError` for a program the profile refuses and
+    :class:`~bpfio.errors.JitUnavailable` where native code cannot run (not x86-64
+    Linux, exec mappings refused, ``BPFIO_JIT=0``).  ``harden`` blinds user immediates
+    with a random key (the kernel's ``bpf_jit_harden``); ``mem_words`` is the pio
+    binding's shared-memory size (default 16).
+    """
+    return JitProgram(program, profile=profile, harden=harden, mem_words=mem_words)

@@ -1,0 +1,472 @@
+"""cBPF -> x86-64: one case per class of the pre-decoded program, in the kernel JIT's style.
+
+The input is :func:`bpfio.exec.interp.predecode`'s form, so the JIT decodes every
+instruction exactly as the interpreter does (which loads are ancillary, which go
+through the socket's header offsets).  Register map (as in ubpf's JIT, one comment each):
+"""
+
+from __future__ import annotations
+
+import ctypes
+import secrets
+
+from bpfio.abi.pio import PIO_HDR_LEN
+from bpfio.exec import interp as I
+from bpfio.exec.jit import x86
+from bpfio.exec.jit.layout import Jump, Label, Source, assemble
+from bpfio.exec.jit.x86 import (R8, R9, R10, R11, RAX, RCX, RDI, RDX, RSI, RSP, mem)
+from bpfio.isa import SKF_AD, SKF_AD_OFF, U32, to_s32
+
+REG_A = RAX      # the accumulator A (and the return value)
+REG_X = RCX      # the index register X: CL is the shift count, so lsh/rsh by X need no move
+REG_TMP = RDX    # scratch: div's high half, the offset of an indexed load
+REG_DATA = RDI   # the input: packet bytes, struct seccomp_data, or the pio context
+REG_LEN = RSI    # the input's length (zero-extended; ld len)
+REG_AUX = R8     # socket: the SocketAux block (ancillary values, header offsets)
+REG_COUNT = R9   # pio: instructions executed so far
+TMP1, TMP2 = R10, R11   # scratch
+
+CC = x86.CC
+FRAME = 120             # M[0..15] at rsp+0..63, saved registers at rsp+64..103; keeps rsp 16-aligned
+SAVE = ((RDI, 64), (RSI, 72), (RCX, 80), (R8, 88), (R9, 96))
+
+# The callback for loads the JIT does not inline (nla, nlan, rand):
+# uint32_t cb(uint32_t which, uint32_t a, uint32_t x, const uint8_t *data, uint32_t len)
+CALLBACK = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32,
+                            ctypes.c_void_p, ctypes.c_uint32)
+CALLED = frozenset(SKF_AD_OFF + SKF_AD[n] for n in ("NLATTR", "NLATTR_NEST", "RANDOM"))
+
+
+class SocketAux(ctypes.Structure):
+    """What socket programs read beyond the packet, declared once for the emitter and Python.
+
+    Values are pre-masked as :func:`bpfio.exec.skb.ancillary` returns them;
+    ``has_*`` are 0 when the field is None (no device / no link-layer header).
+    """
+
+    _fields_ = [(name, ctypes.c_uint32) for name in (
+        "protocol", "pkt_type", "ifindex", "has_ifindex", "hatype", "has_hatype", "mark",
+        "queue", "rxhash", "cpu", "vlan_tci", "vlan_present", "vlan_tpid", "poff", "has_ll",
+        "pad")] + [("net_off", ctypes.c_int64), ("ll_off", ctypes.c_int64)]
+
+    @classmethod
+    def from_context(cls, c) -> "SocketAux":
+        """The block for a :class:`~bpfio.exec.skb.SocketContext`."""
+        return cls(c.protocol & 0xffff, c.pkt_type & 7, (c.ifindex or 0) & U32,
+                   c.ifindex is not None, (c.hatype or 0) & 0xffff, c.hatype is not None,
+                   c.mark & U32, c.queue & 0xffff, c.rxhash & U32, c.cpu & U32,
+                   c.vlan_tci & 0xffff, 1 if c.vlan_present else 0, c.vlan_tpid & 0xffff,
+                   c.poff & U32, c.ll_off is not None, 0, c.net_off, c.ll_off or 0)
+
+
+def aux(field: str):
+    """The memory operand of a SocketAux field."""
+    return mem(REG_AUX, getattr(SocketAux, field).offset)
+
+
+# Ancillary loads read straight from SocketAux (the rest are special cases below).
+_AUX_FIELD = {"PROTOCOL": "protocol", "PKTTYPE": "pkt_type", "MARK": "mark", "QUEUE": "queue",
+              "RXHASH": "rxhash", "CPU": "cpu", "VLAN_TAG": "vlan_tci",
+              "VLAN_TAG_PRESENT": "vlan_present", "PAY_OFFSET": "poff", "VLAN_TPID": "vlan_tpid"}
+_AD_NAME = {SKF_AD_OFF + off: name for name, off in SKF_AD.items()}
+_TRUE = {I.JEQ_K: "je", I.JGT_K: "ja", I.JGE_K: "jae", I.JSET_K: "jne",
+         I.JEQ_X: "je", I.JGT_X: "ja", I.JGE_X: "jae", I.JSET_X: "jne"}
+_FALSE = {"je": "jne", "ja": "jbe", "jae": "jb", "jne": "je"}
+_ALU_NAME = {I.ADD_K: "add", I.SUB_K: "sub", I.AND_K: "and", I.OR_K: "or", I.XOR_K: "xor",
+             I.ADD_X: "add", I.SUB_X: "sub", I.AND_X: "and", I.OR_X: "or", I.XOR_X: "xor"}
+_FAULTS = {I.LD_ABS, I.LDH_ABS, I.LDB_ABS, I.LD_IND, I.LDX_MSH, I.LD_GEN, I.LD_ANC,
+           I.DIV_X, I.MOD_X, I.DIV_K, I.MOD_K}
+_ENDS = {I.RET_K, I.RET_A, I.RET_X, I.JA, *_TRUE}
+
+
+def has_movbe() -> bool:
+    """Whether this CPU has MOVBE (CPUID.01H:ECX bit 22), from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "movbe" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+class Image:
+    """The translated program: code, listing, and where the entry points are."""
+
+    def __init__(self, code, listing, labels, uses_callback, harden_key):
+        self.code = code
+        self.listing = listing
+        self.labels = labels
+        self.uses_callback = uses_callback
+        self.harden_key = harden_key
+
+
+class Translator:
+    """Translate one pre-decoded program; :meth:`run` returns the items for :func:`assemble`."""
+
+    def __init__(self, ops, profile: str, *, harden: bool = False, movbe: bool | None = None,
+                 callback_address: int = 0, extra=None):
+        self.ops = ops
+        self.profile = profile
+        self.key = secrets.randbits(32) | 1 if harden else None
+        self.movbe = has_movbe() if movbe is None else movbe
+        self.callback_address = callback_address
+        self.items: list = []
+        self.stubs: list = []
+        self.uses_call = profile != "seccomp" and any(o[0] == I.LD_ANC and o[1] in CALLED
+                                                      for o in ops)
+        self.uses_mem = any(o[0] in (I.LD_MEM, I.LDX_MEM, I.ST, I.STX) for o in ops)
+        self.frame = FRAME if self.uses_call or (self.uses_mem and profile != "pio") else 0
+        self.extra = extra or []
+
+    # -- small helpers --------------------------------------------------------------------
+    def emit(self, *ins):
+        self.items.extend(ins)
+
+    def jcc(self, name: str, target):
+        self.items.append(Jump(CC[name], target))
+
+    def jmp(self, target):
+        self.items.append(Jump(None, target))
+
+    def imm(self, k: int, reg: int = TMP1) -> int:
+        """Put a user immediate in ``reg`` blinded (``harden``): ``mov reg, k^key; xor reg, key``."""
+        self.emit(x86.mov_r32_imm32(reg, k ^ self.key), x86.xor_r32_imm32(reg, self.key))
+        return reg
+
+    def mov_k(self, reg: int, k: int):
+        if self.key is None:
+            self.emit(x86.mov_r32_imm32(reg, k))
+        else:
+            self.imm(k, reg)
+
+    def scratch(self, k: int):
+        """M[k]: pio's shared memory (big-endian, in the context), else the native stack."""
+        if self.profile == "pio":
+            return mem(REG_DATA, PIO_HDR_LEN + 4 * k)
+        return mem(RSP, 4 * k)
+
+    def load_be(self, dst: int, m, size: int):
+        """``dst = size`` big-endian bytes at ``m`` (movbe, or mov + bswap)."""
+        if size == 4:
+            if self.movbe:
+                self.emit(x86.movbe_r32_m32(dst, m))
+            else:
+                self.emit(x86.mov_r32_m32(dst, m), x86.bswap_r32(dst))
+        elif size == 2:
+            self.emit(x86.movzx_r32_m16(dst, m), x86.rol_r16_imm8(dst, 8))
+        else:
+            self.emit(x86.movzx_r32_m8(dst, m))
+
+    def leave(self):
+        """Return to the caller: socket/seccomp A is in EAX; pio packs rdx = A | count << 32."""
+        if self.profile == "pio":
+            self.emit(x86.shl_r64_imm8(REG_COUNT, 32), x86.or_r64_r64(RDX, REG_COUNT))
+        if self.frame:
+            self.emit(x86.add_r64_imm32(RSP, self.frame) if self.frame > 127
+                      else x86.add_r64_imm8(RSP, self.frame))
+        self.emit(x86.ret())
+
+    # -- the program --------------------------------------------------------------------------
+    def run(self) -> list:
+        self.prologue()
+        counts = self.segments() if self.profile == "pio" else {}
+        targets = {t for op, _k, t, f in self.ops if op in _TRUE or op == I.JA}
+        targets |= {f for op, _k, t, f in self.ops if op in _TRUE}
+        for pc, op in enumerate(self.ops):
+            self.items.append(Label(pc) if pc in targets else Source(pc))
+            if pc in counts:
+                self.emit(x86.add_r32_imm(REG_COUNT, counts[pc]))
+            self.insn(pc, *op)
+        self.epilogues()
+        return self.items + self.stubs + self.extra
+
+    def prologue(self):
+        self.items.append(Label("entry"))
+        if self.frame:
+            self.emit(x86.sub_r64_imm8(RSP, self.frame) if self.frame <= 127
+                      else x86.sub_r64_imm32(RSP, self.frame))
+        self.emit(x86.xor_r32_r32(REG_A, REG_A), x86.xor_r32_r32(REG_X, REG_X))
+        if self.profile != "seccomp":
+            self.emit(x86.mov_r32_r32(REG_LEN, REG_LEN))     # a u32 argument: clear bits 32-63
+        if self.profile == "socket":
+            self.emit(x86.mov_r64_r64(REG_AUX, RDX))
+            # verified programs store before they load; zero the words they read anyway
+            for k in sorted({o[1] for o in self.ops if o[0] in (I.LD_MEM, I.LDX_MEM)}):
+                self.emit(x86.mov_m32_imm32(self.scratch(k), 0))
+        if self.profile == "pio":
+            self.emit(x86.xor_r32_r32(REG_COUNT, REG_COUNT))
+
+    def epilogues(self):
+        self.items.append(Label("abort"))       # a runtime fault: the program returns 0
+        if self.profile == "pio":                # ... and pio reports it (bit 32 of rax)
+            self.emit(x86.mov_r32_r32(RDX, REG_A), x86.mov_r64_imm64(RAX, 1 << 32))
+        else:
+            self.emit(x86.xor_r32_r32(REG_A, REG_A))
+        self.leave()
+        self.items.append(Label("ret_a"))       # ifidx/hatype without a device: return A
+        if self.profile == "pio":
+            self.emit(x86.mov_r32_r32(RDX, REG_A))
+        self.leave()
+
+    def segments(self) -> dict[int, int]:
+        """pio counting: pc -> instructions to add there, so a count is exact at every exit.
+
+        A segment starts at a jump target, after a jump, or after an instruction that can
+        fault; it ends at the first jump, ret or faulting instruction.
+        """
+        leaders = {0}
+        for pc, (op, k, t, f) in enumerate(self.ops):
+            if op in _TRUE or op == I.JA:
+                leaders |= {t, f, pc + 1}
+            elif op in _FAULTS or op in _ENDS:
+                leaders.add(pc + 1)
+        out = {}
+        start = None
+        for pc, (op, *_rest) in enumerate(self.ops):
+            if pc in leaders:
+                start = pc
+                out[pc] = 0
+            out[start] += 1
+        return out
+
+    def insn(self, pc, op, k, t, f):
+        e = self.emit
+        if op in _TRUE:
+            return self.jump(pc, op, k, t, f)
+        if op == I.JA:
+            if t != pc + 1:
+                self.jmp(t)
+        elif op in (I.RET_K, I.RET_A, I.RET_X):
+            if self.profile == "pio":
+                e(x86.mov_r32_r32(RDX, REG_A))
+            if op == I.RET_K:
+                self.mov_k(REG_A, k)
+            elif op == I.RET_X:
+                e(x86.mov_r32_r32(REG_A, REG_X))
+            self.leave()
+        elif op in (I.LD_IMM, I.LDX_IMM):
+            self.mov_k(REG_A if op == I.LD_IMM else REG_X, k)
+        elif op in (I.LD_MEM, I.LDX_MEM):
+            self.load_mem(REG_A if op == I.LD_MEM else REG_X, k)
+        elif op in (I.ST, I.STX):
+            self.store_mem(REG_A if op == I.ST else REG_X, k)
+        elif op == I.TAX:
+            e(x86.mov_r32_r32(REG_X, REG_A))
+        elif op == I.TXA:
+            e(x86.mov_r32_r32(REG_A, REG_X))
+        elif op in (I.LD_LEN, I.LDX_LEN):
+            dst = REG_A if op == I.LD_LEN else REG_X
+            if self.profile == "seccomp":
+                e(x86.mov_r32_imm32(dst, 64))
+            else:
+                e(x86.mov_r32_r32(dst, REG_LEN))
+        elif I.ADD_K <= op <= I.RSH_X:
+            self.alu(op, k)
+        elif op == I.LD_ANC:
+            self.ancillary(pc, k)
+        else:
+            self.load(pc, op, k, t)
+
+    # -- ALU ----------------------------------------------------------------------------------
+    def alu(self, op, k):
+        e = self.emit
+        if op in _ALU_NAME:
+            name = _ALU_NAME[op]
+            if op >= I.ADD_X:
+                e(getattr(x86, f"{name}_r32_r32")(REG_A, REG_X))
+            elif self.key is not None:
+                e(getattr(x86, f"{name}_r32_r32")(REG_A, self.imm(k)))
+            else:
+                e(getattr(x86, f"{name}_r32_imm")(REG_A, k))
+        elif op == I.MUL_K:
+            if self.key is not None:
+                e(x86.imul_r32_r32(REG_A, self.imm(k)))
+            else:
+                e(x86.imul_r32_r32_imm32(REG_A, REG_A, k))
+        elif op == I.MUL_X:
+            e(x86.imul_r32_r32(REG_A, REG_X))
+        elif op in (I.DIV_K, I.MOD_K, I.DIV_X, I.MOD_X):
+            if op in (I.DIV_X, I.MOD_X):
+                # bpf_convert_filter: "if (X == 0) return 0" before div/mod by X; never #DE
+                e(x86.test_r32_r32(REG_X, REG_X))
+                self.jcc("je", "abort")
+                divisor = REG_X
+            elif k == 0:         # the verifier refuses it; the interpreter aborts
+                return self.jmp("abort")
+            else:
+                divisor = self.imm(k) if self.key is not None else TMP1
+                if self.key is None:
+                    e(x86.mov_r32_imm32(TMP1, k))
+            e(x86.xor_r32_r32(RDX, RDX), x86.div_r32(divisor))
+            if op in (I.MOD_K, I.MOD_X):
+                e(x86.mov_r32_r32(REG_A, RDX))
+        elif op in (I.LSH_K, I.RSH_K):
+            fn = x86.shl_r32_imm8 if op == I.LSH_K else x86.shr_r32_imm8
+            if k & 31:
+                e(fn(REG_A, k & 31))
+        elif op in (I.LSH_X, I.RSH_X):
+            # the hardware masks CL to 5 bits: exactly the kernel's "A << (X & 31)"
+            e(x86.shl_r32_cl(REG_A) if op == I.LSH_X else x86.shr_r32_cl(REG_A))
+        else:   # NEG
+            e(x86.neg_r32(REG_A))
+
+    # -- jumps --------------------------------------------------------------------------------
+    def jump(self, pc, op, k, t, f):
+        """bpf_jit_comp.c's rule: jmp if jt == jf; else jcc(true) + jmp, or jcc(false)."""
+        nxt = pc + 1
+        if t == f:
+            if t != nxt:
+                self.jmp(t)
+            return
+        e = self.emit
+        jset = op in (I.JSET_K, I.JSET_X)
+        if op >= I.JEQ_X:
+            e((x86.test_r32_r32 if jset else x86.cmp_r32_r32)(REG_A, REG_X))
+        elif self.key is not None:
+            e((x86.test_r32_r32 if jset else x86.cmp_r32_r32)(REG_A, self.imm(k)))
+        else:
+            e(x86.test_r32_imm32(REG_A, k) if jset else x86.cmp_r32_imm(REG_A, k))
+        cc = _TRUE[op]
+        if t != nxt:
+            self.jcc(cc, t)
+            if f != nxt:
+                self.jmp(f)
+        else:
+            self.jcc(_FALSE[cc], f)
+
+    # -- scratch memory ---------------------------------------------------------------------
+    def load_mem(self, dst, k):
+        if self.profile == "pio":
+            self.load_be(dst, self.scratch(k), 4)
+        else:
+            self.emit(x86.mov_r32_m32(dst, self.scratch(k)))
+
+    def store_mem(self, src, k):
+        m = self.scratch(k)
+        if self.profile != "pio":
+            self.emit(x86.mov_m32_r32(m, src))
+        elif self.movbe:
+            self.emit(x86.movbe_m32_r32(m, src))
+        else:
+            self.emit(x86.mov_r32_r32(TMP1, src), x86.bswap_r32(TMP1), x86.mov_m32_r32(m, TMP1))
+
+    # -- input loads --------------------------------------------------------------------------
+    def load(self, pc, op, k, t):
+        size = 1 if op == I.LDX_MSH else (t if op in (I.LD_IND, I.LD_GEN) else
+                                           {I.LD_ABS: 4, I.LDH_ABS: 2, I.LDB_ABS: 1}[op])
+        dst = REG_X if op == I.LDX_MSH else REG_A
+        if self.profile == "seccomp":
+            self.seccomp_load(op, k, size)
+        elif op == I.LD_IND:
+            self.indexed(pc, k, size, dst)
+        elif self.profile == "pio" or to_s32(k) >= 0:
+            if k + size > U32:
+                return self.jmp("abort")
+            self.emit(x86.cmp_r32_imm(REG_LEN, k + size))
+            self.jcc("jb", "abort")
+            self.load_be(dst, mem(REG_DATA, k), size)
+        else:
+            self.header_offset(to_s32(k))
+            self.checked_load(dst, size)
+        if op == I.LDX_MSH:        # ldx 4*([k]&0xf)
+            self.emit(x86.and_r32_imm(REG_X, 0xF), x86.shl_r32_imm8(REG_X, 2))
+
+    def seccomp_load(self, op, k, size):
+        # seccomp_check_filter lets only ld [k] with k % 4 == 0 and k < 64 through;
+        # the words are host-order, as the kernel's struct seccomp_data is.
+        if op == I.LD_GEN and size == 4 and not k & 3 and k < 64:
+            self.emit(x86.mov_r32_m32(REG_A, mem(REG_DATA, k)))
+        else:
+            self.jmp("abort")
+
+    def header_offset(self, s: int):
+        """RDX = the data offset of the negative constant offset ``s`` (bpf_skb_load_helper)."""
+        if s >= -0x100000:          # SKF_NET_OFF + n
+            self.emit(x86.mov_r64_m64(RDX, aux("net_off")), x86.add_r64_imm32(RDX, s + 0x100000))
+        elif s >= -0x200000:        # SKF_LL_OFF + n: an error without a link-layer header
+            self.emit(x86.mov_r32_m32(TMP1, aux("has_ll")), x86.test_r32_r32(TMP1, TMP1))
+            self.jcc("je", "abort")
+            self.emit(x86.mov_r64_m64(RDX, aux("ll_off")), x86.add_r64_imm32(RDX, s + 0x200000))
+        else:
+            self.jmp("abort")
+
+    def checked_load(self, dst, size):
+        """Load ``size`` bytes at data offset RDX (a signed 64-bit value) or abort."""
+        e = self.emit
+        e(x86.test_r64_r64(RDX, RDX))
+        self.jcc("js", "abort")
+        e(x86.lea_r64_m(TMP1, mem(RDX, size)), x86.cmp_r64_r64(TMP1, REG_LEN))
+        self.jcc("ja", "abort")
+        self.load_be(dst, mem(REG_DATA, 0, RDX), size)
+
+    def indexed(self, pc, k, size, dst):
+        """``[x + k]``: the sum wraps at 32 bits, then is read as a signed offset (socket)."""
+        e = self.emit
+        e(x86.lea_r32_m(RDX, mem(REG_X, to_s32(k))))
+        if self.profile == "socket":
+            e(x86.test_r32_r32(RDX, RDX))
+            self.jcc("js", ("neg", pc))
+        e(x86.lea_r64_m(TMP1, mem(RDX, size)), x86.cmp_r64_r64(TMP1, REG_LEN))
+        self.jcc("ja", "abort")
+        self.items.append(Label(("load", pc)))
+        self.load_be(dst, mem(REG_DATA, 0, RDX), size)
+        if self.profile == "socket":
+            self.negative_stub(pc, size)
+
+    def negative_stub(self, pc, size):
+        """Out of line: a negative ``x + k`` goes through SKF_NET_OFF / SKF_LL_OFF."""
+        s = self.stubs
+        s += [Label(("neg", pc)), Source(pc), x86.add_r32_imm32(RDX, 0x100000),
+              Jump(CC["jns"], ("net", pc)), x86.add_r32_imm32(RDX, 0x100000),
+              Jump(CC["js"], "abort"), x86.mov_r32_m32(TMP1, aux("has_ll")),
+              x86.test_r32_r32(TMP1, TMP1), Jump(CC["je"], "abort"),
+              x86.mov_r64_m64(TMP1, aux("ll_off")), Jump(None, ("join", pc)),
+              Label(("net", pc)), x86.mov_r64_m64(TMP1, aux("net_off")),
+              Label(("join", pc)), x86.add_r64_r64(RDX, TMP1), x86.test_r64_r64(RDX, RDX),
+              Jump(CC["js"], "abort"), x86.lea_r64_m(TMP1, mem(RDX, size)),
+              x86.cmp_r64_r64(TMP1, REG_LEN), Jump(CC["ja"], "abort"),
+              Jump(None, ("load", pc))]
+
+    # -- ancillary loads ----------------------------------------------------------------------
+    def ancillary(self, pc, k):
+        e = self.emit
+        name = _AD_NAME.get(k)
+        if self.profile == "seccomp" or (self.profile == "pio" and name != "RANDOM"):
+            return self.jmp("abort")        # pio: only rand; seccomp: none
+        if name in _AUX_FIELD:
+            e(x86.mov_r32_m32(REG_A, aux(_AUX_FIELD[name])))
+        elif name in ("IFINDEX", "HATYPE"):
+            field = name.lower()
+            e(x86.mov_r32_m32(TMP1, aux("has_" + field)), x86.test_r32_r32(TMP1, TMP1))
+            self.jcc("je", "ret_a")
+            e(x86.mov_r32_m32(REG_A, aux(field)))
+        elif name == "ALU_XOR_X":
+            e(x86.xor_r32_r32(REG_A, REG_X))
+        else:
+            self.call(SKF_AD[name])
+
+    def call(self, which: int):
+        """A = cb(which, A, X, data, len), keeping the JIT's registers (the frame is aligned)."""
+        e = self.emit
+        for reg, off in SAVE:
+            e(x86.mov_m64_r64(mem(RSP, off), reg))
+        e(x86.mov_r64_r64(TMP1, REG_DATA), x86.mov_r64_r64(TMP2, REG_LEN),
+          x86.mov_r32_r32(RDX, REG_X), x86.mov_r32_r32(RSI, REG_A),
+          x86.mov_r32_imm32(RDI, which), x86.mov_r64_r64(RCX, TMP1), x86.mov_r64_r64(R8, TMP2),
+          x86.mov_r64_imm64(RAX, self.callback_address), x86.call_r64(RAX))
+        for reg, off in SAVE:
+            e(x86.mov_r64_m64(reg, mem(RSP, off)))
+
+
+def translate(program, profile: str, *, harden: bool = False, movbe: bool | None = None,
+              callback_address: int = 0, extra=None) -> Image:
+    """Translate a verified program; ``extra`` items (drivers) are laid out after it."""
+    ops = I.predecode(program, profile)
+    if ops[-1][0] == I.LD_GEN and ops[-1][3] == -1:
+        raise I.VMError("program does not end with ret", pc=len(program) - 1)
+    tr = Translator(ops, profile, harden=harden, movbe=movbe,
+                    callback_address=callback_address, extra=extra)
+    code, listing, labels = assemble(tr.run())
+    return Image(code, listing, labels, tr.uses_call, tr.key)
