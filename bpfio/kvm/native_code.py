@@ -152,8 +152,10 @@ def loop_code() -> bytes:
     _header(a)
     a(X.mov_r64_m64(RDI, R13, B["ctx"]), X.mov_r32_m32(RSI, R13, B["ctx_len"]),
       X.mov_r64_m64(RAX, R13, B["prog"]), X.call_r64(RAX))
-    # eax = the verdict, edx = A; bit 32 of rax set: the program aborted (a runtime fault).
-    a(X.mov_r32_r32(RBP, RDX), X.mov_r64_r64(RCX, RAX), X.shr_r64_imm8(RCX, 32))
+    # eax = the verdict, bit 32 of rax: the program aborted (a runtime fault);
+    # edx = A, the high half of rdx = instructions executed.
+    a(X.mov_r32_r32(RBP, RDX), X.shr_r64_imm8(RDX, 32), X.add_m64_r64(R13, B["insns"], RDX),
+      X.mov_r64_r64(RCX, RAX), X.shr_r64_imm8(RCX, 32))
     a.jcc("ne", "abort")
     a(X.mov_r32_r32(RCX, RAX), X.shr_r32_imm8(RCX, 16),
       X.cmp_r32_imm32(RCX, 1))
@@ -245,15 +247,15 @@ def bare_code() -> bytes:
 
 
 def probe_code() -> bytes:
-    """``u64 probe(fn, ctx, ctx_len, u32 *a)``: call a native program as the loop does.
+    """``u64 probe(fn, ctx, ctx_len, u64 *rdx)``: call a native program as the loop does.
 
-    Returns its rax (the verdict, or ABORT) and stores its edx (A) at ``*a``: how the
-    tests compare a translated program with the interpreter from Python.
+    Returns its rax and stores its rdx at ``*rdx``: how the tests check, from Python,
+    the convention the loop relies on.
     """
     a = X.Asm()
     a(X.push_r64(RBX), X.mov_r64_r64(RBX, RCX), X.mov_r64_r64(RAX, RDI),
       X.mov_r64_r64(RDI, RSI), X.mov_r32_r32(RSI, RDX), X.call_r64(RAX),
-      X.mov_m32_r32(RBX, 0, RDX), X.pop_r64(RBX), X.ret())
+      X.mov_m64_r64(RBX, 0, RDX), X.pop_r64(RBX), X.ret())
     return a.code()
 
 

@@ -56,8 +56,8 @@ class NBinding(ctypes.Structure):
         ("kind", u32),           # KIND_PYTHON or KIND_NATIVE
         ("base", u32),           # first port of the range (PIO_OFFSET = port - base)
         ("timed", u32),          # non-zero when the program reads PIO_TICKS/PIO_NS
-        ("prog", u64),           # native program: rax = f(ctx, ctx_len) (verdict, or ABORT),
-                                 # edx = A
+        ("prog", u64),           # native program (bpfio.jit, profile pio): rax = f(ctx,
+                                 # ctx_len) = the verdict | ABORT; rdx = A | executed << 32
         ("ctx", u64),            # the 40-byte header followed by the shared memory words
         ("ctx_len", u32),        # 40 + 4 * mem_words
         ("n_notifiers", u32),
@@ -69,10 +69,11 @@ class NBinding(ctypes.Structure):
         ("exits", u64),
         ("bad_verdicts", u64),
         ("aborts", u64),
+        ("insns", u64),          # instructions the native program executed
     ]
 
 
-NATIVE_COUNTERS = ("handled", "notified", "exits", "bad_verdicts", "aborts")
+NATIVE_COUNTERS = ("handled", "notified", "exits", "bad_verdicts", "aborts", "insns")
 ABORT = 1 << 32       # a native program that faulted returns this (verdict 0, aborted)
 VCPU_COUNTERS = ("exits", "io_exits", "accesses")
 

@@ -150,6 +150,11 @@ def add_r64_r64(dst: int, src: int) -> bytes:
     return _reg_op(1, b"\x01", src, dst)
 
 
+def add_m64_r64(base: int, disp: int, src: int) -> bytes:
+    """add qword [base + disp], src."""
+    return _mem_op(1, b"\x01", src, base, disp)
+
+
 def add_r64_m64(dst: int, base: int, disp: int) -> bytes:
     """add dst, qword [base + disp]."""
     return _mem_op(1, b"\x03", dst, base, disp)
@@ -191,63 +196,6 @@ def dec_r32(reg: int) -> bytes:
     return _rex(0, 0, 0, reg) + b"\xFF" + bytes([0xC8 | (reg & 7)])
 
 
-# The group-1 ALU operations: (ModRM digit of the 81 /digit imm32 form, the r/m32, r32 opcode).
-ALU = {"add": (0, 0x01), "or": (1, 0x09), "and": (4, 0x21), "sub": (5, 0x29),
-       "xor": (6, 0x31), "cmp": (7, 0x39)}
-
-
-def alu_r32_imm32(op: str, dst: int, imm: int) -> bytes:
-    """add/or/and/sub/xor/cmp dst32, imm32 (81 /digit id)."""
-    return _rex(0, 0, 0, dst) + b"\x81" + bytes([0xC0 | ALU[op][0] << 3 | (dst & 7)]) \
-        + _U32.pack(imm & 0xFFFFFFFF)
-
-
-def alu_r32_r32(op: str, dst: int, src: int) -> bytes:
-    """add/or/and/sub/xor/cmp dst32, src32 (op /r)."""
-    return _reg_op(0, bytes([ALU[op][1]]), src, dst)
-
-
-def shl_r32_imm8(dst: int, imm: int) -> bytes:
-    """shl dst32, imm8."""
-    return _rex(0, 0, 0, dst) + b"\xC1" + bytes([0xE0 | (dst & 7), imm])
-
-
-def shl_r32_cl(dst: int) -> bytes:
-    """shl dst32, cl (the hardware masks the count to 5 bits)."""
-    return _rex(0, 0, 0, dst) + b"\xD3" + bytes([0xE0 | (dst & 7)])
-
-
-def shr_r32_cl(dst: int) -> bytes:
-    """shr dst32, cl (the hardware masks the count to 5 bits)."""
-    return _rex(0, 0, 0, dst) + b"\xD3" + bytes([0xE8 | (dst & 7)])
-
-
-def imul_r32_r32(dst: int, src: int) -> bytes:
-    """imul dst32, src32 (the low 32 bits are the unsigned product's)."""
-    return _rex(0, dst, 0, src) + b"\x0F\xAF" + bytes([0xC0 | (dst & 7) << 3 | (src & 7)])
-
-
-def imul_r32_r32_imm32(dst: int, src: int, imm: int) -> bytes:
-    """imul dst32, src32, imm32."""
-    return _rex(0, dst, 0, src) + b"\x69" + bytes([0xC0 | (dst & 7) << 3 | (src & 7)]) \
-        + _U32.pack(imm & 0xFFFFFFFF)
-
-
-def neg_r32(dst: int) -> bytes:
-    """neg dst32."""
-    return _rex(0, 0, 0, dst) + b"\xF7" + bytes([0xD8 | (dst & 7)])
-
-
-def div_r32(src: int) -> bytes:
-    """div src32: eax = edx:eax / src, edx = remainder."""
-    return _rex(0, 0, 0, src) + b"\xF7" + bytes([0xF0 | (src & 7)])
-
-
-def test_r32_imm32(dst: int, imm: int) -> bytes:
-    """test dst32, imm32 (F7 /0 id)."""
-    return _rex(0, 0, 0, dst) + b"\xF7" + bytes([0xC0 | (dst & 7)]) + _U32.pack(imm & 0xFFFFFFFF)
-
-
 def shr_r64_imm8(dst: int, imm: int) -> bytes:
     """shr dst, imm8 (64-bit)."""
     return _rex(1, 0, 0, dst) + b"\xC1" + bytes([0xE8 | (dst & 7), imm])
@@ -256,11 +204,6 @@ def shr_r64_imm8(dst: int, imm: int) -> bytes:
 def shr_r32_imm8(dst: int, imm: int) -> bytes:
     """shr dst32, imm8."""
     return _rex(0, 0, 0, dst) + b"\xC1" + bytes([0xE8 | (dst & 7), imm])
-
-
-def cmp_r64_r64(a: int, b: int) -> bytes:
-    """cmp a, b (64-bit)."""
-    return _reg_op(1, b"\x39", b, a)
 
 
 def test_r64_r64(a: int, b: int) -> bytes:
@@ -306,11 +249,6 @@ def lock_inc_m64(base: int, disp: int = 0) -> bytes:
 def lock_cmpxchg_m32_r32(base: int, disp: int, src: int) -> bytes:
     """lock cmpxchg dword [base + disp], src32: if [m] == eax then [m] = src, ZF = 1."""
     return _mem_op(0, b"\x0F\xB1", src, base, disp, prefix=b"\xF0")
-
-
-def xchg_m64_r64(base: int, disp: int, reg: int) -> bytes:
-    """xchg qword [base + disp], reg (implicitly locked: a full barrier)."""
-    return _mem_op(1, b"\x87", reg, base, disp)
 
 
 # --- stack, calls, system ----------------------------------------------------
