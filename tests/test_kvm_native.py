@@ -491,3 +491,28 @@ def _detach_under_load(image: bytes) -> str:
 @needs_kvm
 def test_detaching_a_binding_while_vcpus_run_natively():
     assert in_child(_detach_under_load, kvm.loop_guest(0x600, 4, 100_000)) == ""
+
+
+def _interrupted(loop: str) -> str:
+    import _thread
+    from bpfio.pio.config import load_machine
+    from test_kvm_helpers import PC_TOML
+    m = load_machine(PC_TOML)
+    before = len(os.listdir("/proc/self/fd"))
+    threading.Timer(0.5, _thread.interrupt_main).start()
+    try:
+        kvm.run_guest(b"\xEB\xFE", m, loop=loop, timeout=60)      # jmp $: never halts
+    except KeyboardInterrupt:
+        pass
+    else:
+        return "no KeyboardInterrupt"
+    finally:
+        m.close()
+    after = len(os.listdir("/proc/self/fd"))
+    return "" if after <= before else f"{after - before} fds leaked"
+
+
+@needs_kvm
+@pytest.mark.parametrize("loop", ["native", "python"])
+def test_ctrl_c_stops_every_vcpu_and_releases_everything(loop):
+    assert in_child(_interrupted, loop) == ""

@@ -40,11 +40,12 @@ _PORTS = 65536
 class NativeLock:
     """A binding's lock word, taken by Python with the same ``lock cmpxchg`` as the loop."""
 
-    __slots__ = ("address", "_acquire", "_release")
+    __slots__ = ("address", "_owner", "_acquire", "_release")
 
-    def __init__(self, address: int):
+    def __init__(self, owner: ctypes.Structure):
         fns = functions()
-        self.address = address
+        self._owner = owner                    # the lock word lives as long as its users
+        self.address = ctypes.addressof(owner)
         self._acquire, self._release = fns["acquire"], fns["release"]
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
@@ -87,7 +88,7 @@ class _Block:
         nb.notify_fds, nb.notify_counts = ctypes.addressof(self.fds), ctypes.addressof(self.counts)
         nb.clock_hz = binding.clock_hz or 0
         self.address = ctypes.addressof(nb)
-        self.lock = NativeLock(self.address)   # NBinding.lock is at offset 0
+        self.lock = NativeLock(nb)             # NBinding.lock is at offset 0
 
     def header_ns(self) -> int:
         """PIO_NS of the event the native loop just ran (big-endian words 8 and 9)."""

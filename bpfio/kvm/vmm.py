@@ -160,6 +160,7 @@ class Vm:
         self.offload = None          # a bpfio.kvm.offload.Offload once enabled
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._done: dict[threading.Thread, threading.Event] = {}
         self._lock = threading.Lock()
         try:
             self._open(vcpus)
@@ -236,10 +237,16 @@ class Vm:
             vcpu.enter(mode, entry, len(self.vcpus))
         self._stop.clear()
         errors: list[BaseException] = []
-        threads = [threading.Thread(target=self._thread_main, args=(v, errors, engine),
+        # Set when a vCPU thread's loop has finished (its finally blocks included):
+        # after a KeyboardInterrupt inside Thread.join, join and is_alive can report a
+        # thread as stopped too early (CPython), and the native loop's buffer export
+        # must be gone before close() unmaps kvm_run.
+        done = [threading.Event() for _ in self.vcpus]
+        threads = [threading.Thread(target=self._thread_main, args=(v, errors, engine, d),
                                     name=f"bpfio-vcpu{v.index}", daemon=True)
-                   for v in self.vcpus]
+                   for v, d in zip(self.vcpus, done)]
         self._threads = threads
+        self._done = dict(zip(threads, done))   # is_alive() is unreliable after Ctrl-C
         restore = self._install_kick_handler()
         start = time.perf_counter()
         try:
@@ -258,8 +265,9 @@ class Vm:
                     t.join(0.05 if left is None else min(left, 0.05))
         except KeyboardInterrupt:
             self._kick(threads)
-            for t in threads:
-                t.join()
+            for t, d in zip(threads, done):
+                if t.ident is not None:
+                    d.wait()
             raise
         finally:
             seconds = time.perf_counter() - start
@@ -290,13 +298,15 @@ class Vm:
                 vcpu.run_map[K.RUN_IMMEDIATE_EXIT] = 1
         if signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, signal.SIG_IGN, None):
             for t in threads:
-                if t.is_alive() and t.ident is not None:
+                done = self._done.get(t)
+                running = not done.is_set() if done is not None else t.is_alive()
+                if running and t.ident is not None:
                     try:
                         signal.pthread_kill(t.ident, signal.SIGUSR1)
                     except (ProcessLookupError, OSError):
                         pass
 
-    def _thread_main(self, vcpu: Vcpu, errors: list, engine=None) -> None:
+    def _thread_main(self, vcpu: Vcpu, errors: list, engine=None, done=None) -> None:
         try:
             if engine is None:
                 self._loop(vcpu)
@@ -306,6 +316,9 @@ class Vm:
         except BaseException as err:        # reported by run(); stop the other vCPUs too
             errors.append(err)
             self._kick([t for t in self._threads if t is not threading.current_thread()])
+        finally:
+            if done is not None:
+                done.set()
 
     def _loop(self, vcpu: Vcpu) -> None:
         """The exit loop of one vCPU: KVM_RUN, dispatch the exit, repeat until HLT."""
