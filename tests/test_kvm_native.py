@@ -52,72 +52,49 @@ def in_child(fn, *args) -> str:
 # --- the emitter ----------------------------------------------------------------------
 
 def _forms():
-    from bpfio.kvm import native_x86 as X
-    from bpfio.kvm.native_x86 import (R8, R12, R13, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX,
-                                      RSI, RSP)
+    from bpfio.exec.jit.x86 import R8, R12, R13, RAX, RBX, RCX, RDX, RSP, mem
+    from bpfio.kvm import native_x86 as N
     return [
-        (X.mov_r64_r64(RBX, RDI), "mov rbx, rdi"), (X.mov_r64_r64(R12, R13), "mov r12, r13"),
-        (X.mov_r32_r32(RBP, RDX), "mov ebp, edx"), (X.mov_r32_r32(R13, RSI), "mov r13d, esi"),
-        (X.mov_r32_imm32(RSI, 0xAE80), "mov esi, 0xae80"), (X.mov_r32_imm32(R8, 7), "mov r8d, 7"),
-        (X.mov_r64_imm64(RAX, 1 << 32), "movabs rax, 0x100000000"),
-        (X.mov_r64_m64(R12, RBX, 0), "mov r12, qword ptr [rbx]"),
-        (X.mov_r64_m64(R13, R14, 0, RCX, 8), "mov r13, qword ptr [r14 + rcx*8]"),
-        (X.mov_r64_m64(RAX, RSP, 8), "mov rax, qword ptr [rsp + 8]"),
-        (X.mov_r64_m64(RAX, R13, 0x100), "mov rax, qword ptr [r13 + 0x100]"),
-        (X.mov_m64_r64(RBX, 0x58, R13), "mov qword ptr [rbx + 0x58], r13"),
-        (X.mov_r32_m32(RDI, RBX, 0x20), "mov edi, dword ptr [rbx + 0x20]"),
-        (X.mov_r32_m32(RDI, RAX, 0, RCX, 4), "mov edi, dword ptr [rax + rcx*4]"),
-        (X.mov_m32_r32(R15, 0, RBP), "mov dword ptr [r15], ebp"),
-        (X.mov_m32_imm32(R13, 0, 0), "mov dword ptr [r13], 0"),
-        (X.movzx_r32_m8(RAX, R12, 0x20), "movzx eax, byte ptr [r12 + 0x20]"),
-        (X.movzx_r32_m16(RCX, R12, 0x22), "movzx ecx, word ptr [r12 + 0x22]"),
-        (X.movzx_r32_m8(RAX, RDI, 0, RDX), "movzx eax, byte ptr [rdi + rdx]"),
-        (X.movzx_r32_r16(RCX, RAX), "movzx ecx, ax"),
-        (X.lea_r64_m(RSI, RBX, 0x70), "lea rsi, [rbx + 0x70]"),
-        (X.bswap_r32(RAX), "bswap eax"), (X.bswap_r32(R8), "bswap r8d"),
-        (X.add_r64_r64(R15, R12), "add r15, r12"),
-        (X.add_m64_r64(R13, 0x70, RDX), "add qword ptr [r13 + 0x70], rdx"),
-        (X.add_r64_m64(RAX, RSP, 8), "add rax, qword ptr [rsp + 8]"),
-        (X.imul_r64_r64_imm32(RAX, RAX, 10 ** 9), "imul rax, rax, 0x3b9aca00"),
-        (X.mul_r64(RCX), "mul rcx"), (X.div_r64(RCX), "div rcx"),
-        (X.xor_r32_r32(RDX, RDX), "xor edx, edx"),
-        (X.and_r32_imm32(RAX, 0xFF), "and eax, 0xff"), (X.shr_r32_imm8(RCX, 16), "shr ecx, 0x10"),
-        (X.shr_r64_imm8(RDX, 32), "shr rdx, 0x20"),
-        (X.sub_r32_m32(RAX, R13, 8), "sub eax, dword ptr [r13 + 8]"),
-        (X.dec_r32(RDX), "dec edx"),
-        (X.test_r64_r64(R13, R13), "test r13, r13"), (X.test_r32_r32(RCX, RCX), "test ecx, ecx"),
-        (X.cmp_r32_imm32(RCX, 4), "cmp ecx, 4"),
-        (X.cmp_r32_m32(RCX, RAX, 4), "cmp ecx, dword ptr [rax + 4]"),
-        (X.cmp_m32_imm8(R12, 8, 2), "cmp dword ptr [r12 + 8], 2"),
-        (X.cmp_m8_imm8(R12, 0x20, 0), "cmp byte ptr [r12 + 0x20], 0"),
-        (X.inc_m64(RBX, 0x38), "inc qword ptr [rbx + 0x38]"),
-        (X.inc_m64(RAX, 0, RCX, 8), "inc qword ptr [rax + rcx*8]"),
-        (X.lock_inc_m64(RBX, 0x30), "lock inc qword ptr [rbx + 0x30]"),
-        (X.lock_cmpxchg_m32_r32(R13, 0, RCX), "lock cmpxchg dword ptr [r13], ecx"),
-        (X.push_r64(R15), "push r15"), (X.pop_r64(RBX), "pop rbx"),
-        (X.sub_r64_imm8(RSP, 24), "sub rsp, 0x18"), (X.add_r64_imm8(RSP, 24), "add rsp, 0x18"),
-        (X.call_r64(RAX), "call rax"), (X.syscall(), "syscall"), (X.ret(), "ret"),
-        (X.pause(), "pause"), (X.mfence(), "mfence"),
-        (X.jcc_rel32("s", 0x10), "js 0x16"), (X.jmp_rel32(-5), "jmp 0"),
+        N.inc_m64(mem(RBX, 0x38)), N.inc_m64(mem(RAX, 0, RCX, 8)), N.inc_m64(mem(R13, 0x100)),
+        N.lock_inc_m64(mem(RBX, 0x30)), N.lock_inc_m64(mem(R12)),
+        N.lock_cmpxchg_m32_r32(mem(R13, 0), RCX), N.lock_cmpxchg_m32_r32(mem(RSP, 8), R8),
+        N.add_m64_r64(mem(R13, 0x70), RDX), N.add_r64_m64(RAX, mem(RSP, 8)),
+        N.sub_r32_m32(RAX, mem(R13, 8)), N.cmp_r32_m32(RCX, mem(RAX, 4)),
+        N.cmp_m32_imm8(mem(R12, 8), 2), N.cmp_m32_imm8(mem(R13, 4), -1),
+        N.cmp_m8_imm8(mem(R12, 0x20), 0), N.movzx_r32_r16(RCX, RAX), N.movzx_r32_r16(R8, R13),
+        N.imul_r64_r64_imm32(RAX, RAX, 10 ** 9), N.imul_r64_r64_imm32(R8, RCX, -2),
+        N.mul_r64(RCX), N.mul_r64(R8), N.div_r64(RCX), N.div_r64(R13),
+        N.shr_r64_imm8(RDX, 32), N.shr_r64_imm8(R12, 1), N.dec_r32(RDX), N.dec_r32(R8),
+        N.pause(), N.mfence(),
     ]
 
 
-def test_every_emitter_form_decodes_as_named():
+def _decode(code: bytes, address: int = 0):
     capstone = pytest.importorskip("capstone")
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-    for code, text in _forms():
-        insns = list(md.disasm(code, 0))
-        assert len(insns) == 1 and insns[0].size == len(code), (code.hex(), text)
-        got = f"{insns[0].mnemonic} {insns[0].op_str}".strip()
-        assert got == text, (code.hex(), got, text)
+    return [(i.address, i.size, f"{i.mnemonic} {i.op_str}".strip())
+            for i in md.disasm(code, address)]
 
 
-def test_the_emitted_loop_decodes_completely_and_never_maps_writable_code():
-    capstone = pytest.importorskip("capstone")
+def test_every_native_form_decodes_as_named():
+    for ins in _forms():
+        assert _decode(bytes(ins)) == [(0, len(ins), ins.text)], (bytes(ins).hex(), ins.text)
+
+
+@pytest.mark.parametrize("emit", ["loop_code", "lock_code", "bare_code", "probe_code"])
+def test_every_instruction_of_the_emitted_code_decodes_as_its_listing(emit):
     from bpfio.kvm import native_code
-    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-    for code in (native_code.loop_code(), native_code.lock_code()[0], native_code.bare_code()):
-        assert sum(i.size for i in md.disasm(code, 0)) == len(code)
+    asm = native_code.Asm()
+    out = getattr(native_code, emit)(asm)
+    code = out[0] if isinstance(out, tuple) else out
+    want = [line.split(": ", 1) for line in asm.listing()]
+    got = _decode(code)
+    assert sum(size for _, size, _ in got) == len(code)
+    assert [(f"{a:#06x}", text) for a, _, text in got] == [(o, t) for o, t in want]
+
+
+def test_native_code_is_never_mapped_writable_and_executable():
+    from bpfio.kvm import native_code
     native_code.functions()
     with open("/proc/self/maps") as maps:
         perms = [line.split()[1] for line in maps]
