@@ -23,6 +23,7 @@ COMMANDS = {
     "disasm": ("bpfio.commands.disasm", "disasm", "Disassemble a program into re-assemblable text."),
     "check": ("bpfio.commands.check", "check", "Verify a program as the kernel (or the pio profile) would."),
     "run": ("bpfio.commands.run", "run", "Run a program on packets, a syscall or a port event."),
+    "jit": ("bpfio.commands.jit", "jit", "Show a program's native x86-64 code (the JIT)."),
     "dbg": ("bpfio.commands.dbg", "dbg", "Debug a program step by step (bpf_dbg-style REPL)."),
     "cfg": ("bpfio.commands.cfg", "cfg", "Draw a program's control-flow graph."),
     "machine": ("bpfio.commands.machine", "machine", "Check or run a machine config of port bindings."),

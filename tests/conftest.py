@@ -51,6 +51,32 @@ def cli():
     return main
 
 
+def _jit_skip():
+    try:
+        from bpfio.exec.jit.mem import unavailable_reason
+    except ImportError:
+        return "bpfio.exec.jit not built"
+    return unavailable_reason()
+
+
+@pytest.fixture(params=["compiled", pytest.param("jit", marks=pytest.mark.skipif(
+    _jit_skip() is not None, reason=f"JIT unavailable: {_jit_skip()}"))])
+def pio_engine(request, monkeypatch):
+    """Run the test once per engine: every ``Machine()`` without an explicit engine uses it.
+
+    Device-program tests use it (``pytestmark = pytest.mark.usefixtures("pio_engine")``),
+    so each device program's tests also run through the JIT.
+    """
+    from bpfio.pio.machine import Machine
+    monkeypatch.setitem(Machine.__init__.__kwdefaults__, "engine", request.param)
+    inner = getattr(request.function, "_hypothesis_internal_use_settings", None)
+    if request.param == "jit" and inner is not None:
+        # the compiled run explores the full budget; the JIT's repeats a third of it
+        monkeypatch.setattr(request.function, "_hypothesis_internal_use_settings",
+                            settings(inner, max_examples=max(10, inner.max_examples // 3)))
+    return request.param
+
+
 @pytest.fixture(params=["python", "native"])
 def kvm_loop(request, monkeypatch):
     """Run a /dev/kvm test under both exit loops (``bpfio.kvm.vmm.DEFAULT_LOOP``)."""

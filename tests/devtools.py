@@ -71,3 +71,11 @@ def check_workload(request, name: str, text: str) -> None:
     if request.config.getoption("--update-golden"):
         path.write_text(text)
     assert path.read_text() == text
+
+
+def engine_params() -> list:
+    """The engines a CLI test runs: compiled, interp, and jit where native code can run."""
+    from bpfio.exec.jit.mem import unavailable_reason
+    reason = unavailable_reason()
+    return ["compiled", "interp",
+            pytest.param("jit", marks=pytest.mark.skipif(reason is not None, reason=str(reason)))]

@@ -83,3 +83,19 @@ def doc_row(suite: str, doc: Path = DOC) -> str | None:
         if line.startswith("|") and cells and cells[0] == suite:
             return re.sub(r"\s+", " ", line.strip())
     return None
+
+
+_NATIVE: dict = {}
+
+
+def native(prog):
+    """The program compiled by the JIT (cached), or None where native code cannot run or the
+    socket verifier refuses the program (the JIT compiles verified programs only)."""
+    if prog not in _NATIVE:
+        from bpfio.errors import BpfError
+        from bpfio.exec.jit.program import jit
+        try:
+            _NATIVE[prog] = jit(prog)
+        except BpfError:
+            _NATIVE[prog] = None
+    return _NATIVE[prog]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from hypothesis import given, settings, strategies as st
 
 from bpfio.devices.base import LocalBinding, device_program, replay
 from bpfio.devices.debugport import RING_BYTES, DebugCon, PostPort
 from bpfio.pio.machine import FakeClock, Machine
+
+# Every test here runs once per engine: the compiled path and native code (the JIT).
+pytestmark = pytest.mark.usefixtures("pio_engine")
 
 
 def machine(clock, program=True):

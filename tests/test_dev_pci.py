@@ -14,7 +14,10 @@ from bpfio.errors import PioError
 from bpfio.pio.machine import FakeClock, Machine
 from bpfio.resources import asm_dir
 
-from devtools import EXAMPLES, Recording, check_workload, replay_example
+from devtools import EXAMPLES, Recording, check_workload, engine_params, replay_example
+
+# Every test here runs once per engine: the compiled path and native code (the JIT).
+pytestmark = pytest.mark.usefixtures("pio_engine")
 
 BASE = 0xCF8
 PROGRAM = (asm_dir() / "pci.asm").read_text()
@@ -312,7 +315,7 @@ def test_example_workload_is_current(request):
     check_workload(request, "pci-scan.jsonl", scan_workload())
 
 
-@pytest.mark.parametrize("engine", ["compiled", "interp"])
+@pytest.mark.parametrize("engine", engine_params())
 def test_example_config_replays_on_the_fast_path(runner, cli, engine):
     doc = replay_example(runner, cli, engine, "pci.toml", "pci-scan.jsonl")
     pci = doc["bindings"]["pci"]

@@ -11,6 +11,9 @@ from bpfio.devices.base import device_program, replay
 from bpfio.devices.pit import HZ, PIT, Port61, count_at, out_at
 from bpfio.pio.machine import FakeClock, Machine
 
+# Every test here runs once per engine: the compiled path and native code (the JIT).
+pytestmark = pytest.mark.usefixtures("pio_engine")
+
 NS = 1_000_000_000
 
 

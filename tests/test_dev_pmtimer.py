@@ -11,6 +11,9 @@ from bpfio.devices.base import LocalBinding, device_program, replay
 from bpfio.devices.pmtimer import HZ, PMTimer
 from bpfio.pio.machine import FakeClock, Machine
 
+# Every test here runs once per engine: the compiled path and native code (the JIT).
+pytestmark = pytest.mark.usefixtures("pio_engine")
+
 PORT = 0x608
 WRAP_TICKS = 1 << 24
 

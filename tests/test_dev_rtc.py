@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import calendar
 import os
 
-import calendar
+import pytest
 
 from hypothesis import given, settings, strategies as st
 
 from bpfio.devices.base import device_program, replay
 from bpfio.devices.rtc import HZ, RTC, civil_from_days, days_from_civil
 from bpfio.pio.machine import FakeClock, Machine
+
+# Every test here runs once per engine: the compiled path and native code (the JIT).
+pytestmark = pytest.mark.usefixtures("pio_engine")
 
 NS = 1_000_000_000
 T0 = calendar.timegm((2026, 12, 31, 23, 59, 59))   # a Thursday, one second before 2027

@@ -13,7 +13,10 @@ from bpfio.devices.uart import UART
 from bpfio.pio.machine import FakeClock, Machine
 from bpfio.resources import asm_dir
 
-from devtools import EXAMPLES, Recording, check_workload, replay_example
+from devtools import EXAMPLES, Recording, check_workload, engine_params, replay_example
+
+# Every test here runs once per engine: the compiled path and native code (the JIT).
+pytestmark = pytest.mark.usefixtures("pio_engine")
 
 BASE = 0x3F8
 THR, IER, IIR, FCR, LCR, MCR, LSR, MSR, SCR = 0, 1, 2, 2, 3, 4, 5, 6, 7
@@ -328,7 +331,7 @@ def test_example_workload_is_current(request):
     check_workload(request, "uart-console.jsonl", console_workload())
 
 
-@pytest.mark.parametrize("engine", ["compiled", "interp"])
+@pytest.mark.parametrize("engine", engine_params())
 def test_example_config_replays_on_the_fast_path(runner, cli, engine):
     doc = replay_example(runner, cli, engine, "uart.toml", "uart-console.jsonl")
     com1 = doc["bindings"]["com1"]

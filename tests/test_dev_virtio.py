@@ -13,7 +13,10 @@ from bpfio.errors import PioError
 from bpfio.pio.machine import FakeClock, Machine
 from bpfio.resources import asm_dir
 
-from devtools import Recording, check_workload, replay_example
+from devtools import Recording, check_workload, engine_params, replay_example
+
+# Every test here runs once per engine: the compiled path and native code (the JIT).
+pytestmark = pytest.mark.usefixtures("pio_engine")
 
 BASE = 0xC000
 FEAT, GFEAT, PFN, NUM, SEL, NOTIFY, STATUS, ISR, CONFIG = 0, 4, 8, 12, 14, 16, 18, 19, 20
@@ -237,7 +240,7 @@ def test_example_workload_is_current(request):
     check_workload(request, "virtio-kicks.jsonl", kick_workload())
 
 
-@pytest.mark.parametrize("engine", ["compiled", "interp"])
+@pytest.mark.parametrize("engine", engine_params())
 def test_example_config_replays_on_the_fast_path(runner, cli, engine):
     doc = replay_example(runner, cli, engine, "virtio.toml", "virtio-kicks.jsonl")
     net = doc["bindings"]["virtio-net"]

@@ -376,3 +376,25 @@ def test_a_4096_instruction_program():
     j = jit(prog)
     pkts = [random_packet(random.Random(i)) for i in range(20)]
     assert j.run_many(pkts) == [run(prog, p) for p in pkts]
+
+
+def test_rand_is_one_stream_across_a_batch():
+    prog = assemble("ld rand\njset #1, odd, even\nodd: ld rand\nret a\neven: ret a")
+    pkts = [b"a", b"bb", b"ccc"] * 20
+    stream = _rand(11)
+    want = [run(prog, p, rand=stream) for p in pkts]
+    assert jit(prog).run_many(pkts, rand=_rand(11)) == want
+    assert jit(prog).rand_reads == 2
+
+
+def test_pio_rand_reads_the_interpreters_source():
+    prog = assemble("ld rand\nst M[0]\nld rand\nret #0x10000")
+    events = [PioEvent(1, 1, 0)] * 5
+    m1, m2 = [0] * 16, [0] * 16
+    random.seed(3)
+    want = [outcome(prog, e, profile="pio", mem=m1) for e in events]
+    random.seed(3)
+    j = jit(prog, profile="pio")
+    assert [j.outcome(e, mem=m2) for e in events] == want and m1 == m2
+    random.seed(3)
+    assert j.run_many(events, mem=m2) == [w[0] for w in want] and m2 == m1

@@ -122,8 +122,8 @@ def test_load_machine(models):
      "m.toml: error: binding 'a': model tmodels:Echo(x=) failed: TypeError"),
     ("[bindings.a]\nbase = 0x70\nlength = 4\n[bindings.b]\nbase = 0x73\nlength = 1\n",
      "m.toml: error: binding 'b': ports 0x73..0x73 overlap binding 'a' (ports 0x70..0x73)"),
-    ("[bindings.a]\nbase = 0x70\nlength = 1\n[machine]\nengine = \"jit\"\n",
-     "m.toml: error: [machine]: engine 'jit' is not one of compiled, interp"),
+    ("[bindings.a]\nbase = 0x70\nlength = 1\n[machine]\nengine = \"turbo\"\n",
+     "m.toml: error: [machine]: engine 'turbo' is not one of compiled, interp, jit"),
     ("[bindings.a\nbase = 0x70\n", "m.toml: error: invalid TOML: "),
     ("[machine]\nname = \"x\"\n", "m.toml: error: no bindings: add at least one [bindings.NAME] table"),
 ])

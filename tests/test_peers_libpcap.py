@@ -42,7 +42,7 @@ from bpfio.exec.trace import trace
 from bpfio.exec.kernel import available, socket_attach_errno
 from bpfio.exec.kernel_run import SocketOracle
 from bpfio.exec.gen import random_packet
-from peers_common import Tally, doc_row, load, render_row
+from peers_common import Tally, doc_row, load, native, render_row
 
 DATA = load("libpcap_filters.json")
 FILTERS = DATA["filters"]
@@ -273,14 +273,18 @@ def classify_program(f, variant, text, runner, cli, oracle, n, seed) -> tuple[st
     if ours:
         return "skip", SKIP_KERNEL
     rng = random.Random(f"{seed}:{f['dlt']}:{f['expr']}")
-    interp, comp = Interpreter(prog), compile_program(prog)
+    interp, comp, jitted = Interpreter(prog), compile_program(prog), native(prog)
     fn, arrays = libpcap_filters([prog])
     whys = set()
-    for pkt in packets_for(f, prog, n, rng):
+    pkts = list(packets_for(f, prog, n, rng))
+    batch = jitted.run_many(pkts) if jitted is not None else [None] * len(pkts)
+    for pkt, nat in zip(pkts, batch):
         mine, fast = interp(pkt), comp(pkt)
         theirs = fn(arrays[0], pkt, len(pkt), len(pkt))
         if mine != fast:
             return "disagree", f"{variant}: interpreter {mine} != compiled {fast} on {pkt.hex()}"
+        if nat is not None and nat != mine:
+            return "disagree", f"{variant}: interpreter {mine} != jit {nat} on {pkt.hex()}"
         if theirs != mine:
             kernel = oracle.run(prog, [pkt])[0] or 0
             why = _why(prog, pkt)

@@ -44,7 +44,7 @@ from bpfio.exec.trace import trace
 from bpfio.exec.kernel import available, socket_attach_errno
 from bpfio.exec.kernel_run import SocketOracle, chunk_variant
 from bpfio.check.verifier import conversion_warnings, kernel_errno, verify
-from peers_common import Tally, doc_row, load, render_row
+from peers_common import Tally, doc_row, load, native, render_row
 
 DATA = load("linux_test_bpf.json")
 HEADER = DATA["header"]
@@ -232,12 +232,16 @@ _COMPILED: dict[Program, object] = {}     # keyed by the instructions: a program
 
 
 def _engines(prog, pkt: bytes, ctx: SocketContext) -> dict:
-    """Both engines' verdicts for one run."""
+    """Every engine's verdict for one run (the JIT where native code can run)."""
     if prog not in _COMPILED:
         _COMPILED[prog] = compile_program(prog)
     compiled = _COMPILED[prog]
-    return {"interpreter": outcome(prog, pkt, context=ctx)[0] or 0,
-            "compiled": compiled(pkt, context=ctx)}
+    out = {"interpreter": outcome(prog, pkt, context=ctx)[0] or 0,
+           "compiled": compiled(pkt, context=ctx)}
+    jitted = native(prog)
+    if jitted is not None:
+        out["jit"] = jitted(pkt, context=ctx)
+    return out
 
 
 def classify(case: dict, oracle=None) -> tuple[str, str]:

@@ -31,7 +31,7 @@ from bpfio.exec.interp import Interpreter
 from bpfio.exec.kernel import available, socket_attach_errno
 from bpfio.exec.kernel_run import SocketOracle
 from bpfio.check.verifier import verify
-from peers_common import Tally, doc_row, load, render_row
+from peers_common import Tally, doc_row, load, native, render_row
 
 VM = load("xnet_bpf_vm.json")
 INSNS = load("xnet_bpf_instructions.json")
@@ -169,6 +169,9 @@ def _verdicts(prog, packet: bytes, oracle) -> dict:
     interp = Interpreter(prog)(packet)
     comp = compile_program(prog)(packet)
     out = {"interpreter": interp, "compiled": comp}
+    jitted = native(prog)
+    if jitted is not None:
+        out["jit"] = jitted(packet)
     if oracle is not None:
         out["kernel"] = oracle.run(prog, [packet])[0] or 0
     return out

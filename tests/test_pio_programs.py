@@ -23,7 +23,16 @@ def _engines():
     out.append(pytest.param("compiled", marks=pytest.mark.skipif(
         importlib.util.find_spec("bpfio.exec.compiler") is None,
         reason="bpfio.exec.compiler not built yet")))
+    out.append(pytest.param("jit", marks=pytest.mark.skipif(
+        _jit_unavailable() is not None, reason=f"JIT unavailable: {_jit_unavailable()}")))
     return out
+
+
+def _jit_unavailable():
+    if importlib.util.find_spec("bpfio.exec.jit") is None:
+        return "bpfio.exec.jit not built yet"
+    from bpfio.exec.jit.mem import unavailable_reason
+    return unavailable_reason()
 
 
 ENGINES = _engines()
@@ -319,7 +328,7 @@ event = st.tuples(st.sampled_from(["in", "out"]), st.integers(0, 7), st.sampled_
 @given(st.lists(event, max_size=40))
 def test_engines_agree(events):
     results = []
-    for engine in ("interp", "compiled"):
+    for engine in ("interp", "compiled") + (("jit",) if _jit_unavailable() is None else ()):
         clock = FakeClock()
         mach = Machine(clock=clock, engine=engine)
         b = mach.attach(0x300, 8, program=DIFF_PROGRAM, device=Recorder(), clock_hz=1193182,
@@ -335,7 +344,7 @@ def test_engines_agree(events):
                 mach.pio_out(0x300 + off, size, value & ((1 << 8 * size) - 1))
         results.append((out, list(b.mem), b.counters.as_dict(), b.notifier(0).read()))
         mach.close()
-    assert results[0] == results[1]
+    assert all(r == results[0] for r in results)
 
 
 def test_clock_read_lazily_for_programs_that_cannot_see_time():
@@ -383,7 +392,7 @@ def test_engines_agree_sweep():
     events = [(rng.choice("io"), rng.randrange(8), rng.choice((1, 2, 4)), rng.getrandbits(32),
                rng.randrange(10 ** 9)) for _ in range(n)]
     results = []
-    for engine in ("interp", "compiled"):
+    for engine in ("interp", "compiled") + (("jit",) if _jit_unavailable() is None else ()):
         clock = FakeClock()
         mach = Machine(clock=clock, engine=engine)
         b = mach.attach(0x300, 8, program=DIFF_PROGRAM, device=Recorder(), clock_hz=1193182,
@@ -398,7 +407,7 @@ def test_engines_agree_sweep():
                 mach.pio_out(0x300 + off, size, value & ((1 << 8 * size) - 1))
         results.append((digest, list(b.mem), b.counters.as_dict(), b.notifier(0).read()))
         mach.close()
-    assert results[0] == results[1]
+    assert all(r == results[0] for r in results)
 
 
 @pytest.mark.slow

@@ -38,7 +38,12 @@ def _pcapng(packets) -> bytes:
     return out
 
 
-@pytest.mark.parametrize("engine", ["compiled", "interp"])
+_NO_JIT = __import__("bpfio.exec.jit.mem", fromlist=["x"]).unavailable_reason()
+ENGINES = ["compiled", "interp",
+           pytest.param("jit", marks=pytest.mark.skipif(_NO_JIT is not None, reason=str(_NO_JIT)))]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_packets_one_verdict_per_line(runner, cli, arp_file, engine):
     res = runner.invoke(cli, ["run", arp_file, "--packet", ARP_PKT, "--packet", IP_PKT,
                               "--packet", "00", "--engine", engine])

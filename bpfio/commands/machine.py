@@ -62,7 +62,7 @@ def check(config):
               show_default=True, help="Event file format.")
 @click.option("--skip-bad", is_flag=True, help="Count malformed lines and continue.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counters as JSON.")
-@click.option("--engine", type=click.Choice(["compiled", "interp"]), default=None,
+@click.option("--engine", type=click.Choice(["compiled", "interp", "jit"]), default=None,
               help="Override the config's engine.")
 @click.option("--faults", "show_faults", is_flag=True,
               help="Print the recorded device-model tracebacks.")

@@ -8,7 +8,7 @@ from bpfio.errors import BpfError
 from bpfio.isa import U32
 from bpfio.commands.common import load, program_options
 
-ENGINES = ("compiled", "interp")
+ENGINES = ("jit", "compiled", "interp")
 
 
 def _int(text: str, what: str) -> int:
@@ -73,13 +73,35 @@ def parse_event(text: str):
     return PioEvent(port, size, direction, data, **fields)
 
 
-def _runner(prog, profile, engine):
-    """Return outcome(data, **context) -> (verdict|None, A, executed)."""
+def _runner(prog, profile, engine, mem_words):
+    """Return ``(outcome, run_many)``: outcome(data, **context) -> (verdict|None, A, executed);
+    run_many(inputs, **context) -> verdicts in one native call (the JIT), else None."""
     if engine == "interp":
         from bpfio.exec.interp import outcome
-        return lambda data, **ctx: outcome(prog, data, profile=profile, **ctx)
+        return (lambda data, **ctx: outcome(prog, data, profile=profile, **ctx)), None
+    if engine == "jit":
+        from bpfio.exec.jit.program import jit
+        native = jit(prog, profile=profile, mem_words=mem_words if profile == "pio" else None)
+        if profile == "pio":
+            return native.outcome, native.run_many
+        return (lambda data, **ctx: (native(data, **ctx), None, None)), native.run_many
     from bpfio.exec.compiler import compile as compile_program
-    return compile_program(prog, profile=profile).outcome
+    return compile_program(prog, profile=profile).outcome, None
+
+
+def choose_engine(engine: str | None, *, verified: bool = True) -> str:
+    """The engine to use: ``jit`` by default where native code can run, else ``compiled``
+    with one notice line on stderr (never an error when the JIT was only the default)."""
+    if engine is not None:
+        return engine
+    if not verified:
+        return "compiled"           # the JIT only compiles verified programs
+    from bpfio.exec.jit.mem import unavailable_reason
+    reason = unavailable_reason()
+    if reason is None:
+        return "jit"
+    click.echo(f"bpfio: notice: JIT unavailable ({reason}); using the compiled engine", err=True)
+    return "compiled"
 
 
 def _format_trace(steps) -> list[str]:
@@ -122,8 +144,9 @@ def _format_trace(steps) -> list[str]:
               help="pio: initial value of shared word I.")
 @click.option("--notifiers", type=click.IntRange(0, 0x10000), default=16, show_default=True,
               help="pio: notifiers a NOTIFY verdict may name.")
-@click.option("--engine", type=click.Choice(ENGINES), default="compiled", show_default=True,
-              help="compiled: generated Python; interp: the reference interpreter.")
+@click.option("--engine", type=click.Choice(ENGINES), default=None,
+              help="jit: native x86-64 code (the default where it can run, else compiled); "
+                   "compiled: generated Python; interp: the reference interpreter.")
 @click.option("--trace", "show_trace", is_flag=True,
               help="Print every executed instruction with A and X before it.")
 @click.option("--show-source", is_flag=True, help="Print the generated Python source first.")
@@ -141,6 +164,9 @@ def run(program, profile, packets, pcap_file, ctx_fields, syscall, args, arch, i
              prints the action, e.g. 'ERRNO(13) 0x0005000d'
     pio:     bpfio run --profile pio asm/pmtimer.asm --event 'in 0x608 4'
              prints the action and, for a handled IN, the value the guest receives
+    engines: bpfio run --engine interp filter.bpf --packet 0800450000
+             (all three give the same verdicts; with the JIT, --pcap runs every
+             packet in one native call)
     """
     _check_options(profile, packets, pcap_file, ctx_fields, syscall, args, events, mem_init)
     events = [parse_event(text) for text in events]   # usage errors before reading files
@@ -153,9 +179,12 @@ def run(program, profile, packets, pcap_file, ctx_fields, syscall, args, arch, i
         from bpfio.exec.compiler import generate
         click.echo(generate(prog, profile=profile, mode="detail" if profile == "pio" else "fast"),
                    nl=False)
-    outcome = _runner(prog, profile, engine)
+    if engine == "jit" and no_verify:
+        raise click.UsageError("--engine jit runs verified programs only (drop --no-verify)")
+    engine = choose_engine(engine, verified=not no_verify)
+    outcome, run_many = _runner(prog, profile, engine, mem_words)
     if profile == "socket":
-        _run_socket(prog, outcome, packets, pcap_file, ctx_fields, show_trace)
+        _run_socket(prog, outcome, packets, pcap_file, ctx_fields, show_trace, run_many)
     elif profile == "seccomp":
         _run_seccomp(prog, outcome, syscall, args, arch, ip, show_trace)
     else:
@@ -190,7 +219,7 @@ def _socket_context(fields):
     return out
 
 
-def _run_socket(prog, outcome, packets, pcap_file, ctx_fields, show_trace):
+def _run_socket(prog, outcome, packets, pcap_file, ctx_fields, show_trace, run_many=None):
     context = _socket_context(ctx_fields)
     inputs = list(packets)
     if pcap_file:
@@ -198,6 +227,10 @@ def _run_socket(prog, outcome, packets, pcap_file, ctx_fields, show_trace):
         from bpfio.exec.pcap import read_packets
         raw, name = read_input(pcap_file)
         inputs += [p.data for p in read_packets(raw, filename=name)]
+    if run_many is not None and not show_trace:
+        for verdict in run_many(inputs, **context):     # one native call for the batch
+            click.echo(str(verdict))
+        return
     for pkt in inputs:
         if show_trace:
             _echo_trace(prog, pkt, "socket", context)

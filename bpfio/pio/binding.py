@@ -39,7 +39,7 @@ _U64 = (1 << 64) - 1
 
 # Access size in bytes -> value mask.  Sizes not in this table are errors.
 SIZE_MASK = {1: 0xff, 2: 0xffff, 4: 0xffffffff}
-ENGINES = ("compiled", "interp")
+ENGINES = ("compiled", "interp", "jit")
 FAULTS_KEPT = 64         # device-model fault records kept (the count is unbounded)
 CLOCK_HZ_MAX = 10 ** 12  # 1 THz: keeps PIO_TICKS meaningful and 64-bit for ~5 h
 

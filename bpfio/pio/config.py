@@ -4,7 +4,7 @@ The format (documented with examples in ``docs/engine.md``)::
 
     [machine]
     name = "pc"                      # optional
-    engine = "compiled"              # optional, or "interp"
+    engine = "compiled"              # optional, or "interp" or "jit"
 
     [bindings.pmtimer]
     base = 0x608

@@ -67,7 +67,9 @@ class Machine:
 
     ``clock`` is a callable returning host nanoseconds (default
     ``time.monotonic_ns``); tests and replays inject :class:`FakeClock`.
-    ``engine`` picks how programs run: ``"compiled"`` (default) or ``"interp"``.
+    ``engine`` picks how programs run: ``"compiled"`` (default: inlined into the event
+    function), ``"interp"`` or ``"jit"`` (native x86-64 code; raises
+    :class:`~bpfio.errors.JitUnavailable` where it cannot run).
     """
 
     def __init__(self, clock: Callable[[], int] | None = None, *, engine: str = "compiled",

@@ -57,6 +57,12 @@ def load_runner(code: bytes, engine: str) -> Callable:
     copy of its code, which keeps many-binding machines cache-friendly.
     """
     prog = Program.from_bytes(code)
+    if engine == "jit":
+        # Native code (bpfio/exec/jit); JitUnavailable where it cannot run.  The binding
+        # has verified the program against its own memory size, so the JIT's check only
+        # needs the largest one; .pio reads and writes the binding's words in place.
+        from bpfio.exec.jit.program import jit
+        return jit(prog, profile="pio", mem_words=abi.PIO_MEM_MAX).pio
     if engine == "interp":
         from bpfio.exec.interp import pio_runner
         return pio_runner(prog).pio

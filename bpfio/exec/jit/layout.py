@@ -49,6 +49,32 @@ class Source:
         self.pc = pc
 
 
+class Chunk(bytes):
+    """Consecutive fixed instructions as one item (their bytes); ``parts`` keeps each one."""
+
+    def __new__(cls, parts):
+        self = super().__new__(cls, b"".join(parts))
+        self.parts = tuple(parts)
+        return self
+
+
+def compress(items) -> list:
+    """``items`` with each run of fixed instructions merged into one :class:`Chunk`."""
+    out, run = [], []
+    for it in items:
+        t = type(it)
+        if t is Jump or t is Label or t is Source:
+            if run:
+                out.append(run[0] if len(run) == 1 else Chunk(run))
+                run = []
+            out.append(it)
+        else:
+            run.append(it)
+    if run:
+        out.append(run[0] if len(run) == 1 else Chunk(run))
+    return out
+
+
 MAX_PASSES = 20
 
 
@@ -138,6 +164,6 @@ class Listing:
             if t is Source:
                 pc = it.pc
                 continue
-            ins = it.ins if t is Jump else it
-            yield offset, pc, ins
-            offset += len(ins)
+            for ins in (it.parts if t is Chunk else (it.ins if t is Jump else it,)):
+                yield offset, pc, ins
+                offset += len(ins)

@@ -4,10 +4,12 @@ Native calling conventions (System V; docs/jit.md has the details):
 
 * socket:  ``uint32_t f(const uint8_t *pkt, uint32_t len, const struct SocketAux *aux)``
 * seccomp: ``uint32_t f(const struct seccomp_data *data)``
-* pio:     ``uint32_t f(uint8_t *ctx, uint32_t ctx_len)`` -- ctx is the 40-byte event
-  header then the binding's N shared words, all big-endian; ``M[k]`` is ctx+40+4k,
-  read and written in place; ctx_len = 40 + 4N.  Beyond the u32 verdict in EAX,
-  bit 32 of RAX is set after a runtime fault and RDX = A | executed << 32.
+* pio:     ``uint32_t f(uint8_t *ctx, uint32_t ctx_len, uint32_t **rand)`` -- ctx is the
+  40-byte event header then the binding's N shared words, all big-endian; ``M[k]`` is
+  ctx+40+4k, read and written in place; ctx_len = 40 + 4N.  Beyond the u32 verdict in
+  EAX, bit 32 of RAX is set after a runtime fault and RDX = A | executed << 32.
+  ``rand`` is only read by programs with ``ld rand`` (``rand_reads`` > 0): each read
+  takes ``*(*rand)++``.
 
 One mapping holds the program at offset 0 and small drivers after it: ``run_many``
 runs a whole batch in one native call, and ``pio_call`` returns RDX to Python.
@@ -27,15 +29,16 @@ from bpfio.check.verifier import verify
 from bpfio.exec.jit import x86
 from bpfio.exec.jit.layout import Jump, Label
 from bpfio.exec.jit.mem import ExecMemory, check_available
-from bpfio.exec.jit.translate import CALLBACK, SocketAux, translate
-from bpfio.exec.skb import DEFAULT_CONTEXT, ancillary, socket_context
+from bpfio.exec.jit.ancillary import SocketAux
+from bpfio.exec.jit.translate import translate
+from bpfio.exec.skb import DEFAULT_CONTEXT, socket_context
 from bpfio.insn import Program
-from bpfio.isa import BPF_ST, BPF_STX, SKF_AD, U32
+from bpfio.isa import BPF_LD, BPF_LDX, BPF_MEM, BPF_ST, BPF_STX, U32
 from bpfio.text.disasm import format_insn
 from bpfio.exec.jit.x86 import (R8, R9, R12, R13, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI,
                                 RSP, mem)
 
-_RANDOM = SKF_AD["RANDOM"]
+_MEM_CODES = (BPF_ST, BPF_STX, BPF_LD | BPF_MEM, BPF_LDX | BPF_MEM)
 _U64 = ctypes.c_uint64
 _VP = ctypes.c_void_p
 _U32 = ctypes.c_uint32
@@ -65,19 +68,24 @@ def drivers() -> list:
                      x86.mov_m32_r32(mem(R13, 0), RAX), x86.add_r64_imm8(RBX, 8),
                      x86.add_r64_imm8(R13, 4)], "drive"),
              x86.add_r64_imm8(RSP, 8), x86.pop_r64(RBP), *pop, x86.ret()]
-    # drive_pio(headers, n, out u32[n], ctx, ctx_len, entry): copy header i into ctx, call
+    # drive_pio(headers, n, out u32[n], ctx, ctx_len, entry, rand): copy header i into ctx,
+    # call entry(ctx, ctx_len, rand); rand (the 7th argument) is on the stack at rsp+64
     drive_pio = [Label("drive_pio"), *push, x86.push_r64(RBP), x86.sub_r64_imm8(RSP, 8),
                  x86.mov_r64_r64(RBX, RDI), x86.mov_r32_r32(R12, RSI), x86.mov_r64_r64(R13, RDX),
                  x86.mov_r64_r64(R14, RCX), x86.mov_r32_r32(R15, R8), x86.mov_r64_r64(RBP, R9),
                  *_loop([*(i for off in range(0, PIO_HDR_LEN, 8) for i in (
                      x86.mov_r64_m64(RAX, mem(RBX, off)), x86.mov_m64_r64(mem(R14, off), RAX))),
-                     x86.mov_r64_r64(RDI, R14), x86.mov_r32_r32(RSI, R15), x86.call_r64(RBP),
+                     x86.mov_r64_r64(RDI, R14), x86.mov_r32_r32(RSI, R15),
+                     x86.mov_r64_m64(RDX, mem(RSP, 64)), x86.call_r64(RBP),
                      x86.mov_m32_r32(mem(R13, 0), RAX), x86.add_r64_imm8(RBX, PIO_HDR_LEN),
                      x86.add_r64_imm8(R13, 4)], "drive_pio"),
                  x86.add_r64_imm8(RSP, 8), x86.pop_r64(RBP), *pop, x86.ret()]
-    # pio_call(ctx, ctx_len, out u64*, entry) -> rax; *out = rdx
-    pio_call = [Label("pio_call"), x86.push_r64(RBX), x86.mov_r64_r64(RBX, RDX),
-                x86.call_r64(RCX), x86.mov_m64_r64(mem(RBX, 0), RDX), x86.pop_r64(RBX), x86.ret()]
+    # pio_call(ctx, ctx_len, rand, entry): f(ctx, ctx_len, rand), then RAX and RDX are
+    # stored right after the context (ctx + ctx_len), where Python reads them back
+    pio_call = [Label("pio_call"), x86.push_r64(RBX), x86.mov_r32_r32(RSI, RSI),
+                x86.lea_r64_m(RBX, mem(RDI, 0, RSI)), x86.call_r64(RCX),
+                x86.mov_m64_r64(mem(RBX, 0), RAX), x86.mov_m64_r64(mem(RBX, 8), RDX),
+                x86.pop_r64(RBX), x86.ret()]
     return drive + drive_pio + pio_call
 
 
@@ -89,7 +97,8 @@ class JitProgram:
     call; for pio, ``.pio(port, size, direction, data, offset, vcpu, ticks, ns, mem)``
     returns ``(verdict or None after a fault, A, executed)`` like the compiled path.
     ``.code`` is the native code, ``.disasm()`` the listing.  The code is freed
-    with the object.  Not thread-safe for socket programs that call back (nla, rand).
+    with the object.  Socket calls without a context share one SocketAux block: a program
+    with ``ld rand`` is not thread-safe (its cursor lives there).
     """
 
     def __init__(self, program, *, profile: str = "socket", harden: bool = False,
@@ -102,12 +111,9 @@ class JitProgram:
         self.program = prog
         self.profile = profile
         self.harden = harden
-        holder = self._context = [DEFAULT_CONTEXT]
-        self._callback = CALLBACK(_callback(holder, profile))
-        address = ctypes.cast(self._callback, _VP).value
-        image = translate(prog, profile, harden=harden, movbe=movbe, callback_address=address,
-                          extra=drivers())
+        image = translate(prog, profile, harden=harden, movbe=movbe, extra=drivers())
         self.image = image
+        self.rand_reads = image.rand_reads     # values one run may take from the rand stream
         self.length = image.labels["drive"]         # the program's own bytes
         self.code = image.code[:self.length]
         self._mem = ExecMemory(image.code)
@@ -121,10 +127,13 @@ class JitProgram:
         elif profile == "seccomp":
             self._fn = fn(_U32, ctypes.c_char_p)
         else:
-            self._call = fn(_U64, _VP, _U32, _VP, _VP, offset=image.labels["pio_call"])
-            self._drive_pio = fn(None, _VP, _U32, _VP, _VP, _U32, _VP,
+            self._call = fn(None, _VP, _U32, _VP, _VP, offset=image.labels["pio_call"])
+            self._layouts = {}
+            self._drive_pio = fn(None, _VP, _U32, _VP, _VP, _U32, _VP, _VP,
                                  offset=image.labels["drive_pio"])
             self._stores = sorted({i.k for i in prog if i.code in (BPF_ST, BPF_STX)})
+            # M[k] is ctx+40+4k: a shorter memory than the program addresses must never run
+            self._min_words = 1 + max((i.k for i in prog if i.code in _MEM_CODES), default=-1)
         self._drive = fn(None, _VP, _VP, _U32, _VP, _VP, _VP, offset=image.labels["drive"])
 
     # -- one input ------------------------------------------------------------------------
@@ -133,13 +142,11 @@ class JitProgram:
         if self.profile == "socket":
             if not isinstance(data, bytes):
                 data = bytes(data)
-            if not context:
+            if not context and not self.rand_reads:
                 return self._fn(data, len(data), self._aux_ptr)
-            aux = self._socket_aux(context)
-            try:
-                return self._fn(data, len(data), ctypes.addressof(aux))
-            finally:
-                self._context[0] = DEFAULT_CONTEXT
+            aux, ctx = self._socket_aux(context)
+            values = self._rand(aux, ctx, 1)     # noqa: F841 (alive during the call)
+            return self._fn(data, len(data), ctypes.addressof(aux))
         if self.profile == "seccomp":
             if context:
                 raise TypeError(f"seccomp takes no context, got {', '.join(context)}")
@@ -149,10 +156,23 @@ class JitProgram:
             raise TypeError(f"pio takes only mem=, got {', '.join(context)}")
         return self.pio(*data, self._mem_list(mem_))[0] or 0
 
-    def _socket_aux(self, context) -> SocketAux:
+    def _socket_aux(self, context):
+        """``(SocketAux, SocketContext)`` for a call's context (the shared block when none)."""
+        if not context:
+            return self._aux, DEFAULT_CONTEXT
         ctx = socket_context(context.pop("context", None), **context)
-        self._context[0] = ctx
-        return SocketAux.from_context(ctx)
+        return SocketAux.from_context(ctx), ctx
+
+    def _rand(self, aux, ctx, runs: int):
+        """Draw the ``ld rand`` values ``runs`` runs may take and point the cursor at them."""
+        if not self.rand_reads:
+            return None
+        draw = ctx.rand_u32 if self.profile == "socket" else lambda: random.getrandbits(32)
+        values = array("I", [draw() for _ in range(self.rand_reads * runs)])
+        if aux is not None:
+            aux.rand_next = values.buffer_info()[0]
+            return values
+        return values, _U64(values.buffer_info()[0])
 
     def _mem_list(self, mem_):
         if mem_ is None:
@@ -165,16 +185,38 @@ class JitProgram:
     def pio(self, port, size, direction, data, offset, vcpu, ticks, ns, mem):
         """The engine's entry: ``(verdict or None after a fault, A, executed)``."""
         n = len(mem)
-        buf = ctypes.create_string_buffer(struct.pack(
-            f">{10 + n}I", port & U32, size & U32, direction & U32, data & U32, offset & U32,
-            vcpu & U32, ticks & U32, (ticks >> 32) & U32, ns & U32, (ns >> 32) & U32,
-            *(w & U32 for w in mem)), PIO_HDR_LEN + 4 * n)
-        out = _U64()
-        rax = self._call(buf, PIO_HDR_LEN + 4 * n, ctypes.byref(out), self.address)
+        if n < self._min_words:
+            raise ValueError(f"the program addresses M[{self._min_words - 1}]; "
+                             f"the memory has {n} words")
+        layout = self._layouts.get(n) or self._layout(n)
+        pack, size_, unpack = layout
+        buf = ctypes.create_string_buffer(size_)
+        pack(buf, 0, port & U32, size & U32, direction & U32, data & U32, offset & U32,
+             vcpu & U32, ticks & U32, (ticks >> 32) & U32, ns & U32, (ns >> 32) & U32,
+             *[w & U32 for w in mem])
+        if self.rand_reads:
+            values, cursor = self._rand(None, None, 1)
+            self._call(buf, size_ - 16, ctypes.byref(cursor), self.address)
+        else:
+            self._call(buf, size_ - 16, None, self.address)
+        words = unpack(buf)
         for k in self._stores:
-            mem[k] = int.from_bytes(buf.raw[PIO_HDR_LEN + 4 * k:PIO_HDR_LEN + 4 * k + 4], "big")
-        rdx = out.value
+            mem[k] = words[k]
+        rax, rdx = words[n], words[n + 1]
         return (None if rax >> 32 else rax & U32), rdx & U32, rdx >> 32
+
+    def _layout(self, n):
+        """``(pack_into, buffer size, unpack)`` for N shared words: the context, then the
+        16 bytes where ``pio_call`` leaves RAX and RDX."""
+        pack = struct.Struct(f">{10 + n}I").pack_into
+        words = struct.Struct(f">{n}I")
+        regs = struct.Struct("<QQ")
+        at = PIO_HDR_LEN + 4 * n
+
+        def unpack(buf):
+            return words.unpack_from(buf, PIO_HDR_LEN) + regs.unpack_from(buf, at)
+        self._layouts[n] = layout = (pack, at + 16, unpack)
+        return layout
 
     def outcome(self, data, **context):
         """``(verdict or None after a fault, A, executed)`` -- pio only (the engine's view)."""
@@ -196,18 +238,16 @@ class JitProgram:
         batch = inputs if isinstance(inputs, Batch) else Batch(inputs, self.profile)
         n = len(batch)
         out = array("I", bytes(4 * n))
-        aux_ptr = self._aux_ptr if self.profile == "socket" else 0
-        aux = None
-        if context:
-            if self.profile != "socket":
-                raise TypeError(f"{self.profile} takes no context")
-            aux = self._socket_aux(context)
+        aux_ptr = values = None
+        if self.profile == "socket":
+            aux, ctx = self._socket_aux(context)
+            values = self._rand(aux, ctx, n)
             aux_ptr = ctypes.addressof(aux)
-        try:
-            self._drive(batch.base, batch.offsets_address, n, out.buffer_info()[0], aux_ptr,
-                        self.address)
-        finally:
-            self._context[0] = DEFAULT_CONTEXT
+        elif context:
+            raise TypeError(f"{self.profile} takes no context")
+        self._drive(batch.base, batch.offsets_address, n, out.buffer_info()[0], aux_ptr,
+                    self.address)
+        del values
         if self.profile == "seccomp":
             return [SeccompResult(v) for v in out]
         return out.tolist()
@@ -223,8 +263,9 @@ class JitProgram:
                                           .rjust(PIO_HDR_LEN + 4 * n, b"\0"),
                                           PIO_HDR_LEN + 4 * n)
         out = array("I", bytes(4 * len(events)))
+        rand = self._rand(None, None, len(events))
         self._drive_pio(headers, len(events), out.buffer_info()[0], ctx, PIO_HDR_LEN + 4 * n,
-                        self.address)
+                        self.address, rand and ctypes.byref(rand[1]))
         mem_[:] = struct.unpack_from(f">{n}I", ctx.raw, PIO_HDR_LEN)
         return out.tolist()
 
@@ -268,18 +309,6 @@ class Batch:
 
     def __len__(self):
         return self._n
-
-
-def _callback(holder, profile):
-    """The native code's way to nla/nlan/rand: the interpreter's own functions."""
-    def cb(which, a, x, ptr, length):
-        if profile == "pio":
-            return random.getrandbits(32)
-        ctx = holder[0]
-        if which == _RANDOM:
-            return ctx.rand_u32()
-        return ancillary(which, a, x, ctypes.string_at(ptr, length) if length else b"", ctx)
-    return cb
 
 
 def jit(program, *, profile: str = "socket", harden: bool = False,

@@ -7,13 +7,13 @@ through the socket's header offsets).  Register map (as in ubpf's JIT, one comme
 
 from __future__ import annotations
 
-import ctypes
 import secrets
 
 from bpfio.abi.pio import PIO_HDR_LEN
 from bpfio.exec import interp as I
 from bpfio.exec.jit import x86
-from bpfio.exec.jit.layout import Jump, Label, Source, assemble
+from bpfio.exec.jit.ancillary import SocketAux, aux, nla, rand  # noqa: F401 (SocketAux re-exported)
+from bpfio.exec.jit.layout import Jump, Label, Source, assemble, compress
 from bpfio.exec.jit.x86 import (R8, R9, R10, R11, RAX, RCX, RDI, RDX, RSI, RSP, mem)
 from bpfio.isa import SKF_AD, SKF_AD_OFF, U32, to_s32
 
@@ -22,46 +22,12 @@ REG_X = RCX      # the index register X: CL is the shift count, so lsh/rsh by X 
 REG_TMP = RDX    # scratch: div's high half, the offset of an indexed load
 REG_DATA = RDI   # the input: packet bytes, struct seccomp_data, or the pio context
 REG_LEN = RSI    # the input's length (zero-extended; ld len)
-REG_AUX = R8     # socket: the SocketAux block (ancillary values, header offsets)
+REG_AUX = R8     # socket: the SocketAux block; pio: the rand cursor (third argument)
 REG_COUNT = R9   # pio: instructions executed so far
 TMP1, TMP2 = R10, R11   # scratch
 
 CC = x86.CC
-FRAME = 120             # M[0..15] at rsp+0..63, saved registers at rsp+64..103; keeps rsp 16-aligned
-SAVE = ((RDI, 64), (RSI, 72), (RCX, 80), (R8, 88), (R9, 96))
-
-# The callback for loads the JIT does not inline (nla, nlan, rand):
-# uint32_t cb(uint32_t which, uint32_t a, uint32_t x, const uint8_t *data, uint32_t len)
-CALLBACK = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32,
-                            ctypes.c_void_p, ctypes.c_uint32)
-CALLED = frozenset(SKF_AD_OFF + SKF_AD[n] for n in ("NLATTR", "NLATTR_NEST", "RANDOM"))
-
-
-class SocketAux(ctypes.Structure):
-    """What socket programs read beyond the packet, declared once for the emitter and Python.
-
-    Values are pre-masked as :func:`bpfio.exec.skb.ancillary` returns them;
-    ``has_*`` are 0 when the field is None (no device / no link-layer header).
-    """
-
-    _fields_ = [(name, ctypes.c_uint32) for name in (
-        "protocol", "pkt_type", "ifindex", "has_ifindex", "hatype", "has_hatype", "mark",
-        "queue", "rxhash", "cpu", "vlan_tci", "vlan_present", "vlan_tpid", "poff", "has_ll",
-        "pad")] + [("net_off", ctypes.c_int64), ("ll_off", ctypes.c_int64)]
-
-    @classmethod
-    def from_context(cls, c) -> "SocketAux":
-        """The block for a :class:`~bpfio.exec.skb.SocketContext`."""
-        return cls(c.protocol & 0xffff, c.pkt_type & 7, (c.ifindex or 0) & U32,
-                   c.ifindex is not None, (c.hatype or 0) & 0xffff, c.hatype is not None,
-                   c.mark & U32, c.queue & 0xffff, c.rxhash & U32, c.cpu & U32,
-                   c.vlan_tci & 0xffff, 1 if c.vlan_present else 0, c.vlan_tpid & 0xffff,
-                   c.poff & U32, c.ll_off is not None, 0, c.net_off, c.ll_off or 0)
-
-
-def aux(field: str):
-    """The memory operand of a SocketAux field."""
-    return mem(REG_AUX, getattr(SocketAux, field).offset)
+SCRATCH = -64           # socket/seccomp M[k] at rsp-64+4k: the red zone of this leaf function
 
 
 # Ancillary loads read straight from SocketAux (the rest are special cases below).
@@ -77,6 +43,8 @@ _ALU_NAME = {I.ADD_K: "add", I.SUB_K: "sub", I.AND_K: "and", I.OR_K: "or", I.XOR
 _FAULTS = {I.LD_ABS, I.LDH_ABS, I.LDB_ABS, I.LD_IND, I.LDX_MSH, I.LD_GEN, I.LD_ANC,
            I.DIV_X, I.MOD_X, I.DIV_K, I.MOD_K}
 _ENDS = {I.RET_K, I.RET_A, I.RET_X, I.JA, *_TRUE}
+_PC_DEPENDENT = {I.JA, *_TRUE}            # their code names other pcs
+_NLA = {SKF_AD_OFF + SKF_AD["NLATTR"], SKF_AD_OFF + SKF_AD["NLATTR_NEST"]}  # local labels
 
 
 def has_movbe() -> bool:
@@ -94,11 +62,11 @@ def has_movbe() -> bool:
 class Image:
     """The translated program: code, listing, and where the entry points are."""
 
-    def __init__(self, code, listing, labels, uses_callback, harden_key):
+    def __init__(self, code, listing, labels, rand_reads, harden_key):
         self.code = code
         self.listing = listing
         self.labels = labels
-        self.uses_callback = uses_callback
+        self.rand_reads = rand_reads        # ld rand instructions: values a run may read
         self.harden_key = harden_key
 
 
@@ -106,18 +74,15 @@ class Translator:
     """Translate one pre-decoded program; :meth:`run` returns the items for :func:`assemble`."""
 
     def __init__(self, ops, profile: str, *, harden: bool = False, movbe: bool | None = None,
-                 callback_address: int = 0, extra=None):
+                 extra=None):
         self.ops = ops
         self.profile = profile
         self.key = secrets.randbits(32) | 1 if harden else None
         self.movbe = has_movbe() if movbe is None else movbe
-        self.callback_address = callback_address
         self.items: list = []
         self.stubs: list = []
-        self.uses_call = profile != "seccomp" and any(o[0] == I.LD_ANC and o[1] in CALLED
-                                                      for o in ops)
-        self.uses_mem = any(o[0] in (I.LD_MEM, I.LDX_MEM, I.ST, I.STX) for o in ops)
-        self.frame = FRAME if self.uses_call or (self.uses_mem and profile != "pio") else 0
+        self.rand_reads = 0 if profile == "seccomp" else sum(
+            1 for o in ops if o[0] == I.LD_ANC and _AD_NAME.get(o[1]) == "RANDOM")
         self.extra = extra or []
 
     # -- small helpers --------------------------------------------------------------------
@@ -145,7 +110,7 @@ class Translator:
         """M[k]: pio's shared memory (big-endian, in the context), else the native stack."""
         if self.profile == "pio":
             return mem(REG_DATA, PIO_HDR_LEN + 4 * k)
-        return mem(RSP, 4 * k)
+        return mem(RSP, SCRATCH + 4 * k)
 
     def load_be(self, dst: int, m, size: int):
         """``dst = size`` big-endian bytes at ``m`` (movbe, or mov + bswap)."""
@@ -163,9 +128,6 @@ class Translator:
         """Return to the caller: socket/seccomp A is in EAX; pio packs rdx = A | count << 32."""
         if self.profile == "pio":
             self.emit(x86.shl_r64_imm8(REG_COUNT, 32), x86.or_r64_r64(RDX, REG_COUNT))
-        if self.frame:
-            self.emit(x86.add_r64_imm32(RSP, self.frame) if self.frame > 127
-                      else x86.add_r64_imm8(RSP, self.frame))
         self.emit(x86.ret())
 
     # -- the program --------------------------------------------------------------------------
@@ -174,24 +136,35 @@ class Translator:
         counts = self.segments() if self.profile == "pio" else {}
         targets = {t for op, _k, t, f in self.ops if op in _TRUE or op == I.JA}
         targets |= {f for op, _k, t, f in self.ops if op in _TRUE}
+        # An instruction's code depends only on (op, k, t) unless it jumps to another pc or
+        # has local labels: emit it once, then reuse the template (fresh Jump objects).
+        memo = {}
+        items = self.items
         for pc, op in enumerate(self.ops):
-            self.items.append(Label(pc) if pc in targets else Source(pc))
+            items.append(Label(pc) if pc in targets else Source(pc))
             if pc in counts:
                 self.emit(x86.add_r32_imm(REG_COUNT, counts[pc]))
+            template = memo.get(op[:3])
+            if template is not None:
+                items += [Jump(it.cc, it.target) if type(it) is Jump else it for it in template]
+                continue
+            start = len(items)
             self.insn(pc, *op)
+            if not (op[0] in _PC_DEPENDENT or (op[0] == I.LD_IND and self.profile == "socket")
+                    or (op[0] == I.LD_ANC and op[1] in _NLA)):
+                items[start:] = template = compress(items[start:])
+                memo[op[:3]] = template
         self.epilogues()
         return self.items + self.stubs + self.extra
 
     def prologue(self):
         self.items.append(Label("entry"))
-        if self.frame:
-            self.emit(x86.sub_r64_imm8(RSP, self.frame) if self.frame <= 127
-                      else x86.sub_r64_imm32(RSP, self.frame))
         self.emit(x86.xor_r32_r32(REG_A, REG_A), x86.xor_r32_r32(REG_X, REG_X))
         if self.profile != "seccomp":
             self.emit(x86.mov_r32_r32(REG_LEN, REG_LEN))     # a u32 argument: clear bits 32-63
-        if self.profile == "socket":
+        if self.profile == "socket" or self.rand_reads:
             self.emit(x86.mov_r64_r64(REG_AUX, RDX))
+        if self.profile == "socket":
             # verified programs store before they load; zero the words they read anyway
             for k in sorted({o[1] for o in self.ops if o[0] in (I.LD_MEM, I.LDX_MEM)}):
                 self.emit(x86.mov_m32_imm32(self.scratch(k), 0))
@@ -205,10 +178,10 @@ class Translator:
         else:
             self.emit(x86.xor_r32_r32(REG_A, REG_A))
         self.leave()
-        self.items.append(Label("ret_a"))       # ifidx/hatype without a device: return A
-        if self.profile == "pio":
-            self.emit(x86.mov_r32_r32(RDX, REG_A))
-        self.leave()
+        if self.profile == "socket" and any(
+                o[0] == I.LD_ANC and _AD_NAME.get(o[1]) in ("IFINDEX", "HATYPE") for o in self.ops):
+            self.items.append(Label("ret_a"))   # ifidx/hatype without a device: return A
+            self.leave()
 
     def segments(self) -> dict[int, int]:
         """pio counting: pc -> instructions to add there, so a count is exact at every exit.
@@ -410,7 +383,8 @@ class Translator:
             self.jcc("js", ("neg", pc))
         e(x86.lea_r64_m(TMP1, mem(RDX, size)), x86.cmp_r64_r64(TMP1, REG_LEN))
         self.jcc("ja", "abort")
-        self.items.append(Label(("load", pc)))
+        if self.profile == "socket":
+            self.items.append(Label(("load", pc)))     # where the negative path rejoins
         self.load_be(dst, mem(REG_DATA, 0, RDX), size)
         if self.profile == "socket":
             self.negative_stub(pc, size)
@@ -444,29 +418,18 @@ class Translator:
             e(x86.mov_r32_m32(REG_A, aux(field)))
         elif name == "ALU_XOR_X":
             e(x86.xor_r32_r32(REG_A, REG_X))
+        elif name == "RANDOM":
+            e(*rand(self.profile))
         else:
-            self.call(SKF_AD[name])
-
-    def call(self, which: int):
-        """A = cb(which, A, X, data, len), keeping the JIT's registers (the frame is aligned)."""
-        e = self.emit
-        for reg, off in SAVE:
-            e(x86.mov_m64_r64(mem(RSP, off), reg))
-        e(x86.mov_r64_r64(TMP1, REG_DATA), x86.mov_r64_r64(TMP2, REG_LEN),
-          x86.mov_r32_r32(RDX, REG_X), x86.mov_r32_r32(RSI, REG_A),
-          x86.mov_r32_imm32(RDI, which), x86.mov_r64_r64(RCX, TMP1), x86.mov_r64_r64(R8, TMP2),
-          x86.mov_r64_imm64(RAX, self.callback_address), x86.call_r64(RAX))
-        for reg, off in SAVE:
-            e(x86.mov_r64_m64(reg, mem(RSP, off)))
+            self.items += nla(pc, name == "NLATTR_NEST")
 
 
 def translate(program, profile: str, *, harden: bool = False, movbe: bool | None = None,
-              callback_address: int = 0, extra=None) -> Image:
+              extra=None) -> Image:
     """Translate a verified program; ``extra`` items (drivers) are laid out after it."""
     ops = I.predecode(program, profile)
     if ops[-1][0] == I.LD_GEN and ops[-1][3] == -1:
         raise I.VMError("program does not end with ret", pc=len(program) - 1)
-    tr = Translator(ops, profile, harden=harden, movbe=movbe,
-                    callback_address=callback_address, extra=extra)
+    tr = Translator(ops, profile, harden=harden, movbe=movbe, extra=extra)
     code, listing, labels = assemble(tr.run())
-    return Image(code, listing, labels, tr.uses_call, tr.key)
+    return Image(code, listing, labels, tr.rand_reads, tr.key)
