@@ -25,8 +25,9 @@ Group ``native`` (issue 19), ns per PIO exit on the PM-timer read-storm guest
   PM timer model there, checked by the guest on every run).  Two rows: the wall
   time with start-up subtracted (a 1-iteration run timed too), and the guest's
   own measurement on the PM timer's clock (start-up cannot leak into it);
-* one row per entry of :data:`KVM_LOOPS` -- today bpfio's Python vCPU loop with
-  ``examples/pc.toml`` (the PM-timer program answers every read).
+* one row per entry of :data:`KVM_LOOPS` -- bpfio's Python and native vCPU loops with
+  ``examples/pc.toml`` (the PM-timer program answers every read), and the bare loop
+  emitted by bpfio's native-loop emitter (a cross-check of the C one).
 
 **Adding a vCPU loop next to these (issue 19):** append to ``KVM_LOOPS`` a
 ``(name, measure, goal)`` tuple, where ``measure(image: bytes)`` runs that
@@ -233,8 +234,23 @@ def time_run_guest(image: bytes, config: Path = ROOT / "examples" / "pc.toml",
 #: (row name, measure(image) -> ns per exit of one run | reason, goal) -- see
 #: the module docstring; issue 19's native loop adds its entry here.
 KVM_LOOPS: list = [
-    (PY_LOOP, time_run_guest, "today's default loop"),
+    (PY_LOOP, lambda image: time_run_guest(image, loop="python"), "the Python vCPU loop"),
+    (NATIVE_LOOP, lambda image: time_run_guest(image, loop="native"),
+     "<= 1.15 x bare C; < QEMU"),
 ]
+
+
+def _emitted_bare(image: bytes) -> float | str:
+    """The bare loop emitted by bpfio (bench_native_loop.bare_roundtrip): cross-checks C's."""
+    from bench.bench_native_loop import bare_roundtrip
+    try:
+        return bare_roundtrip(image=image)
+    except Exception as exc:        # JitUnavailable, KvmError: the row says why
+        return f"absent: {exc}"
+
+
+KVM_LOOPS.append(("bare KVM_RUN loop, emitted by bpfio", _emitted_bare,
+                  "the same limit, from the native loop's emitter"))
 
 
 def _bare_loop(tmp: Path):

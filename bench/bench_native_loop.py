@@ -1,20 +1,12 @@
-"""Benchmark: the native vCPU loop (issue 19) against the Python loop and the machine's limit.
+"""Benchmark: the native vCPU loop (issue 19) on every example guest, against the Python loop.
 
-The PM-timer read storm (``kvm.loop_guest(0x608, 4, n)``: ``in eax, dx; dec ecx; jnz``)
-with the PM-timer program of examples/pc.toml, ns per PIO exit:
+Exits per second for each guest of examples/guests/ on examples/pc.toml, under
+``loop="python"`` and ``loop="native"`` (best of ``repeat`` runs each, run in turn).
 
-* (a) ``native loop + program`` -- ``run_guest(loop="native")``: KVM_RUN, the port table,
-  the event header, the clock and the program all in machine code;
-* (b) ``python loop + program`` -- ``run_guest(loop="python")``: the same exits through
-  bpfio's Python loop and fused fast path;
-* (c) ``bare native KVM_RUN`` -- an emitted loop that only re-enters KVM_RUN and answers
-  every IN with a counter (``native_code.bare_code``): the round-trip cost of an exit on
-  this machine, the floor for (a);
-* (d) ``QEMU`` -- from the bench-anchors rows (``bench/bench_native.py``) when they exist.
-
-Goals: (a) <= 1.15 x (c); (a) < (d); (b) / (a) >= 2.5.  Then exits per second for every
-example guest under both loops.  Each configuration keeps its best of ``repeat`` runs
-(the machine is shared).  Run: ``python -m bench --only native_loop [--quick]``.
+The per-exit rows of issue 19 -- (a) the native loop with the PM-timer program, (b) the
+Python loop, (c) a bare KVM_RUN loop (in C, and emitted by bpfio: :func:`bare_roundtrip`),
+(d) QEMU -- are measured round robin in ``bench/bench_native.py`` (group ``native``),
+whose ``KVM_LOOPS`` holds the loops.  Run: ``python -m bench --only native native_loop``.
 """
 
 from __future__ import annotations
@@ -32,7 +24,6 @@ sys.path.insert(0, str(ROOT))
 from bpfio import kvm  # noqa: E402
 
 PC_TOML = ROOT / "examples" / "pc.toml"
-GROUP = "native loop"
 GUESTS = ("hello", "pmtimer", "pit", "cmos", "pcscan", "virtio", "post", "smp")
 
 
@@ -43,12 +34,12 @@ def _row(group, name, value, unit, baseline=None, base_value=None, goal=""):
             "goal": goal}
 
 
-def bare_roundtrip(n: int) -> float:
+def bare_roundtrip(n: int = 50_000, image: bytes | None = None) -> float:
     """ns per exit of the emitted do-nothing KVM_RUN loop on the read-storm guest."""
     from bpfio.kvm.native_code import functions
     bare = functions()["bare"]
     with kvm.Vm() as vm:
-        vm.load(kvm.loop_guest(0x608, 4, n))
+        vm.load(image if image is not None else kvm.loop_guest(0x608, 4, n))
         vcpu = vm.vcpus[0]
         vcpu.enter("real", kvm.DEFAULT_LOAD, 1)
         run = ctypes.c_char.from_buffer(vcpu.run_map)
@@ -59,72 +50,6 @@ def bare_roundtrip(n: int) -> float:
         finally:
             del run
     return seconds * 1e9 / max(exits, 1)
-
-
-def _pm_machine():
-    from bpfio.pio.machine import Machine
-    from bpfio.pio.config import load_machine
-    pc = load_machine(PC_TOML)
-    try:
-        pm = pc.binding_at(0x608)
-        m = Machine()
-        m.attach(pm.base, pm.length, program=pm.program, mem_words=len(pm.mem),
-                 clock_hz=pm.clock_hz, name="pmtimer")
-        return m
-    finally:
-        pc.close()
-
-
-def storm(loop: str, n: int) -> float:
-    """ns per exit of the read storm with the PM-timer program under ``loop``."""
-    m = _pm_machine()
-    try:
-        r = kvm.run_guest(kvm.loop_guest(0x608, 4, n), m, loop=loop)
-    finally:
-        m.close()
-    return r.seconds * 1e9 / max(r.io_exits, 1)
-
-
-def qemu_ns() -> tuple[float | None, str]:
-    """QEMU's ns per exit on the same loop, from the bench-anchors module when present."""
-    try:
-        from bench import bench_native
-    except ImportError:
-        return None, "bench/bench_native.py (the bench-anchors rows) is not in this tree"
-    fn = getattr(bench_native, "kvm_anchor_ns", None)
-    if fn is None:
-        return None, "bench_native has no kvm_anchor_ns()"
-    value, why = fn("qemu")
-    return value, why
-
-
-def roundtrip_rows(quick: bool) -> list[dict]:
-    """Rows (a)-(d) and the three goal ratios."""
-    n = 20_000 if quick else 200_000
-    repeat = 2 if quick else 5
-    # Interleaved, best of each: the load of a shared machine drifts over seconds.
-    bare = native = python = float("inf")
-    for _ in range(repeat):
-        bare = min(bare, bare_roundtrip(n))
-        native = min(native, storm("native", n))
-        python = min(python, storm("python", n))
-    qemu, why = qemu_ns()
-    rows = [
-        _row(GROUP, "(c) bare native KVM_RUN round trip", bare, "ns/exit",
-             goal="the limit here: KVM_RUN and nothing else"),
-        _row(GROUP, "(a) native loop + PM-timer program", native, "ns/exit",
-             "(c) bare native KVM_RUN round trip", bare, goal="<= 1.15x (c)"),
-        _row(GROUP, "(b) python loop + PM-timer program", python, "ns/exit",
-             "(a) native loop + PM-timer program", native, goal="(b)/(a) >= 2.5"),
-    ]
-    if qemu is not None:
-        rows.append(_row(GROUP, "(a) against (d) QEMU", native, "ns/exit", "(d) QEMU", qemu,
-                         goal="< 1 (faster than QEMU)"))
-        rows.append(_row(GROUP, "(d) QEMU -enable-kvm, same loop", qemu, "ns/exit"))
-    else:
-        rows.append({**_row(GROUP, "(d) QEMU -enable-kvm, same loop", 0.0, "ns/exit"),
-                     "value": None, "goal": f"absent: {why}"})
-    return rows
 
 
 def guest_rows(quick: bool) -> list[dict]:
@@ -164,7 +89,7 @@ def run(quick: bool) -> list[dict]:
     loop, _notice = kvm.choose_loop(None)
     if not ok or loop != "native":
         return []
-    return roundtrip_rows(quick) + guest_rows(quick)
+    return guest_rows(quick)
 
 
 if __name__ == "__main__":
