@@ -143,9 +143,11 @@ class NativeEngine:
             return
         self.table[binding.base:binding.base + binding.length] = [None] * binding.length
         functions()["fence"]()      # the cleared entries are visible before gens are read
-        with block.lock:
+        with block.lock:            # a vCPU serving it (R_MODEL included) finishes first
             block.nb.prog, block.nb.kind = 0, KIND_PYTHON
             self._fold_block(block)
+        with self._lock:            # a later lock holder sees prog 0: no R_MODEL look-up
+            self.by_address.pop(block.address, None)
         self.retire(block)
 
     def changed(self, binding) -> None:
