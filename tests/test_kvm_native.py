@@ -493,3 +493,28 @@ def _interrupted(loop: str) -> str:
 @pytest.mark.parametrize("loop", ["native", "python"])
 def test_ctrl_c_stops_every_vcpu_and_releases_everything(loop):
     assert in_child(_interrupted, loop) == ""
+
+
+def _attach_under_load(image: bytes) -> str:
+    m = Machine()
+    m.attach(0x700, 1, name="other", program="ret #0x10000")   # a native engine exists
+    out: dict = {}
+    t = threading.Thread(target=lambda: out.update(r=kvm.run_guest(image, m, loop="native",
+                                                                   timeout=120)))
+    t.start()
+    while t.is_alive() and m._native is None or (t.is_alive() and m.stats()["unmapped"] < 1000):
+        time.sleep(0.0005)
+    b = m.attach(0x600, 4, program="#include <pio.inc>\nld M[0]\nadd #1\nst M[0]\n"
+                                   "ret #PIO_DONE", name="late")
+    t.join()
+    n, handled = out["r"].io_exits, b.counters.handled
+    if handled + m.unmapped != n or not handled or not m.unmapped or b.mem[0] != handled:
+        return f"{n} exits: {handled} handled + {m.unmapped} unmapped, mem {b.mem[0]}"
+    if m._native.kinds()["late"] != "native":
+        return "the late binding's program does not run natively"
+    return ""
+
+
+@needs_kvm
+def test_attaching_a_binding_while_vcpus_run_natively():
+    assert in_child(_attach_under_load, kvm.loop_guest(0x600, 4, 100_000)) == ""

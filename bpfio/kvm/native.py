@@ -23,6 +23,7 @@ import errno
 import os
 import threading
 import time
+import weakref
 
 from bpfio.errors import KvmError
 from bpfio.kvm import abi as K
@@ -105,6 +106,8 @@ class NativeEngine:
         self.blocks: dict[str, _Block] = {}
         self.by_address: dict[int, _Block] = {}
         self.vcpus: list[NVcpu] = []
+        self._pending: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._unmapped_folded: dict[int, int] = {}    # id(NVcpu) -> unmapped already added
         self._retired: list[tuple[list[tuple[NVcpu, int]], object]] = []
         self._lock = threading.Lock()
         if machine is None:                    # no engine: every exit goes to Python
@@ -125,10 +128,22 @@ class NativeEngine:
         return engine if engine is not None else cls(machine)
 
     # -- bindings ---------------------------------------------------------------
-    def added(self, binding) -> None:
-        """A binding was attached: give it a block, native memory and lock, table entries."""
+    def prepare(self, binding) -> None:
+        """A binding is being attached: native memory and lock before anyone can see it.
+
+        ``Machine.attach`` calls this before the binding is published, so no event
+        can run on its Python list or lock while they are swapped.
+        """
         block = _Block(binding)
         binding._go_native(block.lock, block.words)
+        self._pending[binding] = block
+
+    def added(self, binding) -> None:
+        """A binding was attached: its block (made now unless prepared), table entries."""
+        block = self._pending.pop(binding, None)
+        if block is None:
+            block = _Block(binding)
+            binding._go_native(block.lock, block.words)
         self._set_program(block)
         with self._lock:
             self.blocks[binding.name] = block
@@ -188,11 +203,23 @@ class NativeEngine:
             block.folded_signals[i] = now
 
     def fold(self) -> None:
-        """Bring every binding's counters up to date (``Machine.stats`` calls this)."""
+        """Bring every counter up to date (``Machine.stats`` calls this, also mid-run)."""
         for block in list(self.blocks.values()):
             with block.lock:
                 self._fold_block(block)
+        with self._lock:
+            for nv in self.vcpus:
+                self._fold_unmapped(nv)
         self.reclaim()
+
+    def _fold_unmapped(self, nv: NVcpu) -> None:
+        """Add the unmapped accesses of ``nv`` since the last fold (engine lock held)."""
+        now = nv.unmapped
+        delta = now - self._unmapped_folded.get(id(nv), 0)
+        self._unmapped_folded[id(nv)] = now
+        if delta and self.machine is not None:
+            with self.machine._lock:
+                self.machine.unmapped += delta
 
     # -- grace periods ----------------------------------------------------------
     def retire(self, obj) -> None:
@@ -248,7 +275,6 @@ def run_vcpu(vm, vcpu, engine: NativeEngine) -> None:
     pio_ins, pio_outs = getattr(ports, "pio_ins", None), getattr(ports, "pio_outs", None)
     unpack_io, union = K.RUN_IO.unpack_from, K.RUN_UNION
     flush = vm.offload.flush if vm.offload is not None else None
-    machine = engine.machine
     exits = accesses = 0
     try:
         while True:
@@ -294,13 +320,12 @@ def run_vcpu(vm, vcpu, engine: NativeEngine) -> None:
     finally:
         with engine._lock:
             engine.vcpus.remove(nv)
+            engine._fold_unmapped(nv)
+            engine._unmapped_folded.pop(id(nv), None)
         for name in VCPU_COUNTERS:
             setattr(stats, name, getattr(stats, name) + getattr(nv, name))
         stats.exits += exits
         stats.accesses += accesses
-        if machine is not None and nv.unmapped:
-            with machine._lock:
-                machine.unmapped += nv.unmapped
         stats.rip = vcpu.rip()
         del export
 

@@ -128,6 +128,8 @@ class Machine:
         binding = Binding(self, name, base, length, device, mem_words, clock_hz, notifiers, engine)
         binding.program, binding._run, binding.lints = prog, run, lints
         binding._access = binding._make_access(run, prog)
+        if self._native is not None:     # native memory and lock before it is visible
+            self._native.prepare(binding)
         hook = getattr(device, "attach", None)
         if callable(hook):
             try:
