@@ -13,6 +13,9 @@ engine's share of the per-exit cost is measured inside each guest run: the
 time spent in the port handler (engine and models) over the wall time.
 ``--quick`` shortens every loop.
 
+Every row runs the Python exit loop (``loop="python"``), so the engine's share is
+measured as before; ``bench/bench_native_loop.py`` has the native loop's rows.
+
 Run: ``python bench/bench_kvm.py [--quick]`` (or through ``bpfio bench``).
 Rows are empty when /dev/kvm is unusable; guest rows need nasm.
 """
@@ -72,7 +75,7 @@ def roundtrip_rows(quick: bool) -> list[dict]:
         for _ in range(repeat):
             m = _machine(programs)
             try:
-                r = kvm.run_guest(image, m, timed=True)
+                r = kvm.run_guest(image, m, timed=True, loop="python")
             finally:
                 m.close()
             if best is None or r.seconds < best.seconds:
@@ -112,7 +115,7 @@ def guest_rows(quick: bool) -> list[dict]:
                     m = None if handler is None else _machine(handler)
                     try:
                         r = kvm.run_guest(image, m if m is not None else kvm.NullPorts(),
-                                          timeout=60, timed=True)
+                                          timeout=60, timed=True, loop="python")
                         share = m.stats()["fast_path_share"] if m is not None else 0.0
                     except kvm.KvmError:
                         break       # e.g. a guest that needs a device to finish
@@ -167,7 +170,7 @@ def offload_rows(quick: bool) -> list[dict]:
             for offload in (False, True):
                 m = load_machine(cfg)
                 try:
-                    r = kvm.run_guest(image, m, offload=offload)
+                    r = kvm.run_guest(image, m, offload=offload, loop="python")
                 finally:
                     m.close()
                 exits[offload] = (r.io_exits, r.seconds)

@@ -25,10 +25,9 @@ Group ``native`` (issue 19), ns per PIO exit on the PM-timer read-storm guest
   PM timer model there, checked by the guest on every run).  Two rows: the wall
   time with start-up subtracted (a 1-iteration run timed too), and the guest's
   own measurement on the PM timer's clock (start-up cannot leak into it);
-* one row per entry of :data:`KVM_LOOPS` -- bpfio's Python vCPU loop with
-  ``examples/pc.toml`` (the PM-timer program answers every read) and, once
-  ``kvm.run_guest`` takes ``loop=`` (issue 19), the native loop (row
-  :data:`NATIVE_LOOP`, ``loop="native"``; a run that cannot use it says why).
+* one row per entry of :data:`KVM_LOOPS` -- bpfio's Python and native vCPU loops with
+  ``examples/pc.toml`` (the PM-timer program answers every read), and the bare loop
+  emitted by bpfio's native-loop emitter (a cross-check of the C one).
 
 **Adding another vCPU loop next to these:** append to ``KVM_LOOPS`` a
 ``(name, measure, goal)`` tuple, where ``measure(image: bytes)`` runs that
@@ -213,25 +212,26 @@ def time_run_guest(image: bytes, config: Path = ROOT / "examples" / "pc.toml",
     return result.seconds * 1e9 / max(result.io_exits, 1)
 
 
-def _loop_option() -> bool:
-    """True when ``kvm.run_guest`` takes ``loop=`` (issue 19's native exit loop exists)."""
-    import inspect
-    from bpfio import kvm
-    return "loop" in inspect.signature(kvm.run_guest).parameters
-
-
-def _python_loop(image: bytes) -> float | str:
-    """One run under the Python exit loop (asked for by name once there is a choice)."""
-    return time_run_guest(image, **({"loop": "python"} if _loop_option() else {}))
-
-
 #: (row name, measure(image) -> ns per exit of one run | reason, goal) -- see
-#: the module docstring.  Issue 19's native loop is added here by itself when
-#: ``run_guest`` takes ``loop=`` (a later entry with the same name is ignored).
-KVM_LOOPS: list = [(PY_LOOP, _python_loop, "the Python exit loop")]
-if _loop_option():
-    KVM_LOOPS.append((NATIVE_LOOP, lambda image: time_run_guest(image, loop="native"),
-                      "<= 1.15 x bare C; < QEMU (issue 19)"))
+#: the module docstring; issue 19's native loop adds its entry here.
+KVM_LOOPS: list = [
+    (PY_LOOP, lambda image: time_run_guest(image, loop="python"), "the Python vCPU loop"),
+    (NATIVE_LOOP, lambda image: time_run_guest(image, loop="native"),
+     "<= 1.15 x bare C; < QEMU"),
+]
+
+
+def _emitted_bare(image: bytes) -> float | str:
+    """The bare loop emitted by bpfio (bench_native_loop.bare_roundtrip): cross-checks C's."""
+    from bench.bench_native_loop import bare_roundtrip
+    try:
+        return bare_roundtrip(image=image)
+    except Exception as exc:        # JitUnavailable, KvmError: the row says why
+        return f"absent: {exc}"
+
+
+KVM_LOOPS.append(("bare KVM_RUN loop, emitted by bpfio", _emitted_bare,
+                  "the same limit, from the native loop's emitter"))
 
 
 def _bare_loop(tmp: Path):

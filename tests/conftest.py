@@ -75,3 +75,11 @@ def pio_engine(request, monkeypatch):
         monkeypatch.setattr(request.function, "_hypothesis_internal_use_settings",
                             settings(inner, max_examples=max(10, inner.max_examples // 3)))
     return request.param
+
+
+@pytest.fixture(params=["python", "native"])
+def kvm_loop(request, monkeypatch):
+    """Run a /dev/kvm test under both exit loops (``bpfio.kvm.runinfo.DEFAULT_LOOP``)."""
+    from bpfio.kvm import runinfo
+    monkeypatch.setattr(runinfo, "DEFAULT_LOOP", request.param)
+    return request.param

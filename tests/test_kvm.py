@@ -18,7 +18,7 @@ from bpfio import kvm
 from bpfio.kvm import abi as K
 from test_kvm_helpers import nasm_image, needs_kvm, needs_nasm
 
-pytestmark = needs_kvm
+pytestmark = [needs_kvm, pytest.mark.usefixtures("kvm_loop")]
 
 
 class Recorder:

@@ -11,7 +11,7 @@ import pytest
 from test_kvm_helpers import ROOT, needs_kvm, needs_nasm, needs_pc
 from devtools import bpfio_exe
 
-pytestmark = [needs_kvm, needs_nasm, needs_pc]
+pytestmark = [needs_kvm, needs_nasm, needs_pc, pytest.mark.usefixtures("kvm_loop")]
 
 DOC = (ROOT / "docs" / "kvm.md").read_text()
 

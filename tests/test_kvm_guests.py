@@ -21,7 +21,7 @@ from devtools import bpfio_exe
 from test_kvm_helpers import (GUESTS, PC_TOML, ROOT, binding_for, guest, needs_kvm, needs_nasm,
                               needs_pc, pc_machine, uart_text)
 
-pytestmark = [needs_kvm, needs_nasm, needs_pc]
+pytestmark = [needs_kvm, needs_nasm, needs_pc, pytest.mark.usefixtures("kvm_loop")]
 
 
 @pytest.fixture(scope="module")

@@ -384,6 +384,7 @@ def build_dir(tmp_path_factory):
 
 
 @needs_kvm
+@pytest.mark.usefixtures("kvm_loop")
 @needs_nasm
 def test_virtio_kicks_through_an_ioeventfd_never_exit(build_dir):
     kicks = 3000
@@ -408,6 +409,7 @@ def test_virtio_kicks_through_an_ioeventfd_never_exit(build_dir):
 
 
 @needs_kvm
+@pytest.mark.usefixtures("kvm_loop")
 @needs_nasm
 def test_post_codes_through_the_coalesced_ring_replay_in_order(build_dir):
     codes = 2000
@@ -434,6 +436,7 @@ def test_post_codes_through_the_coalesced_ring_replay_in_order(build_dir):
 
 
 @needs_kvm
+@pytest.mark.usefixtures("kvm_loop")
 def test_offload_fds_are_released():
     import os
     before = set(os.listdir("/proc/self/fd"))
@@ -451,6 +454,7 @@ def test_offload_fds_are_released():
 
 
 @needs_kvm
+@pytest.mark.usefixtures("kvm_loop")
 def test_ioeventfd_kicks_reach_the_notifier_while_the_guest_still_runs():
     # The guest kicks 5 times and then spins without exits: the consumer must
     # see the kicks anyway (an ioeventfd wakes it without any vCPU exit).
@@ -480,6 +484,7 @@ def test_ioeventfd_kicks_reach_the_notifier_while_the_guest_still_runs():
 
 
 @needs_kvm
+@pytest.mark.usefixtures("kvm_loop")
 @needs_nasm
 def test_two_vcpus_share_the_coalesced_ring_without_losing_writes(build_dir):
     # Both vCPUs OUT to one coalesced port (and IN from it, which exits and

@@ -21,7 +21,7 @@ from bpfio.pio.replay import replay
 from devtools import bpfio_exe
 from test_kvm_helpers import PC_TOML, guest, needs_kvm, needs_nasm, needs_pc, pc_machine
 
-pytestmark = [needs_kvm, needs_nasm, needs_pc]
+pytestmark = [needs_kvm, needs_nasm, needs_pc, pytest.mark.usefixtures("kvm_loop")]
 
 
 

@@ -51,6 +51,16 @@ def uart_output(machine, port: int = UART_PORT) -> bytes:
     return bytes(out() if callable(out) else out)
 
 
+def _native_share(stats: dict) -> str:
+    kinds = stats.get("native_kinds")
+    if not kinds:
+        return ""
+    native = sorted(name for name, kind in kinds.items() if kind == "native")
+    return (f" ({len(native)} of {len(kinds)} bindings' programs ran natively"
+            + (f"; in Python: {', '.join(sorted(set(kinds) - set(native)))}"
+               if len(native) < len(kinds) else "") + ")")
+
+
 def summary(result: kvm.RunResult, stats: dict) -> list[str]:
     """Lines describing the run: exits, exits per second, and the fast-path share."""
     handled, events = stats["handled"], stats["events"]
@@ -59,7 +69,8 @@ def summary(result: kvm.RunResult, stats: dict) -> list[str]:
              f"({result.exits_per_second:,.0f}/s), port accesses {result.accesses}",
              f"fast path served {handled} of {events} port accesses"
              + (f" ({100.0 * handled / events:.1f}%)" if events else "")]
-    if result.handler_seconds is not None and result.io_exits:
+    lines.append(f"exit loop: {result.loop}" + _native_share(stats))
+    if result.handler_seconds is not None and result.io_exits and result.loop == "python":
         per_exit = result.seconds * 1e6 / result.io_exits
         in_bpfio = result.handler_seconds * 1e6 / result.io_exits
         lines.append(f"per PIO exit: {per_exit:.1f} us, of which {in_bpfio:.1f} us in bpfio "
@@ -97,10 +108,15 @@ def summary(result: kvm.RunResult, stats: dict) -> list[str]:
               "is a usage error, exit 2).")
 @click.option("--offload", is_flag=True,
               help="Register eligible bindings with KVM (ioeventfd / coalesced PIO).")
-@click.option("--stats", is_flag=True, help="Print the per-binding table and exit counts.")
+@click.option("--stats", is_flag=True,
+              help="Print the per-binding table, the exit counts and which exit loop ran.")
+@click.option("--loop", type=click.Choice(["native", "python"]), default=None,
+              help="The vCPU exit loop: native (machine code that serves programs' exits "
+                   "without Python; the default where native code can run) or python.")
 @click.option("-D", "--define", "defines", multiple=True, callback=parse_define,
               metavar="NAME[=VALUE]", help="nasm -D when GUEST is a .asm source.")
-def vm(guest, config, entry, load_addr, mode, vcpus, mem_mib, timeout, offload, stats, defines):
+def vm(guest, config, entry, load_addr, mode, vcpus, mem_mib, timeout, offload, stats, loop,
+       defines):
     """Run GUEST (a flat binary, or a nasm .asm source) on /dev/kvm until it halts.
 
     Every port access of the guest goes through the bindings of CONFIG:
@@ -108,22 +124,30 @@ def vm(guest, config, entry, load_addr, mode, vcpus, mem_mib, timeout, offload, 
     (COM1, 0x3f8) is printed; --stats adds the per-binding counter table and
     how many exits the fast path served.
 
+    By default each vCPU runs the native exit loop: KVM_RUN, the port table
+    and the bindings' programs in machine code, back to Python only for device
+    models and other exits.  --loop python forces the Python loop.
+
     \b
     Example:
       bpfio vm examples/guests/hello.asm --machine examples/pc.toml --stats
+      bpfio vm examples/guests/pmtimer.asm --machine examples/pc.toml --loop python
     """
     try:
         _run(guest, config, entry, load_addr, mode, vcpus, mem_mib, timeout, offload, stats,
-             defines)
+             defines, loop)
     except kvm.KvmError as err:
         raise err.at(guest) from None
 
 
 def _run(guest, config, entry, load_addr, mode, vcpus, mem_mib, timeout, offload, stats,
-         defines):
+         defines, loop=None):
     ok, why = kvm.available()
     if not ok:
         raise kvm.KvmError(f"cannot run guests: {why}")
+    loop, notice = kvm.choose_loop(loop)
+    if notice:
+        click.echo(notice, err=True)
     path = Path(guest)
     if not path.is_file():
         raise kvm.KvmError("no such file")
@@ -142,13 +166,15 @@ def _run(guest, config, entry, load_addr, mode, vcpus, mem_mib, timeout, offload
             result = kvm.run_guest(image, machine, entry=entry, load=load_addr, mode=mode,
                                    vcpus=vcpus, mem_size=mem_mib << 20,
                                    timeout=timeout or None, offload=offload,
-                                   timed=stats)
+                                   timed=stats, loop=loop)
         finally:
             out = uart_output(machine)
             if out:
                 click.echo(out.decode("latin-1"), nl=not out.endswith(b"\n"))
         if stats:
             st = machine.stats()
+            if machine._native is not None and result.loop == "native":
+                st["native_kinds"] = machine._native.kinds()
             click.echo("")
             click.echo(format_stats(st))
             click.echo("")

@@ -44,12 +44,13 @@ from bpfio.kvm import abi as K
 from bpfio.kvm.guests import build_guest, guests_dir, loop_guest
 from bpfio.kvm.ports import NullPorts, TimedPorts
 from bpfio.kvm.vcpu import GDT_ADDR, Vcpu, VcpuStats, _ioctl
+from bpfio.kvm.runinfo import (DEV_KVM, LOOPS, RunResult, available,  # noqa: F401
+                               choose_loop)
 
 __all__ = ["KvmError", "Vm", "Vcpu", "RunResult", "VcpuStats", "NullPorts", "TimedPorts",
-           "available", "run_guest", "bench_exit_roundtrip", "build_guest", "guests_dir",
-           "loop_guest", "DEFAULT_LOAD", "MAX_VCPUS"]
+           "available", "choose_loop", "run_guest", "bench_exit_roundtrip", "build_guest",
+           "guests_dir", "loop_guest", "DEFAULT_LOAD", "MAX_VCPUS"]
 
-DEV_KVM = "/dev/kvm"
 DEFAULT_MEM = 2 << 20
 DEFAULT_LOAD = 0x1000
 MAX_VCPUS = 8
@@ -57,60 +58,6 @@ TSS_ADDR = 0xFFFBD000        # three pages KVM needs below 4 GiB on VMX; unused 
 
 _U32 = struct.Struct("<I")
 _MASKS = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
-
-
-def available() -> tuple[bool, str]:
-    """Return (True, "") if /dev/kvm can run guests here, else (False, why not)."""
-    try:
-        fd = os.open(DEV_KVM, os.O_RDWR | os.O_CLOEXEC)
-    except OSError as err:
-        return False, f"{DEV_KVM} cannot be opened: {err.strerror}"
-    try:
-        version = fcntl.ioctl(fd, K.KVM_GET_API_VERSION, 0)
-        if version != K.KVM_API_VERSION:
-            return False, f"KVM API version {version}, expected {K.KVM_API_VERSION}"
-        return True, ""
-    except OSError as err:
-        return False, f"KVM_GET_API_VERSION failed: {err.strerror}"
-    finally:
-        os.close(fd)
-
-
-@dataclass
-class RunResult:
-    """The outcome of :meth:`Vm.run`: per-vCPU stats and the wall time."""
-
-    vcpus: list[VcpuStats]
-    seconds: float
-    offload: dict = field(default_factory=dict)
-    handler_seconds: float | None = None    # time inside the port handler (timed runs)
-
-    @property
-    def handler_share(self) -> float | None:
-        """Fraction of the wall time spent in the port handler (timed runs only)."""
-        if self.handler_seconds is None or self.seconds <= 0:
-            return None
-        return self.handler_seconds / self.seconds
-
-    @property
-    def exits(self) -> int:
-        """Total returns from KVM_RUN over all vCPUs."""
-        return sum(v.exits for v in self.vcpus)
-
-    @property
-    def io_exits(self) -> int:
-        """Total KVM_EXIT_IO exits over all vCPUs."""
-        return sum(v.io_exits for v in self.vcpus)
-
-    @property
-    def accesses(self) -> int:
-        """Total port accesses handled in userspace (string elements counted)."""
-        return sum(v.accesses for v in self.vcpus)
-
-    @property
-    def exits_per_second(self) -> float:
-        """PIO exits per wall-clock second over the whole run."""
-        return self.io_exits / self.seconds if self.seconds > 0 else 0.0
 
 
 class Vm:
@@ -134,6 +81,7 @@ class Vm:
         self.offload = None          # a bpfio.kvm.offload.Offload once enabled
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._done: dict[threading.Thread, threading.Event] = {}
         self._lock = threading.Lock()
         try:
             self._open(vcpus)
@@ -195,26 +143,39 @@ class Vm:
     # --- running ---------------------------------------------------------
 
     def run(self, *, entry: int = DEFAULT_LOAD, mode: str = "real",
-            timeout: float | None = 60.0) -> RunResult:
+            timeout: float | None = 60.0, loop: str | None = None) -> RunResult:
         """Start every vCPU at ``entry`` in ``mode`` and run until all of them halt.
 
-        Raises :class:`KvmError` if a vCPU stops for any other reason, or when
-        ``timeout`` seconds pass first (the vCPUs are kicked out of the guest).
+        ``loop`` is ``"native"`` (the emitted exit loop of :mod:`bpfio.kvm.native`),
+        ``"python"``, or None for :func:`choose_loop`'s default.  Raises
+        :class:`KvmError` if a vCPU stops for any other reason, or when ``timeout``
+        seconds pass first (the vCPUs are kicked out of the guest).
         """
         if type(entry) is not int or not 0 <= entry < self.mem_size:
             raise KvmError(f"entry {_addr(entry)} is not an address in RAM (0..{self.mem_size - 1:#x})")
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                     or not math.isfinite(timeout) or timeout < 0):
             raise KvmError(f"timeout {timeout!r} is not a number of seconds >= 0")
+        loop, _notice = choose_loop(loop)
+        engine = None
+        if loop == "native":
+            from bpfio.kvm.native import NativeEngine
+            engine = NativeEngine.for_ports(self.ports)
         for vcpu in self.vcpus:
             vcpu.stats = VcpuStats(vcpu.index)
             vcpu.enter(mode, entry, len(self.vcpus))
         self._stop.clear()
         errors: list[BaseException] = []
-        threads = [threading.Thread(target=self._thread_main, args=(v, errors),
+        # Set when a vCPU thread's loop has finished (its finally blocks included):
+        # after a KeyboardInterrupt inside Thread.join, join and is_alive can report a
+        # thread as stopped too early (CPython), and the native loop's buffer export
+        # must be gone before close() unmaps kvm_run.
+        done = [threading.Event() for _ in self.vcpus]
+        threads = [threading.Thread(target=self._thread_main, args=(v, errors, engine, d),
                                     name=f"bpfio-vcpu{v.index}", daemon=True)
-                   for v in self.vcpus]
+                   for v, d in zip(self.vcpus, done)]
         self._threads = threads
+        self._done = dict(zip(threads, done))   # is_alive() is unreliable after Ctrl-C
         restore = self._install_kick_handler()
         start = time.perf_counter()
         try:
@@ -239,20 +200,31 @@ class Vm:
             restore()
         if self.offload is not None:
             self.offload.flush()
+        if engine is not None:
+            engine.fold()
         result = RunResult([v.stats for v in self.vcpus], seconds,
-                           self.offload.stats() if self.offload is not None else {})
+                           self.offload.stats() if self.offload is not None else {}, loop=loop)
         if errors:
             timeout_errors = [e for e in errors if getattr(e, "reason", "") == "timeout"]
             raise (timeout_errors or errors)[0]
         return result
 
     def _stop_threads(self, threads) -> None:
-        """Kick the vCPU threads still running and wait for every one to finish."""
-        if any(t.is_alive() for t in threads):
+        """Kick the vCPU threads still running and wait for every started one to finish.
+
+        Waits on each thread's "done" event rather than ``join``/``is_alive``: after a
+        KeyboardInterrupt inside ``Thread.join`` CPython can report a thread as stopped
+        while it is still in KVM_RUN (the kick would skip it and close() would unmap
+        its kvm_run under it).
+        """
+        done = getattr(self, "_done", {})
+        started = [t for t in threads if t.ident is not None]
+        if any(not done[t].is_set() if t in done else t.is_alive() for t in started):
             self._kick(threads)
-        for t in threads:
-            if t.ident is not None:
-                t.join()
+        for t in started:
+            if t in done:
+                done[t].wait()
+            t.join()
 
     def _install_kick_handler(self):
         """Install a no-op SIGUSR1 handler (main thread only) so a kick interrupts KVM_RUN."""
@@ -269,18 +241,27 @@ class Vm:
                 vcpu.run_map[K.RUN_IMMEDIATE_EXIT] = 1
         if signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, signal.SIG_IGN, None):
             for t in threads:
-                if t.is_alive() and t.ident is not None:
+                done = self._done.get(t)
+                running = not done.is_set() if done is not None else t.is_alive()
+                if running and t.ident is not None:
                     try:
                         signal.pthread_kill(t.ident, signal.SIGUSR1)
                     except (ProcessLookupError, OSError):
                         pass
 
-    def _thread_main(self, vcpu: Vcpu, errors: list) -> None:
+    def _thread_main(self, vcpu: Vcpu, errors: list, engine=None, done=None) -> None:
         try:
-            self._loop(vcpu)
+            if engine is None:
+                self._loop(vcpu)
+            else:
+                from bpfio.kvm.native import run_vcpu
+                run_vcpu(self, vcpu, engine)
         except BaseException as err:        # reported by run(); stop the other vCPUs too
             errors.append(err)
             self._kick([t for t in self._threads if t is not threading.current_thread()])
+        finally:
+            if done is not None:
+                done.set()
 
     def _loop(self, vcpu: Vcpu) -> None:
         """The exit loop of one vCPU: KVM_RUN, dispatch the exit, repeat until HLT."""
@@ -420,11 +401,13 @@ class Vm:
 def run_guest(image: bytes, ports=None, *, entry: int = DEFAULT_LOAD, load: int | None = None,
               mode: str = "real", vcpus: int = 1, mem_size: int = DEFAULT_MEM,
               timeout: float | None = 60.0, offload: bool = False,
-              timed: bool = False) -> RunResult:
+              timed: bool = False, loop: str | None = None) -> RunResult:
     """Create a VM, load ``image`` (at ``load``, default ``entry``), run it to HLT, tear down.
 
     ``offload`` registers eligible bindings with KVM (see bpfio.kvm.offload);
-    ``timed`` measures the time spent in the port handler (``handler_seconds``).
+    ``timed`` measures the time spent in the port handler (``handler_seconds``;
+    under the native loop only exits that reach Python are timed); ``loop``
+    picks the exit loop (see :meth:`Vm.run`).
     """
     timer = TimedPorts(ports if ports is not None else NullPorts()) if timed else None
     with Vm(timer or ports, mem_size=mem_size, vcpus=vcpus) as vm:
@@ -433,7 +416,7 @@ def run_guest(image: bytes, ports=None, *, entry: int = DEFAULT_LOAD, load: int 
             from bpfio.kvm.offload import Offload
             vm.offload = Offload(vm, ports)
             vm.offload.register()
-        result = vm.run(entry=entry, mode=mode, timeout=timeout)
+        result = vm.run(entry=entry, mode=mode, timeout=timeout, loop=loop)
     if timer is not None:
         result.handler_seconds = timer.seconds
     return result
@@ -442,13 +425,13 @@ def run_guest(image: bytes, ports=None, *, entry: int = DEFAULT_LOAD, load: int 
 # --- benchmark hook ----------------------------------------------------------
 
 def bench_exit_roundtrip(n: int = 100_000, machine=None, *, port: int = 0x608,
-                         size: int = 4) -> float:
+                         size: int = 4, loop: str = "python") -> float:
     """Return nanoseconds per PIO exit round trip for a guest looping on ``in``.
 
     With ``machine=None`` the exits go to :class:`NullPorts` (no engine): that
-    is the cost of KVM_RUN plus this module's exit loop alone.
+    is the cost of KVM_RUN plus the exit loop (``loop``, Python by default) alone.
     """
-    result = run_guest(loop_guest(port, size, n), machine)
+    result = run_guest(loop_guest(port, size, n), machine, loop=loop)
     return result.seconds * 1e9 / max(result.io_exits, 1)
 
 

@@ -193,6 +193,24 @@ class Binding:
             self.program, self._run, self._access = program, run, access
             self.machine._publish(self)
 
+    def _go_native(self, lock, words) -> None:
+        """Move the lock and the shared words to native storage (the native vCPU loop).
+
+        ``words`` is a big-endian ctypes array the native program reads in place;
+        it takes the current values, becomes ``mem.words`` (so models keep their
+        :class:`SharedMemory`), and the event function is rebuilt around it and
+        ``lock``.  Called by :mod:`bpfio.kvm.native` while no event runs.
+        """
+        words[:] = list(self._words)
+        self.lock = lock
+        self.mem.words = self._words = words
+        access = self._make_access(self._run, self.program)
+        machine = self.machine
+        with machine._lock:
+            self._access = access
+            if machine.bindings.get(self.name) is self:
+                machine._table[self.base:self.base + self.length] = [access] * self.length
+
     # -- the event path -----------------------------------------------------
     def _make_access(self, run: Callable | None, program: Program | None):
         """Return the event function ``access(port, size, mask, direction, data, vcpu)``.

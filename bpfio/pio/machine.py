@@ -103,6 +103,9 @@ class Machine:
         self._lock = threading.Lock()          # attach/detach and the unmapped counters
         self.unmapped = 0
         self._faults: deque[Fault] = deque(maxlen=FAULTS_KEPT)
+        # The native vCPU loop's mirror of this machine (bpfio.kvm.native.NativeEngine),
+        # told of every attach, detach and program change once a native run made it.
+        self._native = None
 
     # -- registration -------------------------------------------------------
     def attach(self, base: int, length: int, *, program=None, device=None,
@@ -142,6 +145,8 @@ class Machine:
         binding = Binding(self, name, base, length, device, mem_words, clock_hz, notifiers, engine)
         binding.program, binding._run, binding.lints = prog, run, lints
         binding._access = binding._make_access(run, prog)
+        if self._native is not None:     # native memory and lock before it is visible
+            self._native.prepare(binding)
         hook = getattr(device, "attach", None)
         if callable(hook):
             try:
@@ -157,6 +162,8 @@ class Machine:
             self._check_free(name, base, length)  # again: another thread may have won
             self.bindings[name] = binding
             self._table[base:base + length] = [binding._access] * length
+        if self._native is not None:
+            self._native.added(binding)
         return binding
 
     def _publish(self, binding: Binding) -> None:
@@ -165,6 +172,8 @@ class Machine:
             if self.bindings.get(binding.name) is binding:
                 self._table[binding.base:binding.base + binding.length] = \
                     [binding._access] * binding.length
+        if self._native is not None:     # called with binding.lock held (Binding._install)
+            self._native.changed(binding)
 
     def _check_free(self, name: str, base: int, length: int) -> None:
         if name in self.bindings:
@@ -186,6 +195,8 @@ class Machine:
             if binding is None:
                 raise PioError(f"no binding named '{name}'")
             self._table[binding.base:binding.base + binding.length] = [None] * binding.length
+        if self._native is not None:
+            self._native.removed(binding)
         with binding.lock:  # an event already past the table look-up finishes first
             self._close_binding(binding)
 
@@ -315,6 +326,8 @@ class Machine:
         included, as they would exit to a VMM too) that a program handled
         without going to userspace.
         """
+        if self._native is not None:
+            self._native.fold()
         bindings = {name: b.stats() for name, b in self.bindings.items()}
         events = sum(b["events"] for b in bindings.values()) + self.unmapped
         handled = sum(b["handled"] for b in bindings.values())

@@ -39,7 +39,9 @@ class SharedMemory:
     ``mem[i]`` reads a word, ``mem[i] = v`` stores the int ``v & 0xffffffff`` (a u32
     store; a float, a str or a bool is a ``PioError``, not converted);
     indexes are bounds-checked (``IndexError``).  ``mem.words`` is the very
-    list the program reads with ``ld M[k]`` and ``ld [x + PIO_MEM]``.
+    storage the program reads with ``ld M[k]`` and ``ld [x + PIO_MEM]``: a list,
+    or -- once the native vCPU loop runs the binding -- a big-endian ctypes array
+    inside the native context buffer (``bpfio.kvm.native``), shared in place.
     """
 
     __slots__ = ("words",)
@@ -66,7 +68,7 @@ class SharedMemory:
         return iter(self.words)
 
     def __repr__(self) -> str:
-        return f"SharedMemory({self.words!r})"
+        return f"SharedMemory({list(self.words)!r})"
 
 
 class Counters:
