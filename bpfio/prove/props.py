@@ -76,6 +76,13 @@ def _error(col: int, problem: str) -> ProveError:
     return AssertionSyntaxError(col, problem)
 
 
+def _int(tok: str, col: int) -> int:
+    """A number token as an int; a decimal with a leading 0 (``int(tok, 0)`` refuses it)."""
+    if len(tok) > 1 and tok[0] == "0" and tok[1].isdigit():
+        raise _error(col, f"'{tok}': a decimal number cannot start with 0")
+    return int(tok, 0)
+
+
 class _Parser:
     """Recursive descent over the tokens; builds z3 terms as it goes."""
 
@@ -101,7 +108,7 @@ class _Parser:
         if not is_num:
             raise _error(col, f"expected a number, found '{tok or 'end of text'}'")
         self.i += 1
-        return int(tok, 0)
+        return _int(tok, col)
 
     def words(self):
         """``M[a]``, ``M[a..b]`` or ``M[a..]`` -> range of word indexes."""
@@ -164,7 +171,7 @@ class _Parser:
         tok, col, is_num = self.toks[min(self.i, len(self.toks) - 1)]
         if is_num:
             self.i += 1
-            v = int(tok, 0)
+            v = _int(tok, col)
         else:
             self.take()
             arg = None
