@@ -34,6 +34,10 @@ _DIRECTIVE = re.compile(r"^[ \t]*\#[ \t]*(define|undef|include|ifdef|ifndef|if|e
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN = re.compile(r"\s*(?:(0[xX][0-9a-fA-F]+|0[bB][01]+|\d+)|([A-Za-z_]\w*)|(<<|>>|[-+*/%&|^~()!]|==|!=|&&|\|\|))")
 MAX_INCLUDE_DEPTH = 32
+# Operands and operators in one constant expression (after macros became numbers).  The
+# evaluator recurses once per operator; past this a long flat chain ("1+1+...") would
+# exhaust Python's stack (RecursionError, or MemoryError in the parser) instead of failing.
+MAX_EXPR_TOKENS = 256
 
 
 @dataclass
@@ -147,6 +151,8 @@ class ConstEval:
                     raise ValueError(f"'{name}' is not defined")
             else:
                 out.append({"&&": " and ", "||": " or ", "!": " not ", "/": "//"}.get(op, op))
+            if len(out) > MAX_EXPR_TOKENS:
+                raise ValueError(f"constant expression longer than {MAX_EXPR_TOKENS} tokens")
         try:
             tree = ast.parse(" ".join(out), mode="eval")
         except SyntaxError:
