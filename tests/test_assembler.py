@@ -106,6 +106,8 @@ ERRORS = [
     ("ld #0\n" * 4097, "t.bpf:4097:1: error: only 4096 instructions are allowed"),
     ("#include \"missing.inc\"\nret #0", "t.bpf:1:1: error: cannot find include file 'missing.inc'"),
     ("#ifdef X\nret #0\n", "t.bpf:1:1: error: #if without #endif (opened at line 1)"),
+    # Found by the fuzz harness: a name the OS refuses (ENAMETOOLONG) was a raw OSError.
+    ('#include "' + "f" * 300 + '"\nret #0', "t.bpf:1:1: error: cannot find include file 'fff"),
     (".insn 0x10000, 0, 0, 0", "t.bpf:1:7: error: .insn code 0x10000 does not fit in 16 bits"),
     # Found by the fuzz harness: long flat chains were a RecursionError or a MemoryError.
     ("#define Q " + "+".join(["1"] * 5000) + "\nld #Q\nret a",

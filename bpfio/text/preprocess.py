@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,7 +310,7 @@ class Preprocessor:
         except FileNotFoundError:
             pass
         for path in candidates:
-            if path.is_file():
+            if os.path.isfile(path):       # never raises (a name too long: False)
                 break
         else:
             where = ", ".join(str(d) for d in [*self.include_path, "asm/"])
