@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from fuzzing import KEEP, PROVER_ALLOWED, ROOT, Reject, invoke
+from devtools import bpfio_exe
+from fuzzing import PROVER_ALLOWED, ROOT, Reject, invoke
 
 ASM = ROOT / "asm"
 EXAMPLES = ROOT / "examples"
@@ -38,7 +39,8 @@ class Target:
     load_seeds: Callable[[], list[bytes]]
     run: Callable[[bytes, Path], None]
     tokens: list[bytes] = field(default_factory=list)
-    slow: bool = False          # a prover behind it: fewer examples in the bounded run
+    budget: float = 1.0         # share of the bounded run's examples (a prover, a guest: less)
+    repeat: int = 5000          # how often the mutator may repeat one line
 
     @functools.cache
     def seeds(self) -> list[bytes]:
@@ -72,7 +74,9 @@ ASM_TOKENS = [t.encode() for t in (
     "jset #1, a", "jgt x, b", "ret #-1", "ret a", "ret x", "add #", "div #0", "mod x", "lsh #33",
     "neg", "tax", "txa", "l1:", "l2:", "a:", ";", "//", "/*", "*/", "#", "$", "(", ")", "<<",
     ">>", "?", ":", "%", "~", "&&", "||", "defined(X)", "ld poff", "ld nla", "ld vlan_tci",
-    "ld cpu", "PIO_MEM", "PIO_DONE", "NOTIFY(3)", "ERRNO(13)", "\\\n")]
+    "ld cpu", "PIO_MEM", "PIO_DONE", "NOTIFY(3)", "ERRNO(13)", "\\\n",
+    "#define E (PIO_MEM + 4 * 3)\n", "ld [E]\n", "ld #E\n", "ret #E\n", "jeq #E, l1\n",
+    "#if defined(E) && E == 3 || !(1 << 40)\n", "#define G (E*E*E/0)\n", "-D", "%", "<<")]
 
 PROGRAM_TOKENS = ASM_TOKENS[:12] + [t.encode() for t in (
     "{ 0x6, 0, 0, 0x00000000 },", "[{\"code\": 6, \"jt\": 0, \"jf\": 0, \"k\": 1}]",
@@ -188,7 +192,7 @@ def _cli_targets() -> list[Target]:
                           _program_and_asm_seeds,
                           _cli_on_program(cmd, outputs=outputs,
                                           allowed=PROVER_ALLOWED if slow else (0, 1, 2)),
-                          PROGRAM_TOKENS, slow=slow))
+                          PROGRAM_TOKENS, budget=0.2 if slow else 1.0))
     return out
 
 
@@ -418,6 +422,52 @@ def run_options(data: bytes, tmp: Path) -> None:
         invoke(args, stdin=b"run\nstep\nregs\n", allowed=allowed)
 
 
+# -- bpfio vm: a real guest, in a subprocess ---------------------------------------------
+VM_SEEDS = [
+    "{hlt} --machine {examples}/pc.toml --entry 0x1000 --load 0x1000 --mode real --vcpus 1 "
+    "--mem 2 --timeout 5 --stats",
+    "{hlt} --machine {examples}/pc.toml --mode protected --vcpus 2 --timeout 5 --offload",
+    "{examples}/guests/hello.asm --machine {examples}/pc.toml -D X=1 --timeout 5",
+]
+
+
+def run_vm(data: bytes, tmp: Path) -> None:
+    """``bpfio vm`` with mutated option values (the vCPU threads make it a subprocess)."""
+    import math
+    import os
+    import subprocess
+    hlt = tmp / "hlt.bin"
+    hlt.write_bytes(b"\xf4")
+    text = (_text(data).replace("{hlt}", str(hlt)).replace("{examples}", str(EXAMPLES)))
+    try:
+        args = shlex.split(text)
+    except ValueError:
+        return
+    timeout = 60.0
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--timeout":
+            try:
+                timeout = float(args[i + 1])
+            except ValueError:
+                pass
+    if not 0 < timeout <= 10 or math.isnan(timeout):
+        return              # 0 means "never stop": a guest that spins is then no hang
+    env = {k: v for k, v in os.environ.items() if k != "BPFIO_DEBUG"}
+    try:
+        proc = subprocess.run([bpfio_exe(), "vm", *args], capture_output=True, timeout=timeout + 20,
+                              env=env)
+    except subprocess.TimeoutExpired:
+        raise Reject("hang", f"bpfio vm still running {timeout + 20:g} s after --timeout") from None
+    err = proc.stderr.decode("utf-8", "replace")
+    for line in err.splitlines():
+        if "internal error" in line:
+            raise Reject("internal-error", line)
+        if line.startswith("Traceback") or "Traceback (most recent" in line:
+            raise Reject("traceback", line)
+    if proc.returncode not in (0, 1, 2):
+        raise Reject("exit-status", f"exit {proc.returncode}: {err[:300]}")
+
+
 # -- the public API --------------------------------------------------------------------
 _ODD = [0, 1, 6, 255, 256, 0xFFFF, 0x10000, 0xFFFFFFFF, 2 ** 32, 2 ** 40, -1, True, None, 1.5,
         "6", b"\x06", float("nan"), 2 ** 64]
@@ -471,22 +521,27 @@ TARGETS = [
     Target("asm", "the assembler and its preprocessor (library), then every format",
            _asm_seeds, run_asm, ASM_TOKENS),
     Target("program", "parse_program: bpf_asm, tcpdump -d/-dd/-ddd, C, JSON, raw, bpfc",
-           _program_seeds, run_program, PROGRAM_TOKENS),
+           _program_seeds, run_program, PROGRAM_TOKENS, budget=0.5),
     *_cli_targets(),
     Target("pcap", "pcap/pcapng reader, run --pcap, dbg --pcap", _pcap_seeds, run_pcap,
            [b"\x0a\x0d\x0d\x0a", b"\x4d\x3c\x2b\x1a", b"\xd4\xc3\xb2\xa1", b"\xff\xff\xff\xff",
             b"\x00\x00\x00\x00", b"\x06\x00\x00\x00", b"\x03\x00\x00\x00"]),
     Target("events", "JSONL and kvm_pio events: EventReader, machine run, dbg --events",
-           _event_seeds, run_events, EVENT_TOKENS, slow=True),
+           _event_seeds, run_events, EVENT_TOKENS, budget=0.2),
     Target("config", "TOML machine configs: check_machine, machine check/run",
            _config_seeds, run_config, CONFIG_TOKENS),
     Target("dbg", "dbg -x scripts", _dbg_seeds, run_dbg,
            [t.encode() for t in ("load ", "step ", "run ", "select ", "breakpoint ",
-                                 "disassemble ", "\n", " -", "base=", "arch=", "ip=")]),
+                                 "disassemble ", "\n", " -", "base=", "arch=", "ip=")],
+           repeat=100),
     Target("assert", "prove --assert expressions", lambda: [s.encode() for s in ASSERT_SEEDS],
-           run_assert, ASSERT_TOKENS, slow=True),
+           run_assert, ASSERT_TOKENS, budget=0.2),
     Target("options", "option values of every command (one command line per input)",
-           lambda: [s.encode() for s in OPTION_SEEDS], run_options, OPTION_TOKENS, slow=True),
+           lambda: [s.encode() for s in OPTION_SEEDS], run_options, OPTION_TOKENS, budget=0.2),
+    Target("vm", "bpfio vm option values on a real guest (a subprocess; needs /dev/kvm)",
+           lambda: [s.encode() for s in VM_SEEDS], run_vm,
+           [t.encode() for t in (" --entry ", " --load ", " --vcpus ", " --mem ", " -D ",
+                                 " --mode protected", "0x", "-")], budget=0.04),
     Target("api", "the public API: Insn, verify, run, compile, format_program, Machine",
            _api_seeds, run_api),
 ]
