@@ -390,6 +390,10 @@ OPTION_SEEDS = [
     "machine run --format kvm_pio --skip-bad --json --events {pio}/smp1-perf.txt "
     "{examples}/uart.toml",
     "disasm --style tcpdump -D X=1 {arp}",
+    "run --no-verify --engine interp --packet 00 {m16}",
+    "asm -f raw -o {out} {arp}",
+    "opt -f json --timeout 1 --search 0 -o {out} {arp}",
+    "cfg -o {out}.dot {arp}",
 ]
 OPTION_TOKENS = [t.encode() for t in (
     " --event ", " --mem ", " --ctx ", " --arg ", " --syscall ", " --arch ", " --ip ",
@@ -402,9 +406,12 @@ def option_args(data: bytes, tmp: Path) -> list[str] | None:
     """The command line an ``options`` input stands for (None: not one to run here)."""
     seccomp = tmp / "seccomp.asm"
     seccomp.write_text(_SECCOMP)
+    m16 = tmp / "m16.asm"                   # for --no-verify: what the verifier would refuse
+    m16.write_text("ld M[16]\nst M[16]\nret a\n")
     text = _text(data)
     for key, value in (("{asm}", ASM), ("{examples}", EXAMPLES), ("{pio}", PIO_DATA),
-                       ("{arp}", GOLDEN / "asm" / "arp.bpf"), ("{seccomp}", seccomp)):
+                       ("{arp}", GOLDEN / "asm" / "arp.bpf"), ("{seccomp}", seccomp),
+                       ("{m16}", m16), ("{out}", tmp / "out.d" / "out")):
         text = text.replace(key, str(value))
     try:
         args = shlex.split(text)
