@@ -30,10 +30,14 @@ from fuzzing import check, found_cases, known, mutate
 EXAMPLES = int(os.environ.get("BPFIO_FUZZ_EXAMPLES", "60"))
 
 
+def _skip_without_kvm(target_name):
+    if target_name == "vm" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        pytest.skip("bpfio vm needs a usable /dev/kvm")
+
+
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
 def test_mutated_inputs_fail_only_in_documented_ways(target, tmp_path):
-    if target.name == "vm" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        pytest.skip("bpfio vm needs a usable /dev/kvm")
+    _skip_without_kvm(target.name)
     @settings(max_examples=max(1, round(EXAMPLES * target.budget)), deadline=None,
               database=None, suppress_health_check=list(HealthCheck))
     @given(st.randoms(use_true_random=False))
@@ -58,6 +62,7 @@ def _replay_params():
 
 @pytest.mark.parametrize("target_name,path", list(_replay_params()))
 def test_found_inputs_stay_fixed(target_name, path, tmp_path):
+    _skip_without_kvm(target_name)
     # A hang here is an input that never ends (an exponential expansion): 3 s tell it apart
     # from the milliseconds a fixed reader takes, and keep the default run short.
     hang = fuzzing._noted(path).kind == "hang"
