@@ -419,6 +419,8 @@ def option_args(data: bytes, tmp: Path) -> list[str] | None:
         return None                         # not a command line a shell would run
     if not args or args[0] in ("vm", "bench"):
         return None                         # a real guest / the benchmarks: not per input
+    if any("\0" in a for a in args):
+        return None                         # no shell passes a NUL in an argument
     return args
 
 
@@ -450,6 +452,8 @@ def run_vm(data: bytes, tmp: Path) -> None:
         args = shlex.split(text)
     except ValueError:
         return
+    if any("\0" in a for a in args):
+        return                              # no shell passes a NUL in an argument
     timeout = 60.0
     for i, arg in enumerate(args[:-1]):
         if arg == "--timeout":
