@@ -289,7 +289,8 @@ KNOWN_BUGS = [
              or "FileNotFoundError" in f.detail),
     KnownBug("i17-io", 3, "integer literals past Python's int-string limit",
              _has("Exceeds the limit", "int string conversion", "integer string conversion")),
-    KnownBug("i17-io", 4, "deeply nested JSON", _has("RecursionError", "recursion")),
+    KnownBug("i17-io", 4, "deeply nested JSON",
+             lambda f: "RecursionError" in f.detail and "JSON" in f.detail),
     KnownBug("i17-io", 5, "pcapng short blocks",
              lambda f: _has("unpack_from requires a buffer", "unpack requires a buffer")(f)
              or (f.target == "pcap" and f.kind == "exception"

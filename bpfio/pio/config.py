@@ -120,6 +120,9 @@ def check_machine(path: str | Path, clock: Callable[[], int] | None = None, *,
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return None, [ConfigError(f"invalid TOML: {exc}", filename=fname)]
+    except RecursionError:      # tomllib recurses once per nested array or inline table
+        return None, [ConfigError("invalid TOML: arrays or tables nested too deeply",
+                                  filename=fname)]
 
     for key in doc:
         if key not in TOP_KEYS:
