@@ -425,10 +425,16 @@ def option_args(data: bytes, tmp: Path) -> list[str] | None:
 
 
 def run_options(data: bytes, tmp: Path) -> None:
+    import os
     args = option_args(data, tmp)
     if args is not None:
         allowed = PROVER_ALLOWED if args[0] in ("prove", "equiv") else (0, 1, 2)
-        invoke(args, stdin=b"run\nstep\nregs\n", allowed=allowed)
+        cwd = os.getcwd()
+        os.chdir(tmp)                   # a mutated relative -o path lands in tmp, not here
+        try:
+            invoke(args, stdin=b"run\nstep\nregs\n", allowed=allowed)
+        finally:
+            os.chdir(cwd)
 
 
 # -- bpfio vm: a real guest, in a subprocess ---------------------------------------------
@@ -465,7 +471,7 @@ def run_vm(data: bytes, tmp: Path) -> None:
         return              # 0 means "never stop": a guest that spins is then no hang
     env = {k: v for k, v in os.environ.items() if k != "BPFIO_DEBUG"}
     try:
-        proc = subprocess.run([bpfio_exe(), "vm", *args], capture_output=True, timeout=timeout + 20,
+        proc = subprocess.run([bpfio_exe(), "vm", *args], capture_output=True, timeout=timeout + 20, cwd=tmp,
                               env=env)
     except subprocess.TimeoutExpired:
         raise Reject("hang", f"bpfio vm still running {timeout + 20:g} s after --timeout") from None

@@ -137,7 +137,8 @@ def test_the_console_script_never_prints_internal_error(name, tmp_path):
             if args is None:
                 continue
         proc = subprocess.run([bpfio_exe(), *args], capture_output=True, text=True,
-                              timeout=120, errors="replace", input="run\nstep\n")
+                              timeout=120, errors="replace", input="run\nstep\n",
+                              cwd=tmp_path)
         assert proc.returncode in (0, 1, 2), (data[:200], proc.stderr)
         if "internal error" in proc.stderr:
             failure = fuzzing.Failure(name, "internal-error", proc.stderr.strip(), data)
