@@ -471,8 +471,8 @@ def run_vm(data: bytes, tmp: Path) -> None:
         return              # 0 means "never stop": a guest that spins is then no hang
     env = {k: v for k, v in os.environ.items() if k != "BPFIO_DEBUG"}
     try:
-        proc = subprocess.run([bpfio_exe(), "vm", *args], capture_output=True, timeout=timeout + 20, cwd=tmp,
-                              env=env)
+        proc = subprocess.run([bpfio_exe(), "vm", *args], capture_output=True,
+                              timeout=timeout + 20, cwd=tmp, env=env)
     except subprocess.TimeoutExpired:
         raise Reject("hang", f"bpfio vm still running {timeout + 20:g} s after --timeout") from None
     err = proc.stderr.decode("utf-8", "replace")
