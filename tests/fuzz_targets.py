@@ -328,7 +328,8 @@ def run_dbg(data: bytes, tmp: Path) -> None:
     pcap = tmp / "d.pcap"
     pcap.write_bytes(write_pcap([bytes(range(60)), b"\x08\x06" * 30]))
     text = (data.replace(b"{arp}", str(GOLDEN / "asm" / "arp.bpf").encode())
-            .replace(b"{pcap}", str(pcap).encode()).replace(b"{uart}", str(ASM / "uart.asm").encode())
+            .replace(b"{pcap}", str(pcap).encode())
+            .replace(b"{uart}", str(ASM / "uart.asm").encode())
             .replace(b"{events}", str(EXAMPLES / "uart-console.jsonl").encode()))
     script = tmp / "script.dbg"
     script.write_bytes(text)

@@ -149,6 +149,6 @@ def test_the_console_script_never_prints_internal_error(name, tmp_path):
 # -- the long run ----------------------------------------------------------------------
 @pytest.mark.slow
 def test_long_run_finds_nothing_new():
-    """``BPFIO_FUZZ_SECONDS=3600 python -m pytest --run-slow tests/test_fuzz_harness.py -k long``."""
+    """The long run, from pytest (BPFIO_FUZZ_SECONDS; see docs/fuzzing.md)."""
     seconds = float(os.environ.get("BPFIO_FUZZ_SECONDS", "300"))
     assert fuzzing.long_run(seconds) == 0, "new failing inputs: see tests/data/fuzz_found/"
