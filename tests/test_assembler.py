@@ -106,7 +106,14 @@ ERRORS = [
     ("ld #0\n" * 4097, "t.bpf:4097:1: error: only 4096 instructions are allowed"),
     ("#include \"missing.inc\"\nret #0", "t.bpf:1:1: error: cannot find include file 'missing.inc'"),
     ("#ifdef X\nret #0\n", "t.bpf:1:1: error: #if without #endif (opened at line 1)"),
+    # Found by the fuzz harness: a name the OS refuses (ENAMETOOLONG) was a raw OSError.
+    ('#include "' + "f" * 300 + '"\nret #0', "t.bpf:1:1: error: cannot find include file 'fff"),
     (".insn 0x10000, 0, 0, 0", "t.bpf:1:7: error: .insn code 0x10000 does not fit in 16 bits"),
+    # Found by the fuzz harness: long flat chains were a RecursionError or a MemoryError.
+    ("#define Q " + "+".join(["1"] * 5000) + "\nld #Q\nret a",
+     "t.bpf:2:5: error: cannot evaluate 'Q': constant expression longer than 256 tokens"),
+    ("#if " + "-" * 20000 + "1\n#endif\nret a",
+     "t.bpf:1:1: error: #if: constant expression longer than 256 tokens"),
 ]
 
 
@@ -176,6 +183,12 @@ def test_recursive_include_is_an_error(tmp_path):
     (tmp_path / "r.inc").write_text('#include "r.inc"\n')
     with pytest.raises(AsmError, match="nested more than"):
         assemble('#include "r.inc"\nret #0', filename=str(tmp_path / "m.asm"))
+
+
+def test_constant_expressions_up_to_the_token_limit():
+    from bpfio.text.preprocess import MAX_EXPR_TOKENS
+    terms = (MAX_EXPR_TOKENS + 1) // 2                  # n terms and n - 1 operators
+    assert assemble("#define Q " + "+".join(["1"] * terms) + "\nld #Q\nret a")[0].k == terms
 
 
 def test_redefinition_applies_from_its_line_on():

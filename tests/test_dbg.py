@@ -669,6 +669,17 @@ def test_script_error_stops_with_place(files, runner, cli):
     assert res.exit_code == 1 and res.output.count("bpf passes") == 2
 
 
+def test_script_that_is_not_utf8_is_one_placed_line(files, runner, cli):
+    """Found by the fuzz harness: a script with invalid UTF-8 was a raw UnicodeDecodeError."""
+    script = files / "s.dbg"
+    script.write_bytes(b"run\n\xff step\n")
+    for args, stdin, name in ((["-x", str(script)], None, str(script)),
+                              (["-x", "-"], script.read_bytes(), "<stdin>")):
+        res = runner.invoke(cli, ["dbg", str(files / "f.asm"), *args], input=stdin)
+        assert res.exit_code == 1, res.output
+        assert res.stderr == f"{name}:2: error: not UTF-8 text (byte 0xff)\n"
+
+
 def test_commands_from_stdin_and_option_errors(files, runner, cli):
     res = runner.invoke(cli, ["dbg", str(files / "f.asm"), "--packet", TCP80.hex()], input="run\n")
     assert res.exit_code == 0 and res.output.splitlines()[-1] == "bpf passes:1 fails:0"

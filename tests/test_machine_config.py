@@ -112,6 +112,9 @@ def test_load_machine(models):
      "m.toml: error: binding 'a': ports 0xffff..0x10000 run past 0xffff"),
     ("[bindings.a]\nbase = 0x70\nlength = 1\nprogram = \"nope.asm\"\n",
      "m.toml: error: binding 'a': program file 'nope.asm' not found"),
+    # Found by the fuzz harness: a name the OS refuses (ENAMETOOLONG) was a raw OSError.
+    ("[bindings.a]\nbase = 0x70\nlength = 1\nprogram = \"" + "f" * 300 + "\"\n",
+     "m.toml: error: binding 'a': program file '" + "f" * 300 + "' not found"),
     ("[bindings.a]\nbase = 0x70\nlength = 1\nmodel = \"tmodels:Nope\"\n",
      "m.toml: error: binding 'a': model 'tmodels:Nope': module 'tmodels' has no 'Nope'"),
     ("[bindings.a]\nbase = 0x70\nlength = 1\nmodel = \"nomodule_xyz:C\"\n",
@@ -125,6 +128,11 @@ def test_load_machine(models):
     ("[bindings.a]\nbase = 0x70\nlength = 1\n[machine]\nengine = \"turbo\"\n",
      "m.toml: error: [machine]: engine 'turbo' is not one of compiled, interp, jit"),
     ("[bindings.a\nbase = 0x70\n", "m.toml: error: invalid TOML: "),
+    # Found by the fuzz harness: tomllib's RecursionError escaped.
+    ("a = " + "{ a = " * 2000 + "1" + " }" * 2000 + "\n",
+     "m.toml: error: invalid TOML: arrays or tables nested too deeply"),
+    ("a = " + "[" * 5000 + "]" * 5000 + "\n",
+     "m.toml: error: invalid TOML: arrays or tables nested too deeply"),
     ("[machine]\nname = \"x\"\n", "m.toml: error: no bindings: add at least one [bindings.NAME] table"),
 ])
 def test_config_errors_name_file_binding_problem(models, body, error):

@@ -159,6 +159,10 @@ def test_stdin_for_one_program(runner, cli, files):
     (["prove", "{a}", "--assert", "ret == ALLOW"], 1, "--assert 'ret == ALLOW':8: error: unknown value"),
     (["prove", "{a}", "--assert", "ret == 1 when len"], 1, "error: unexpected end of the assertion"),
     (["prove", "--profile", "pio", "{a}", "--assert", "never-reads M[99]"], 1, "error:"),
+    # Found by the fuzz harness: int('01', 0) was a raw ValueError.
+    (["prove", "{a}", "--assert", "never-writes M[01]"], 1,
+     "--assert 'never-writes M[01]':16: error: '01' is not a number (write 0x... or no leading zero)"),
+    (["prove", "{a}", "--assert", "ret == 007"], 1, "error: '007' is not a number"),
     (["prove", "--ports", "0x3f8+8", "{a}", "--assert", "ret == 0"], 2,
      "--ports applies to --profile pio"),
     (["prove", "--profile", "pio", "--ports", "0xffff+2", "{a}", "--assert", "ret == 0"], 2,

@@ -167,14 +167,20 @@ def _setup(session, program, pcap_file, packets, syscalls, events_file, machine_
 def _script(session, path: str, keep_going: bool) -> int:
     """Run the commands of a file; echo each as '> command' then its output."""
     if path == "-":
-        lines, name = sys.stdin.read().splitlines(), "<stdin>"
+        data, name = sys.stdin.buffer.read(), "<stdin>"
     else:
         try:
-            with open(path, encoding="utf-8") as f:
-                lines = f.read().splitlines()
+            with open(path, "rb") as f:
+                data = f.read()
         except OSError as exc:
             raise BpfClickError(f"{path}: error: cannot read: {exc.strerror}") from None
         name = path
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise BpfClickError(f"{name}:{line}: error: not UTF-8 text "
+                            f"(byte {data[exc.start]:#04x})") from None
     status = 0
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):

@@ -28,9 +28,9 @@ def guests_dir() -> Path:
 def build_guest(source, out_dir, *, defines: dict | None = None) -> Path:
     """Assemble a nasm guest source (a path or a name in ``examples/guests``) to a flat binary."""
     source = Path(source)
-    if not source.suffix and not source.exists():
+    if not source.suffix and not os.path.exists(source):
         source = guests_dir() / f"{source}.asm"
-    if not source.is_file():
+    if not os.path.isfile(source):       # never raises (a name too long: False)
         raise _error(f"{source}: no such guest source")
     nasm = shutil.which("nasm")
     if nasm is None:

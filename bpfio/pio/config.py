@@ -25,6 +25,7 @@ problem); :func:`load_machine` raises the first.
 from __future__ import annotations
 
 import importlib
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Callable
@@ -216,7 +217,7 @@ def _binding_kwargs(bname: str, spec, config_dir: Path, fname: str) -> dict[str,
         if not isinstance(prog, str) or not prog:
             raise fail("program must be a file name (relative to the config file)")
         prog_path = (config_dir / prog)
-        if not prog_path.is_file():
+        if not os.path.isfile(prog_path):       # never raises (a name too long: False)
             raise fail(f"program file '{prog}' not found (looked for {prog_path})")
         try:
             kwargs["program"] = _load_program(prog_path, defines, config_dir)

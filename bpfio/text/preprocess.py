@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,10 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN = re.compile(r"\s*(?:(0[xX][0-9a-fA-F]+|0[bB][01]+|\d+)|([A-Za-z_]\w*)|(<<|>>|[-+*/%&|^~()!]|==|!=|&&|\|\|))")
 MAX_INCLUDE_DEPTH = 32
 MAX_MACRO_DEPTH = 64      # a #define may name another one, at most this many levels
-MAX_EXPR_TOKENS = 4096    # tokens in one constant expression (after names become values)
+# Operands and operators in one constant expression (after macros became numbers).  The
+# evaluator recurses once per operator; past this a long flat chain ("1+1+...") would
+# exhaust Python's stack (RecursionError, or MemoryError in the parser) instead of failing.
+MAX_EXPR_TOKENS = 256
 
 
 @dataclass
@@ -169,6 +173,8 @@ class ConstEval:
                     raise ValueError(f"'{name}' is not defined")
             else:
                 out.append({"&&": " and ", "||": " or ", "!": " not ", "/": "//"}.get(op, op))
+            if len(out) > MAX_EXPR_TOKENS:
+                raise ValueError(f"constant expression longer than {MAX_EXPR_TOKENS} tokens")
         try:
             tree = ast.parse(" ".join(out), mode="eval")
         except SyntaxError:
@@ -335,7 +341,7 @@ class Preprocessor:
         except FileNotFoundError:
             pass
         for path in candidates:
-            if path.is_file():
+            if os.path.isfile(path):       # never raises (a name too long: False)
                 break
         else:
             where = ", ".join(str(d) for d in [*self.include_path, "asm/"])
