@@ -70,6 +70,16 @@ RULES = [
     ("skf_net_off", "ldh [0xfff00005]\nret a", PKT, {}),
     ("skf_net_off_moved", "ldb [0xfff00000]\nret a", PKT, {"net_off": 14}),
     ("skf_net_off_past_end", "ldb [0xfff00000]\nret a", PKT, {"net_off": 100}),
+    ("skf_net_off_before_data_reads_head", "ld [0xfff00000]\nret a", PKT,
+     {"net_off": -2, "head": b"\x45\x00"}),
+    ("skf_net_off_before_head_aborts", "ldb [0xfff00000]\nret #7", PKT,
+     {"net_off": -3, "head": b"\x45\x00"}),
+    ("skf_net_off_head_only_packet_empty", "ldh [0xfff00000]\nret a", b"",
+     {"net_off": -2, "head": b"\x12\x34"}),
+    ("indexed_net_off_before_data_reads_head", "ldx #0xfff00001\nldh [x + 0]\nret a", PKT,
+     {"net_off": -20, "ll_off": -34, "head": bytes(range(34))}),
+    ("skf_ll_off_before_data_reads_head", "ld [0xffe0000c]\nret a", PKT,
+     {"net_off": -20, "ll_off": -34, "head": bytes(range(34))}),
     ("skf_ll_off_without_header", "ldb [0xffe00000]\nret a", PKT, {}),
     ("skf_ll_off", "ld [0xffe00002]\nret a", PKT, {"ll_off": 3}),
     ("below_skf_ll_off", "ldb [0xffdfffff]\nret a", PKT, {"ll_off": 0}),
@@ -182,7 +192,9 @@ def _inputs(rng, profile):
 def _context(rng):
     return {"protocol": rng.getrandbits(16), "ifindex": rng.choice((None, 3, 0xffffffff)),
             "hatype": rng.choice((None, 1)), "mark": rng.getrandbits(32),
-            "net_off": rng.choice((0, 3, 14, 700)), "ll_off": rng.choice((None, 0, 2, 9)),
+            "net_off": rng.choice((0, 3, 14, 700, -1, -20)),
+            "ll_off": rng.choice((None, 0, 2, 9, -34)),
+            "head": bytes(rng.getrandbits(8) for _ in range(rng.choice((0, 34)))),
             "vlan_present": rng.getrandbits(1), "cpu": rng.getrandbits(3), "poff": rng.getrandbits(8)}
 
 

@@ -33,7 +33,10 @@ class SocketAux(ctypes.Structure):
         "protocol", "pkt_type", "ifindex", "has_ifindex", "hatype", "has_hatype", "mark",
         "queue", "rxhash", "cpu", "vlan_tci", "vlan_present", "vlan_tpid", "poff", "has_ll",
         "pad")] + [("net_off", ctypes.c_int64), ("ll_off", ctypes.c_int64),
-                   ("rand_next", ctypes.c_uint64)]
+                   ("rand_next", ctypes.c_uint64),
+                   # -len(head): the lowest data offset a header load may start at (the
+                   # caller lays the head bytes out just before the packet)
+                   ("head_min", ctypes.c_int64)]
 
     @classmethod
     def from_context(cls, c) -> "SocketAux":
@@ -42,7 +45,8 @@ class SocketAux(ctypes.Structure):
                    c.ifindex is not None, (c.hatype or 0) & 0xffff, c.hatype is not None,
                    c.mark & U32, c.queue & 0xffff, c.rxhash & U32, c.cpu & U32,
                    c.vlan_tci & 0xffff, 1 if c.vlan_present else 0, c.vlan_tpid & 0xffff,
-                   c.poff & U32, c.ll_off is not None, 0, c.net_off, c.ll_off or 0, 0)
+                   c.poff & U32, c.ll_off is not None, 0, c.net_off, c.ll_off or 0, 0,
+                   -len(c.head))
 
 
 def aux(field: str):

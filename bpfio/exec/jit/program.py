@@ -124,6 +124,7 @@ class JitProgram:
         self._plain = profile == "socket" and not self.rand_reads
         if profile == "socket":
             self._fn = fn(_U32, ctypes.c_char_p, _U32, _VP)
+            self._fn_at = fn(_U32, _VP, _U32, _VP)     # data at an address (after head bytes)
             self._aux = SocketAux.from_context(DEFAULT_CONTEXT)
             self._aux_ptr = ctypes.addressof(self._aux)
             # a ready c_void_p: converting an int argument costs more than the native run
@@ -153,6 +154,10 @@ class JitProgram:
             aux, ctx = self._socket_aux(context)
             values = self._rand(aux, ctx, 1)
             try:
+                if ctx.head:    # the head bytes lie just before the packet (aux.head_min)
+                    buf = ctypes.create_string_buffer(ctx.head + data, len(ctx.head) + len(data))
+                    return self._fn_at(ctypes.addressof(buf) + len(ctx.head), len(data),
+                                       ctypes.addressof(aux))
                 return self._fn(data, len(data), ctypes.addressof(aux))
             finally:
                 del values      # the drawn values live until the native call returns
@@ -250,6 +255,10 @@ class JitProgram:
             return out.tolist()
         if self.profile == "pio":
             return self._run_many_pio(inputs, context)
+        if self.profile == "socket" and context:
+            aux, ctx = self._socket_aux(dict(context))
+            if ctx.head:    # head bytes go before each packet: one call per packet (rare)
+                return [self(d, context=ctx) for d in inputs]
         batch = inputs if isinstance(inputs, Batch) else Batch(inputs, self.profile)
         n = len(batch)
         out = _ZEROS * n

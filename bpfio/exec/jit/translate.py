@@ -368,10 +368,12 @@ class Translator:
     def checked_load(self, dst, size):
         """Load ``size`` bytes at data offset RDX (a signed 64-bit value) or abort."""
         e = self.emit
-        e(x86.test_r64_r64(RDX, RDX))
-        self.jcc("js", "abort")
+        # A start before the data reads the context's head bytes (laid out just before the
+        # packet): in bounds from -len(head) on, as bpfio.exec.skb.skb_load.
+        e(x86.mov_r64_m64(TMP1, aux("head_min")), x86.cmp_r64_r64(RDX, TMP1))
+        self.jcc("jl", "abort")
         e(x86.lea_r64_m(TMP1, mem(RDX, size)), x86.cmp_r64_r64(TMP1, REG_LEN))
-        self.jcc("ja", "abort")
+        self.jcc("jg", "abort")        # signed: the end may lie before the data too
         self.load_be(dst, mem(REG_DATA, 0, RDX), size)
 
     def indexed(self, pc, k, size, dst):
@@ -398,9 +400,10 @@ class Translator:
               x86.test_r32_r32(TMP1, TMP1), Jump(CC["je"], "abort"),
               x86.mov_r64_m64(TMP1, aux("ll_off")), Jump(None, ("join", pc)),
               Label(("net", pc)), x86.mov_r64_m64(TMP1, aux("net_off")),
-              Label(("join", pc)), x86.add_r64_r64(RDX, TMP1), x86.test_r64_r64(RDX, RDX),
-              Jump(CC["js"], "abort"), x86.lea_r64_m(TMP1, mem(RDX, size)),
-              x86.cmp_r64_r64(TMP1, REG_LEN), Jump(CC["ja"], "abort"),
+              Label(("join", pc)), x86.add_r64_r64(RDX, TMP1),
+              x86.mov_r64_m64(TMP1, aux("head_min")), x86.cmp_r64_r64(RDX, TMP1),
+              Jump(CC["jl"], "abort"), x86.lea_r64_m(TMP1, mem(RDX, size)),
+              x86.cmp_r64_r64(TMP1, REG_LEN), Jump(CC["jg"], "abort"),
               Jump(None, ("load", pc))]
 
     # -- ancillary loads ----------------------------------------------------------------------
