@@ -126,7 +126,7 @@ def _pcapng(raw: bytes, filename: str) -> Iterator[Packet]:
                             filename=filename, offset=pos + blen - 4)
         if btype == 1:      # Interface Description Block
             linktype = struct.unpack_from(order + "H", body)[0]
-            links.append((linktype, _if_tsresol(body[8:], order)))
+            links.append((linktype, _if_tsresol(body[8:], order, filename, pos + 16)))
         elif btype == 6:    # Enhanced Packet Block
             iface, hi, lo, caplen, wirelen = struct.unpack_from(order + "IIIII", body)
             _check_caplen(caplen, len(body) - 20, filename, pos)
@@ -152,13 +152,16 @@ def _check_caplen(caplen: int, room: int, filename: str, pos: int) -> None:
                         f"({room} bytes of packet data)", filename=filename, offset=pos + 20)
 
 
-def _if_tsresol(options: bytes, order: str) -> int:
+def _if_tsresol(options: bytes, order: str, filename: str, offset: int) -> int:
     """Ticks per second from an IDB's if_tsresol option (default microseconds)."""
     pos = 0
     while pos + 4 <= len(options):
         code, length = struct.unpack_from(order + "HH", options, pos)
         if code == 0:
             break
+        if pos + 4 + length > len(options):
+            raise PcapError(f"option {code} of {length} bytes runs past the end of its block",
+                            filename=filename, offset=offset + pos)
         if code == 9 and length >= 1:
             v = options[pos + 4]
             return 2 ** (v & 0x7f) if v & 0x80 else 10 ** v
