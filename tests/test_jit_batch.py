@@ -109,3 +109,12 @@ def test_a_grid_refuses_other_profiles():
     sec = jit(assemble("ret #0"), profile="seccomp")
     with pytest.raises(ValueError, match="program 1 is not one"):
         Grid([jit(assemble(ARP)), sec])
+
+
+def test_a_batch_takes_any_bytes_like_item_and_any_iterable():
+    j = jit(assemble("ld len\nret a"))
+    wide = memoryview(array("I", [1, 2]))       # len() is 2 items, the packet is 8 bytes
+    items = [b"ab", bytearray(b"xyz"), wide, b"", memoryview(b"12345")]
+    assert j.run_many(items) == [2, 3, 8, 0, 5] == j.run_many(Batch(iter(items)))
+    with pytest.raises(TypeError):
+        Batch(["not bytes"])

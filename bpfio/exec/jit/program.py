@@ -270,7 +270,9 @@ class JitProgram:
         ``len(inputs)`` u32 (``array('I')``, a ``memoryview`` cast to ``'I'``), they are
         the raw u32 verdicts written into ``out``, which is returned as is.
         """
-        if self._plain and not context and type(inputs) is Batch:    # the common case, lean
+        if self._plain and not context:     # the common case, lean: a 3-argument call
+            if type(inputs) is not Batch:
+                inputs = Batch(inputs)
             n = inputs._n
             if out is None:
                 buf = _ZEROS * n
@@ -347,13 +349,17 @@ class Batch:
     def __init__(self, inputs, profile: str = "socket"):
         if profile == "seccomp":
             inputs = [as_seccomp_data(d).pack() for d in inputs]
-        else:
-            inputs = [d if isinstance(d, bytes) else bytes(d) for d in inputs]
-        self._buf = b"".join(inputs) or b"\0"
-        self.base = ctypes.cast(ctypes.c_char_p(self._buf), _VP).value
-        self._n = len(inputs)
+        elif type(inputs) is not list:
+            inputs = list(inputs)
+        buf = b"".join(inputs)      # any bytes-like items
         # the grid driver's header: base, n, then the n + 1 offsets
-        self._header = array("Q", [self.base, self._n, 0, *accumulate(map(len, inputs))])
+        self._header = header = array("Q", [0, 0, 0, *accumulate(map(len, inputs))])
+        if header[-1] != len(buf):  # a memoryview of wider items: len() counts its items
+            inputs = [bytes(d) for d in inputs]
+            header[3:] = array("Q", accumulate(map(len, inputs)))
+        self._buf = buf or b"\0"
+        self.base = header[0] = _VP.from_buffer(ctypes.c_char_p(self._buf)).value
+        self._n = header[1] = len(inputs)
         self._header_arg = _VP(self._header.buffer_info()[0])
         self.offsets_address = self._header_arg.value + 16
 
