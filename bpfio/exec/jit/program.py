@@ -404,8 +404,7 @@ class Grid:
                 self._others.append(i)
         self._table[0] = (len(self._table) - 1) // 3
         self._rows = self._table[3::3]              # the program index of each table entry
-        self._table_arg = _VP(self._table.buffer_info()[0])
-        self._row_n = None
+        self._tables = {}       # batch size -> (table with its row offsets, its address)
 
     def run(self, inputs, out=None):
         """Every program over every input of ``inputs`` (a :class:`Batch` or packets)."""
@@ -414,11 +413,15 @@ class Grid:
         given = out is not None
         out = out if given else array("I", bytes(4 * n * count))
         base = out_address(out, n * count)
-        if self._row_n != n:        # the row offsets depend on the batch size
-            self._table[3::3] = array("Q", [4 * n * i for i in self._rows])
-            self._row_n = n
+        table = self._tables.get(n)
+        if table is None:       # the row offsets depend on the batch size; never changed
+            rows = array("Q", self._table)
+            rows[3::3] = array("Q", [4 * n * i for i in self._rows])
+            if len(self._tables) >= 16:
+                self._tables.clear()
+            self._tables[n] = table = (rows, _VP(rows.buffer_info()[0]))
         if self._table[0]:
-            self.programs[0]._grid(self._table_arg, batch._header_arg, base)
+            self.programs[0]._grid(table[1], batch._header_arg, base)
         for i in self._others:
             row = array("I", self.programs[i].run_many(batch))
             ctypes.memmove(base + 4 * n * i, row.buffer_info()[0], 4 * n)
