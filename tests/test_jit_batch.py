@@ -118,3 +118,20 @@ def test_a_batch_takes_any_bytes_like_item_and_any_iterable():
     assert j.run_many(items) == [2, 3, 8, 0, 5] == j.run_many(Batch(iter(items)))
     with pytest.raises(TypeError):
         Batch(["not bytes"])
+
+
+def test_a_context_with_head_bytes_gives_the_interpreters_verdicts():
+    # ld [SKF_NET_OFF + n] with the network header before the data reads `head`, which the
+    # native code does not model: the JIT answers through the compiled path instead.
+    prog = assemble("ldb [0xfff00000]\njeq #0x45, ok, no\nok: ld [0xfff00001]\nret a\n"
+                    "no: ret #0\n")
+    ctx = dict(net_off=-2, head=b"\x45\x01")
+    pkts = [b"", b"\x02\x03", b"\x02\x03\x04\x05"]
+    want = [run(prog, p, **ctx) for p in pkts]
+    assert want == [0, 0, 0x01020304]      # 45 01 | 02 03 04 05: the word spans both
+    j = jit(prog)
+    assert [j(p, **ctx) for p in pkts] == want
+    assert j.run_many(pkts, **ctx) == want == j.run_many(Batch(pkts), **ctx)
+    out = array("I", bytes(12))
+    assert j.run_many(Batch(pkts), out=out, **ctx) is out and out.tolist() == want
+    assert j.run_many(pkts, net_off=-2, head=b"\x46\x01") == [0, 0, 0]

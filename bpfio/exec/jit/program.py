@@ -143,6 +143,7 @@ class JitProgram:
         self.address = base
         fn = self._mem.function
         self._plain = profile == "socket" and not self.rand_reads
+        self._slow = None
         if profile == "socket":
             self._fn = fn(_U32, ctypes.c_char_p, _U32, _VP)
             self._aux = SocketAux.from_context(DEFAULT_CONTEXT)
@@ -176,6 +177,8 @@ class JitProgram:
             if not context and not self.rand_reads:
                 return self._fn(data, len(data), self._aux_arg)
             aux, ctx = self._socket_aux(context)
+            if ctx.head:        # header bytes before the data: not modelled natively
+                return self._compiled()(data, context=ctx)
             values = self._rand(aux, ctx, 1)
             try:
                 return self._fn(data, len(data), ctypes.addressof(aux))
@@ -189,6 +192,14 @@ class JitProgram:
         if context:
             raise TypeError(f"pio takes only mem=, got {', '.join(context)}")
         return self.pio(*data, self._mem_list(mem_))[0] or 0
+
+    def _compiled(self):
+        """The compiled Python path, for the one context the native code does not model:
+        ``head``, bytes before the data that a negative header offset reads."""
+        if self._slow is None:
+            from bpfio.exec.compiler import compile as compile_program
+            self._slow = compile_program(self.program, profile=self.profile)
+        return self._slow
 
     def _socket_aux(self, context):
         """``(SocketAux, SocketContext)`` for a call's context (the shared block when none)."""
@@ -289,6 +300,11 @@ class JitProgram:
         aux_ptr = values = None
         if self.profile == "socket":
             aux, ctx = self._socket_aux(context)
+            if ctx.head:        # header bytes before the data: the compiled path, per packet
+                run = self._compiled()
+                got = array("I", [run(pkt, context=ctx) for pkt in batch.packets()])
+                ctypes.memmove(out_address(out, n), got.buffer_info()[0], 4 * n)
+                return result if result is not None else out.tolist()
             values = self._rand(aux, ctx, n)
             aux_ptr = ctypes.addressof(aux)
         elif context:
@@ -365,6 +381,11 @@ class Batch:
 
     def __len__(self):
         return self._n
+
+    def packets(self) -> list[bytes]:
+        """The inputs again, one bytes object each."""
+        off = self._header[2:]
+        return [self._buf[a:b] for a, b in zip(off, off[1:])]
 
 
 def out_address(out, n: int) -> int:
