@@ -5,8 +5,8 @@ Rows:
   (best of a few; goal <= 50 ms);
 * ``jit_len_N`` -- ns per *executed* instruction of a straight-line program of N
   instructions (N = 10 ... 4096), run over a batch of packets by ``run_many`` (one
-  native call); baseline: N = 10 (flat means linear cost; at N = 10 the driver's
-  per-packet call dominates);
+  native call, verdicts into a reused ``array('I')``); baseline: N = 10 (flat
+  means linear cost; at N = 10 the driver's per-packet call dominates);
 * ``jit_one_call`` / ``compiled_one_call`` -- ns for one ``prog(pkt)`` from Python
   on a tcpdump filter: the JIT pays a ctypes call (~0.3-1 us) that dwarfs its
   native work, so for single calls the compiled path can be as fast; baseline
@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import sys
 import time
+from array import array
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,11 +88,12 @@ def _length_rows(quick: bool) -> list[dict]:
     rows = []
     packet = bytes(range(64))
     batch = Batch([packet] * (64 if quick else 512))
+    out = array("I", bytes(4 * len(batch)))     # verdicts stay u32: no Python int each
     lengths = (10, 100, 1000) if quick else (10, 100, 1000, 4096)
     first = None
     for n in lengths:
         native = jit(_straight_line(n))
-        secs = _best(lambda: native.run_many(batch), 1 if quick else 3, 3 if quick else 9)
+        secs = _best(lambda: native.run_many(batch, out=out), 1 if quick else 3, 3 if quick else 9)
         value = secs / len(batch) / n * 1e9
         first = first or value
         rows.append(_row(f"jit_len_{n}", value, "ns/insn", baseline=f"jit_len_{lengths[0]}",

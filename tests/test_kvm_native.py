@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -108,6 +110,20 @@ def test_native_code_is_never_mapped_writable_and_executable():
         perms = [p for lo, hi, p in spans if lo <= m.address < hi]
         assert perms == ["r-xp"], (hex(m.address), perms)
 
+
+
+def test_no_mapping_of_a_fresh_process_with_the_loop_code_is_writable_and_executable():
+    """The whole process, in a fresh interpreter that maps the loop's code (no z3 there)."""
+    code = ("import sys\n"
+            "from bpfio.kvm import native_code\n"
+            "native_code.functions()\n"
+            "assert 'z3' not in sys.modules\n"
+            "print([l.strip() for l in open('/proc/self/maps')\n"
+            "       if 'w' in l.split()[1] and 'x' in l.split()[1]])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 # --- the JIT's pio code, called as the loop calls it, against the interpreter -----------
 

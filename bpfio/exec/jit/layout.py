@@ -11,6 +11,9 @@ Only jumps are re-sized; every other instruction's bytes are computed once.
 
 from __future__ import annotations
 
+from itertools import accumulate, chain
+from operator import add
+
 from bpfio.exec.jit import x86
 
 
@@ -98,22 +101,31 @@ def assemble(items: list) -> tuple[bytes, "Listing", dict]:
         elif t is not Source:
             acc += len(it)
     index = {m.key: i for i, m in enumerate(marks) if type(m) is Label}
-    for m in marks:
-        if type(m) is Jump and m.target not in index:
-            raise ValueError(f"jump to an unknown label {m.target!r}")
-    jumps = [(i, m, index[m.target]) for i, m in enumerate(marks) if type(m) is Jump]
+    jumps = []                              # (mark index, Jump, target's mark index)
+    sizes = [0] * len(marks)                # each mark's bytes: a jump's current size
+    for i, m in enumerate(marks):
+        if type(m) is Jump:
+            target = index.get(m.target)
+            if target is None:
+                raise ValueError(f"jump to an unknown label {m.target!r}")
+            jumps.append((i, m, target))
+            sizes[i] = m.size
+    pending = jumps         # the jumps still rel32
     for _ in range(MAX_PASSES):
-        starts = _starts(marks, gaps)
-        changed = False
-        for i, j, target in jumps:
-            if not j.short and -128 <= starts[target] - (starts[i] + 2) <= 127:
-                j.short = changed = True
-                j.size = 2
-        if not changed:
+        starts = _starts(gaps, sizes)
+        still = []
+        for jump in pending:
+            i, j, target = jump
+            if -128 <= starts[target] - (starts[i] + 2) <= 127:
+                j.short = True
+                j.size = sizes[i] = 2
+            else:
+                still.append(jump)
+        if len(still) == len(pending):
             break
+        pending = still
     else:   # pragma: no cover - shrinking is monotonic, so this cannot happen
         raise ValueError("jump sizes did not converge")
-    starts = _starts(marks, gaps)
     out = []
     for i, j, target in jumps:
         rel = starts[target] - starts[i] - j.size
@@ -132,16 +144,10 @@ def assemble(items: list) -> tuple[bytes, "Listing", dict]:
                                   ((marks[i], i) for i in index.values())}
 
 
-def _starts(marks, gaps) -> list[int]:
-    """The offset of every mark (a jump's start, a label's position)."""
-    starts = []
-    pos = 0
-    for m, gap in zip(marks, gaps):
-        pos += gap
-        starts.append(pos)
-        if type(m) is Jump:
-            pos += m.size
-    return starts
+def _starts(gaps, sizes) -> list[int]:
+    """The offset of every mark (a jump's start, a label's position): mark i starts after
+    the marks before it and the fixed bytes ``gaps[i]`` (summed in C, by accumulate)."""
+    return list(accumulate(map(add, gaps, chain((0,), sizes))))
 
 
 class Listing:

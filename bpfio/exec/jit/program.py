@@ -53,6 +53,12 @@ def _loop(body, name):
 
 
 _SAVED = (RBX, R12, R13, R14, R15)
+# one packet: f(base + off[i], off[i+1] - off[i], aux) -> out[i]; rbx = &off[i], rbp = base,
+# r13 = &out[i], r14 = aux, r15 = the program's entry
+_call_one = [x86.mov_r64_m64(RDI, mem(RBX, 0)), x86.mov_r64_m64(RSI, mem(RBX, 8)),
+             x86.sub_r64_r64(RSI, RDI), x86.add_r64_r64(RDI, RBP), x86.mov_r64_r64(RDX, R14),
+             x86.call_r64(R15), x86.mov_m32_r32(mem(R13, 0), RAX), x86.add_r64_imm8(RBX, 8),
+             x86.add_r64_imm8(R13, 4)]
 
 
 def drivers() -> list:
@@ -63,11 +69,7 @@ def drivers() -> list:
     drive = [Label("drive"), *push, x86.push_r64(RBP), x86.sub_r64_imm8(RSP, 8),
              x86.mov_r64_r64(RBX, RSI), x86.mov_r32_r32(R12, RDX), x86.mov_r64_r64(R13, RCX),
              x86.mov_r64_r64(R14, R8), x86.mov_r64_r64(R15, R9), x86.mov_r64_r64(RBP, RDI),
-             *_loop([x86.mov_r64_m64(RDI, mem(RBX, 0)), x86.mov_r64_m64(RSI, mem(RBX, 8)),
-                     x86.sub_r64_r64(RSI, RDI), x86.add_r64_r64(RDI, RBP),
-                     x86.mov_r64_r64(RDX, R14), x86.call_r64(R15),
-                     x86.mov_m32_r32(mem(R13, 0), RAX), x86.add_r64_imm8(RBX, 8),
-                     x86.add_r64_imm8(R13, 4)], "drive"),
+             *_loop(_call_one, "drive"),
              x86.add_r64_imm8(RSP, 8), x86.pop_r64(RBP), *pop, x86.ret()]
     # drive_pio(headers, n, out u32[n], ctx, ctx_len, entry, rand): copy header i into ctx,
     # call entry(ctx, ctx_len, rand); rand (the 7th argument) is on the stack at rsp+64
@@ -87,7 +89,26 @@ def drivers() -> list:
                 x86.lea_r64_m(RBX, mem(RDI, 0, RSI)), x86.call_r64(RCX),
                 x86.mov_m64_r64(mem(RBX, 0), RAX), x86.mov_m64_r64(mem(RBX, 8), RDX),
                 x86.pop_r64(RBX), x86.ret()]
-    return drive + drive_pio + pio_call
+    # grid(table, header, out): table = [count, then per program: entry, aux, the byte
+    # offset of its row in out]; header = a Batch's [base, n, offsets u64[n+1]];
+    # program-outer, packet-inner, as libpcap's loop in bench/c/pcap_grid.c.
+    # Stack: [rsp] table cursor, [rsp+8] programs left, [rsp+16] header, [rsp+24] out.
+    grid = [Label("grid"), *push, x86.push_r64(RBP), x86.sub_r64_imm8(RSP, 40),
+            x86.mov_m64_r64(mem(RSP, 16), RSI), x86.mov_m64_r64(mem(RSP, 24), RDX),
+            x86.mov_r64_m64(RAX, mem(RDI, 0)), x86.add_r64_imm8(RDI, 8),
+            x86.mov_m64_r64(mem(RSP, 0), RDI), x86.mov_m64_r64(mem(RSP, 8), RAX),
+            x86.test_r64_r64(RAX, RAX), Jump(x86.CC["je"], "grid_end"), Label("grid_next"),
+            x86.mov_r64_m64(RAX, mem(RSP, 16)), x86.mov_r64_m64(RBP, mem(RAX, 0)),
+            x86.mov_r64_m64(R12, mem(RAX, 8)), x86.lea_r64_m(RBX, mem(RAX, 16)),
+            x86.mov_r64_m64(RAX, mem(RSP, 0)), x86.mov_r64_m64(R15, mem(RAX, 0)),
+            x86.mov_r64_m64(R14, mem(RAX, 8)), x86.mov_r64_m64(R13, mem(RAX, 16)),
+            x86.mov_r64_m64(RCX, mem(RSP, 24)), x86.add_r64_r64(R13, RCX),
+            x86.add_r64_imm8(RAX, 24), x86.mov_m64_r64(mem(RSP, 0), RAX),
+            *_loop(_call_one, "grid"),
+            x86.mov_r64_m64(RAX, mem(RSP, 8)), x86.sub_r32_imm8(RAX, 1),
+            x86.mov_m64_r64(mem(RSP, 8), RAX), Jump(x86.CC["jne"], "grid_next"),
+            Label("grid_end"), x86.add_r64_imm8(RSP, 40), x86.pop_r64(RBP), *pop, x86.ret()]
+    return drive + drive_pio + pio_call + grid
 
 
 class JitProgram:
@@ -140,6 +161,10 @@ class JitProgram:
             # M[k] is ctx+40+4k: a shorter memory than the program addresses must never run
             self._min_words = 1 + max((i.k for i in prog if i.code in _MEM_CODES), default=-1)
         self._drive = fn(None, _VP, _VP, _U32, _VP, _VP, _VP, offset=image.labels["drive"])
+        self._grid = fn(None, _VP, _VP, _VP, offset=image.labels["grid"])
+        if self._plain:     # run_many's common case: this program alone over a Batch
+            self._table = array("Q", [1, base, self._aux_ptr, 0])
+            self._table_arg = _VP(self._table.buffer_info()[0])
 
     # -- one input ------------------------------------------------------------------------
     def __call__(self, data, **context):
@@ -240,43 +265,53 @@ class JitProgram:
         return self.pio(*data, mem_)
 
     # -- a batch in one native call --------------------------------------------------------
-    def run_many(self, inputs, **context) -> list[int]:
+    def run_many(self, inputs, out=None, **context):
         """Run over many inputs in ONE native call; return the verdicts in order.
 
         socket: packets (bytes-like) or a :class:`Batch`, with one optional context for
         all; seccomp: SeccompData (or their 64 bytes); pio: events, with ``mem=`` the
-        shared words seen (and changed) by each event in turn.
+        shared words seen (and changed) by each event in turn.  The verdicts are a list
+        of ints (SeccompResult for seccomp); with ``out``, a writable buffer of at least
+        ``len(inputs)`` u32 (``array('I')``, a ``memoryview`` cast to ``'I'``), they are
+        the raw u32 verdicts written into ``out``, which is returned as is.
         """
-        if self._plain and not context and type(inputs) is Batch:    # the common case, lean
+        if self._plain and not context:     # the common case, lean: a 3-argument call
+            if type(inputs) is not Batch:
+                inputs = Batch(inputs)
             n = inputs._n
-            out = _ZEROS * n
-            self._drive(inputs.base, inputs.offsets_address, n, out.buffer_info()[0],
-                        self._aux_ptr, self.address)
-            return out.tolist()
+            if out is None:
+                buf = _ZEROS * n
+                self._grid(self._table_arg, inputs._header_arg, buf.buffer_info()[0])
+                return buf.tolist()
+            self._grid(self._table_arg, inputs._header_arg, out_address(out, n))
+            return out
         if self.profile == "pio":
-            return self._run_many_pio(inputs, context)
-        if self.profile == "socket" and context:
-            aux, ctx = self._socket_aux(dict(context))
-            if ctx.head:    # head bytes go before each packet: one call per packet (rare)
-                return [self(d, context=ctx) for d in inputs]
+            return self._run_many_pio(inputs, context, out)
         batch = inputs if isinstance(inputs, Batch) else Batch(inputs, self.profile)
         n = len(batch)
-        out = _ZEROS * n
+        result = out
+        out = _ZEROS * n if out is None else out
         aux_ptr = values = None
         if self.profile == "socket":
             aux, ctx = self._socket_aux(context)
+            if ctx.head:        # head bytes go before each packet: one native call per packet
+                got = array("I", [self(pkt, context=ctx) for pkt in batch.packets()])
+                ctypes.memmove(out_address(out, n), got.buffer_info()[0], 4 * n)
+                return result if result is not None else out.tolist()
             values = self._rand(aux, ctx, n)
             aux_ptr = ctypes.addressof(aux)
         elif context:
             raise TypeError(f"{self.profile} takes no context")
-        self._drive(batch.base, batch.offsets_address, n, out.buffer_info()[0], aux_ptr,
+        self._drive(batch.base, batch.offsets_address, n, out_address(out, n), aux_ptr,
                     self.address)
         del values
+        if result is not None:
+            return result
         if self.profile == "seccomp":
             return [SeccompResult(v) for v in out]
         return out.tolist()
 
-    def _run_many_pio(self, events, context):
+    def _run_many_pio(self, events, context, result=None):
         mem_ = self._mem_list(context.pop("mem", None))
         if context:
             raise TypeError(f"pio takes only mem=, got {', '.join(context)}")
@@ -286,12 +321,12 @@ class JitProgram:
         ctx = ctypes.create_string_buffer(struct.pack(f">{n}I", *(w & U32 for w in mem_))
                                           .rjust(PIO_HDR_LEN + 4 * n, b"\0"),
                                           PIO_HDR_LEN + 4 * n)
-        out = array("I", bytes(4 * len(events)))
+        out = array("I", bytes(4 * len(events))) if result is None else result
         rand = self._rand(None, None, len(events))
-        self._drive_pio(headers, len(events), out.buffer_info()[0], ctx, PIO_HDR_LEN + 4 * n,
-                        self.address, rand and ctypes.byref(rand[1]))
+        self._drive_pio(headers, len(events), out_address(out, len(events)), ctx,
+                        PIO_HDR_LEN + 4 * n, self.address, rand and ctypes.byref(rand[1]))
         mem_[:] = struct.unpack_from(f">{n}I", ctx.raw, PIO_HDR_LEN)
-        return out.tolist()
+        return out if result is not None else out.tolist()
 
     # -- reading the code --------------------------------------------------------------------
     def disasm(self, *, drivers: bool = False) -> str:
@@ -323,16 +358,95 @@ class Batch:
     def __init__(self, inputs, profile: str = "socket"):
         if profile == "seccomp":
             inputs = [as_seccomp_data(d).pack() for d in inputs]
-        else:
-            inputs = [d if isinstance(d, bytes) else bytes(d) for d in inputs]
-        self._buf = b"".join(inputs) or b"\0"
-        self._offsets = array("Q", [0, *accumulate(map(len, inputs))])
-        self.base = ctypes.cast(ctypes.c_char_p(self._buf), _VP).value
-        self.offsets_address = self._offsets.buffer_info()[0]
-        self._n = len(inputs)
+        elif type(inputs) is not list:
+            inputs = list(inputs)
+        buf = b"".join(inputs)      # any bytes-like items
+        # the grid driver's header: base, n, then the n + 1 offsets
+        self._header = header = array("Q", [0, 0, 0, *accumulate(map(len, inputs))])
+        if header[-1] != len(buf):  # a memoryview of wider items: len() counts its items
+            inputs = [bytes(d) for d in inputs]
+            header[3:] = array("Q", accumulate(map(len, inputs)))
+        self._buf = buf or b"\0"
+        self.base = header[0] = _VP.from_buffer(ctypes.c_char_p(self._buf)).value
+        self._n = header[1] = len(inputs)
+        self._header_arg = _VP(self._header.buffer_info()[0])
+        self.offsets_address = self._header_arg.value + 16
 
     def __len__(self):
         return self._n
+
+    def packets(self) -> list[bytes]:
+        """The inputs again, one bytes object each."""
+        off = self._header[2:]
+        return [self._buf[a:b] for a, b in zip(off, off[1:])]
+
+
+def out_address(out, n: int) -> int:
+    """The address of a writable buffer of at least ``n`` u32 verdicts (``ValueError`` else)."""
+    if type(out) is array and out.itemsize == 4 and out.typecode in "IL":
+        if len(out) < n:
+            raise ValueError(f"out holds {len(out)} verdicts, the batch has {n}")
+        return out.buffer_info()[0]
+    view = memoryview(out)
+    if view.readonly or view.itemsize != 4 or view.format not in ("I", "L", "=I", "<I") \
+            or not view.c_contiguous:
+        raise ValueError("out must be a writable contiguous buffer of u32 ('I') items")
+    if view.nbytes < 4 * n:
+        raise ValueError(f"out holds {view.nbytes // 4} verdicts, the batch has {n}")
+    return ctypes.addressof(ctypes.c_char.from_buffer(view)) if n else 0
+
+
+class Grid:
+    """Socket programs prepared once to run over whole batches: ``Grid(programs).run(batch)``.
+
+    The verdict of program ``i`` on packet ``j`` is ``out[i * n + j]`` in a u32 buffer of
+    ``len(programs) * n`` items (returned as is), or ``result[i][j]`` without ``out``.
+    Programs without ``ld rand`` run in ONE native call, program-outer and packet-inner
+    as libpcap's loop in ``bench/c/pcap_grid.c``; the others each by ``run_many``.
+    """
+
+    def __init__(self, programs):
+        self.programs = list(programs)
+        self._table = array("Q", [0])
+        self._others = []
+        for i, p in enumerate(self.programs):
+            if getattr(p, "profile", None) != "socket":
+                raise ValueError(f"Grid runs socket JIT programs; program {i} is not one")
+            if p._plain:
+                self._table.extend((p.address, p._aux_ptr, i))
+            else:
+                self._others.append(i)
+        self._table[0] = (len(self._table) - 1) // 3
+        self._rows = self._table[3::3]              # the program index of each table entry
+        self._tables = {}       # batch size -> (table with its row offsets, its address)
+
+    def run(self, inputs, out=None):
+        """Every program over every input of ``inputs`` (a :class:`Batch` or packets)."""
+        batch = inputs if type(inputs) is Batch else Batch(inputs)
+        n, count = batch._n, len(self.programs)
+        given = out is not None
+        out = out if given else array("I", bytes(4 * n * count))
+        base = out_address(out, n * count)
+        table = self._tables.get(n)
+        if table is None:       # the row offsets depend on the batch size; never changed
+            rows = array("Q", self._table)
+            rows[3::3] = array("Q", [4 * n * i for i in self._rows])
+            if len(self._tables) >= 16:
+                self._tables.clear()
+            self._tables[n] = table = (rows, _VP(rows.buffer_info()[0]))
+        if self._table[0]:
+            self.programs[0]._grid(table[1], batch._header_arg, base)
+        for i in self._others:
+            row = array("I", self.programs[i].run_many(batch))
+            ctypes.memmove(base + 4 * n * i, row.buffer_info()[0], 4 * n)
+        if given:
+            return out
+        return [out[i * n:(i + 1) * n].tolist() for i in range(count)]
+
+
+def run_grid(programs, inputs, out=None):
+    """``Grid(programs).run(inputs, out)``: every socket program over every input."""
+    return Grid(programs).run(inputs, out)
 
 
 def jit(program, *, profile: str = "socket", harden: bool = False,

@@ -146,14 +146,18 @@ class Translator:
                 self.emit(x86.add_r32_imm(REG_COUNT, counts[pc]))
             template = memo.get(op[:3])
             if template is not None:
-                items += [Jump(it.cc, it.target) if type(it) is Jump else it for it in template]
+                if template[0]:     # its jumps (to shared exits) are fresh objects each time
+                    items += [Jump(it.cc, it.target) if type(it) is Jump else it
+                              for it in template[1]]
+                else:
+                    items += template[1]
                 continue
             start = len(items)
             self.insn(pc, *op)
             if not (op[0] in _PC_DEPENDENT or (op[0] == I.LD_IND and self.profile == "socket")
                     or (op[0] == I.LD_ANC and op[1] in _NLA)):
-                items[start:] = template = compress(items[start:])
-                memo[op[:3]] = template
+                items[start:] = code = compress(items[start:])
+                memo[op[:3]] = (any(type(it) is Jump for it in code), code)
         self.epilogues()
         return self.items + self.stubs + self.extra
 
