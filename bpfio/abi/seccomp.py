@@ -209,6 +209,8 @@ def syscall_number(name_or_nr: str | int) -> int:
         raise BpfError(f"syscall number: {exc}") from None
     except ValueError:
         pass
+    if not (text.isascii() and text.isprintable()):   # e.g. undecodable bytes of argv
+        raise BpfError(f"unknown syscall name {ascii(text)}")
     lib = _libseccomp()
     if lib is not None:
         nr = lib.seccomp_syscall_resolve_name(text.encode())

@@ -140,8 +140,8 @@ def parse_program(data, *, filename: str = "<input>", include_path=(), defines=N
         raise UsageError(f"parse_program: data must be str or bytes, not {type(data).__name__}")
     fmt = detect_format(data)
     if fmt == "raw":
-        if isinstance(data, str):
-            data = data.encode()
+        if isinstance(data, str):   # surrogateescape: a str made from undecodable bytes
+            data = data.encode("utf-8", "surrogateescape")
         return Program.from_bytes(data, filename=filename)
     if isinstance(data, bytes):
         data = data.decode("utf-8")
