@@ -237,8 +237,8 @@ class CounterModel:
         self.values.append(value)
 
 
-def test_two_vcpus_on_one_device_keep_counters_and_memory_consistent(build_dir):
-    rounds = 1500
+def _two_vcpus_on_one_device(build_dir, rounds: int) -> int:
+    """One SMP run, every counter and memory word checked; the number of owner switches."""
     m = Machine()
     try:
         b = m.attach(0x510, 2, program=COUNTER, device=CounterModel(), name="counter")
@@ -260,12 +260,22 @@ def test_two_vcpus_on_one_device_keep_counters_and_memory_consistent(build_dir):
         assert c.handled == 4 * rounds - len(odd)
         assert [v.stop for v in result.vcpus] == ["hlt", "hlt"]
         assert result.vcpus[0].io_exits >= 2 * rounds and result.vcpus[1].io_exits >= 2 * rounds
-        # Both vCPUs were at the device during the same stretch: the model saw
-        # their writes interleaved, not one vCPU's run after the other's.
         owners = [v >> 12 for v in b.device.values]
-        assert sum(1 for a, c in zip(owners, owners[1:]) if a != c) >= 2
+        return sum(1 for a, c in zip(owners, owners[1:]) if a != c)
     finally:
         m.close()
+
+
+def test_two_vcpus_on_one_device_keep_counters_and_memory_consistent(build_dir):
+    # Every run must keep every count (no lost update).  The check is only worth something
+    # if both vCPUs were at the device during the same stretch (the model saw their writes
+    # interleaved, not one vCPU's run after the other's); on a loaded 2-core host a fast
+    # loop can finish before the other thread is scheduled, so one of three runs must
+    # interleave.
+    switches = [_two_vcpus_on_one_device(build_dir, 1500) for _ in range(1)]
+    while switches[-1] < 2 and len(switches) < 3:
+        switches.append(_two_vcpus_on_one_device(build_dir, 1500))
+    assert switches[-1] >= 2, f"the vCPUs never interleaved at the device: {switches}"
 
 
 # --- the command line -------------------------------------------------------------
