@@ -725,3 +725,20 @@ def test_random_commands_only_raise_bpf_errors(files, profile, script):
             d.execute(" ".join(words))
         except BpfError:
             pass
+
+
+def test_a_file_name_with_a_nul_byte_is_one_placed_line(tmp_path):
+    # Found by the long fuzz run: `load events` / `load pcap` with a NUL in the name reached
+    # open() and raised a raw ValueError ("embedded null byte").
+    from devtools import bpfio_exe
+    import subprocess
+    prog = tmp_path / "s.asm"
+    prog.write_text("ret #1\n")
+    for profile, line in (("socket", b"load pcap \0\n"), ("pio", b"load events \0\n")):
+        script = tmp_path / f"{profile}.dbg"
+        script.write_bytes(line)
+        r = subprocess.run([bpfio_exe(), "dbg", "--profile", profile, "-x", str(script),
+                            str(prog)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1, r
+        assert "contains a NUL byte" in r.stdout + r.stderr
+        assert "internal error" not in r.stdout + r.stderr

@@ -314,3 +314,14 @@ def test_limits_doc_states_the_limits():
         assert cell.strip().split()[0] == f"{value:,}", label
     assert "[limits.md](limits.md)" in (Path(__file__).resolve().parent.parent / "docs"
                                         / "assembler.md").read_text()
+
+
+def test_a_kvm_pio_line_past_its_limit_is_refused_before_the_regex(tmp_path):
+    # Found by the long fuzz run: a 24 KB line of digits took seconds in the trace regex.
+    from bpfio.errors import TraceError
+    from bpfio.pio.events import TRACE_LINE_MAX, EventReader
+    ev = tmp_path / "t.trace"
+    ev.write_text("3343983" * 4000 + "\n")
+    with pytest.raises(TraceError) as err:
+        list(EventReader(str(ev), fmt="kvm_pio"))
+    assert f"is not a kvm_pio event (at most {TRACE_LINE_MAX})" in str(err.value)

@@ -54,6 +54,10 @@ _KVM_PIO = re.compile(
     r"(?:kvm:)?kvm_pio:\s+pio_(?P<rw>read|write) at 0x(?P<port>[0-9a-fA-F]+) "
     r"size (?P<size>-?\d+) count (?P<count>-?\d+) val 0x(?P<val>[0-9a-fA-F]+)\s*(?:\(\.\.\.\))?\s*$")
 _OTHER_EVENT = re.compile(r"\s\d+\.\d+:\s+\S+:")
+# A kvm_pio trace line is ~100 characters (a task name is at most 16); a longer one is not
+# an event, and refusing it first keeps the regex search linear (it backtracks on long digit
+# runs: a 24 KB line took seconds).
+TRACE_LINE_MAX = 1024
 
 
 class Event(NamedTuple):
@@ -161,6 +165,9 @@ def parse_json_event(text: str, line: int) -> Event:
 
 def parse_trace_line(text: str, line: int, vcpus: dict[str, int]) -> Event:
     """Parse one kvm_pio trace line (raises ValueError with the problem)."""
+    if len(text) > TRACE_LINE_MAX:
+        raise ValueError(f"a line of {len(text)} characters is not a kvm_pio event "
+                         f"(at most {TRACE_LINE_MAX})")
     m = _KVM_PIO.search(text)
     if m is None:
         raise ValueError("not a kvm_pio event: expected '... <sec>.<frac>: kvm_pio: "
@@ -228,6 +235,9 @@ class EventReader:
         except OSError as exc:
             raise TraceError(f"cannot read event file: {exc.strerror}",
                              filename=self.filename) from None
+        except ValueError:      # open() of a name with a NUL (a dbg script can hold one)
+            raise TraceError("cannot read event file: its name contains a NUL byte",
+                             filename=ascii(self.filename)) from None
 
     def __iter__(self) -> Iterator[Event]:
         vcpus: dict[str, int] = {}

@@ -269,6 +269,9 @@ def read_input(path: str) -> tuple[bytes, str]:
         return Path(path).read_bytes(), path
     except OSError as exc:
         raise DecodeError(f"cannot read file: {exc.strerror}", filename=path) from None
+    except ValueError:      # a name with a NUL byte (a dbg script or the API can pass one)
+        raise DecodeError("cannot read file: its name contains a NUL byte",
+                          filename=ascii(path)) from None
 
 
 def load_program(path: str, *, include_path=(), defines=None, relax: bool = False) -> Program:
