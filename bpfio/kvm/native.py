@@ -296,27 +296,13 @@ def run_vcpu(vm, vcpu, engine: NativeEngine) -> None:
             reason = K.RUN_EXIT_REASON
             reason = int.from_bytes(run[reason:reason + 4], "little")
             if reason == K.KVM_EXIT_IO:
-                direction, size, port, count, off = unpack_io(run, union)
-                if count == 1:                 # counted by the loop already
-                    if direction:
-                        pio_out(port, size, int.from_bytes(run[off:off + size], "little"),
-                                vcpu=index)
-                    else:
-                        value = pio_in(port, size, vcpu=index) & _MASKS[size]
-                        run[off:off + size] = value.to_bytes(size, "little")
-                else:
-                    accesses += count
-                    vm._string_io(run, index, direction, size, port, count, off,
-                                  pio_in, pio_out, pio_ins, pio_outs)
-                    stats.string_exits += 1
+                served = vm._io_exit(run, index, stats, unpack_io(run, union),
+                                     pio_in, pio_out, pio_ins, pio_outs)
+                if served > 1:                 # a single access was counted by the loop
+                    accesses += served
                 continue
-            if vm._stop.is_set():
-                stats.stop = "stopped"
-                return
-            if reason == K.KVM_EXIT_HLT:
-                stats.stop = "hlt"
-                return
-            vm._fatal_exit(vcpu, reason)
+            vm._last_exit(vcpu, reason)
+            return
     finally:
         with engine._lock:
             engine.vcpus.remove(nv)

@@ -297,33 +297,40 @@ class Vm:
                 reason = unpack_reason(run, K.RUN_EXIT_REASON)[0]
                 if reason == exit_io:
                     io_exits += 1
-                    direction, size, port, count, off = unpack_io(run, K.RUN_UNION)
-                    if count == 1:
-                        accesses += 1
-                        if direction:
-                            pio_out(port, size, int.from_bytes(run[off:off + size], "little"),
-                                    vcpu=index)
-                        else:
-                            value = pio_in(port, size, vcpu=index) & _MASKS[size]
-                            run[off:off + size] = value.to_bytes(size, "little")
-                    else:
-                        accesses += count
-                        self._string_io(run, index, direction, size, port, count, off,
-                                        pio_in, pio_out, pio_ins, pio_outs)
-                        stats.string_exits += 1
+                    accesses += self._io_exit(run, index, stats, unpack_io(run, K.RUN_UNION),
+                                              pio_in, pio_out, pio_ins, pio_outs)
                     continue
-                if self._stop.is_set():
-                    stats.stop = "stopped"
-                    return
-                if reason == K.KVM_EXIT_HLT:
-                    stats.stop = "hlt"
-                    return
-                self._fatal_exit(vcpu, reason)
+                self._last_exit(vcpu, reason)
+                return
         finally:
             stats.exits += exits
             stats.io_exits += io_exits
             stats.accesses += accesses
             stats.rip = vcpu.rip()
+
+    def _io_exit(self, run, index, stats, io, pio_in, pio_out, pio_ins, pio_outs) -> int:
+        """Complete one KVM_EXIT_IO in Python (both exit loops); return the elements served."""
+        direction, size, port, count, off = io
+        if count == 1:
+            if direction:
+                pio_out(port, size, int.from_bytes(run[off:off + size], "little"), vcpu=index)
+            else:
+                value = pio_in(port, size, vcpu=index) & _MASKS[size]
+                run[off:off + size] = value.to_bytes(size, "little")
+            return 1
+        self._string_io(run, index, direction, size, port, count, off,
+                        pio_in, pio_out, pio_ins, pio_outs)
+        stats.string_exits += 1
+        return count
+
+    def _last_exit(self, vcpu: Vcpu, reason: int) -> None:
+        """An exit that ends the vCPU's loop: a stop request, HLT, or a fatal reason (raises)."""
+        if self._stop.is_set():
+            vcpu.stats.stop = "stopped"
+        elif reason == K.KVM_EXIT_HLT:
+            vcpu.stats.stop = "hlt"
+        else:
+            self._fatal_exit(vcpu, reason)
 
     @staticmethod
     def _string_io(run, index, direction, size, port, count, off,
