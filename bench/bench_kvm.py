@@ -34,6 +34,14 @@ from bpfio import kvm  # noqa: E402
 
 PC_TOML = ROOT / "examples" / "pc.toml"
 GUESTS = ("hello", "pmtimer", "pit", "pcscan", "virtio", "post")
+
+
+def guest_images(names, tmp, quick: bool):
+    """(name, image) of each example guest, built in ``tmp`` (a shorter virtio storm if quick)."""
+    for name in names:
+        defines = {"KICKS": 2000} if name == "virtio" and quick else {}
+        yield name, kvm.build_guest(ROOT / "examples" / "guests" / f"{name}.asm", tmp,
+                                    defines=defines).read_bytes()
 # Guests that wait for a device to move (a clock) never finish on NullPorts:
 # their baseline is the models-only run.
 NEEDS_DEVICES = {"pmtimer", "pit"}
@@ -104,10 +112,7 @@ def guest_rows(quick: bool) -> list[dict]:
     repeat = 2 if quick else 3
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in GUESTS:
-            defines = {"KICKS": 2000} if name == "virtio" and quick else {}
-            image = kvm.build_guest(ROOT / "examples" / "guests" / f"{name}.asm", tmp,
-                                    defines=defines).read_bytes()
+        for name, image in guest_images(GUESTS, tmp, quick):
             best = {}
             configs = (("unmapped", None), ("models only", False), ("programs", True))
             for label, handler in configs[1:] if name in NEEDS_DEVICES else configs:

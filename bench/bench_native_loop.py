@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bpfio import kvm  # noqa: E402
+from bench.bench_kvm import guest_images  # noqa: E402
 
 PC_TOML = ROOT / "examples" / "pc.toml"
 GUESTS = ("hello", "pmtimer", "pit", "cmos", "pcscan", "virtio", "post", "smp")
@@ -60,10 +61,7 @@ def guest_rows(quick: bool) -> list[dict]:
     repeat = 2 if quick else 3
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in GUESTS:
-            defines = {"KICKS": 2000} if name == "virtio" and quick else {}
-            image = kvm.build_guest(ROOT / "examples" / "guests" / f"{name}.asm", tmp,
-                                    defines=defines).read_bytes()
+        for name, image in guest_images(GUESTS, tmp, quick):
             vcpus = 2 if name == "smp" else 1
             best = {}
             for loop in ("python", "native"):
