@@ -114,6 +114,13 @@ ERRORS = [
      "t.bpf:2:5: error: cannot evaluate 'Q': constant expression has more than 256 tokens"),
     ("#if " + "-" * 20000 + "1\n#endif\nret a",
      "t.bpf:1:1: error: #if: constant expression has more than 256 tokens"),
+    # Error order is bison's, whose scanner runs one token ahead of the parser: a syntax
+    # error wins over a bad character further down, and the other way round (the parser
+    # lexes the whole text first and falls back to lazy lexing on any lexer error).
+    ("ldb #1\nret $", "t.bpf:1:5: error: syntax error at '#1'"),
+    ("ret $\nldb #1", "t.bpf:1:5: error: unknown character '$'"),
+    ("ldb #1\nret #" + "9" * 2000, "t.bpf:1:5: error: syntax error at '#1'"),
+    ("ret #UNDEFINED_NAME\nret $", "t.bpf:1:6: error: 'UNDEFINED_NAME' is not a number"),
 ]
 
 

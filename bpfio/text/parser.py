@@ -12,12 +12,14 @@ The tables are shipped in ``bpfio/text/_parsetab.py`` (regenerate with
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from dataclasses import dataclass, field
 
 import ply.yacc as yacc
 
+from bpfio.errors import BpfError
 from bpfio.text.lexer import Lexer, OPERAND_HELP
 
 
@@ -64,13 +66,25 @@ class Parser:
         """
         self.lexer = lexer
         self.resolve = resolve
-        self.tokens_seen = []
-        tokens = lexer.tokens_of(text)
-        first = next(tokens, None)
+        try:
+            # Fast path: lex the whole text first and feed ply from a list iterator (a C
+            # call per token instead of two Python frames).  Any lexer error sends the
+            # text down the lazy path, so that the error bison would meet first wins.
+            tokens = lexer.tokenize(text)
+        except BpfError:
+            tokens = None
+        if tokens is None:
+            self.tokens_seen = []
+            lazy = lexer.tokens_of(text)
+            first = next(lazy, None)
+            feed = _TokenFeed(itertools.chain((first,), lazy), self.tokens_seen)
+        else:
+            self.tokens_seen = tokens   # p_error only looks at tokens before the bad one
+            first = tokens[0] if tokens else None
+            feed = _ListFeed(tokens)
         if first is None:
             raise lexer.error("empty program: bpf_asm needs at least one instruction",
                               len(text))
-        feed = _TokenFeed(itertools.chain((first,), tokens), self.tokens_seen)
         return self.parser.parse(lexer=feed, tracking=False)
 
     # --- grammar ------------------------------------------------------------------
@@ -268,6 +282,13 @@ class _TokenFeed:
         if tok is not None:
             self._seen.append(tok)
         return tok
+
+
+class _ListFeed:
+    """ply's ``lexer.token()`` over a ready token list: ``token`` is a C-level callable."""
+
+    def __init__(self, tokens: list):
+        self.token = functools.partial(next, iter(tokens), None)
 
 
 def write_tables() -> str:
