@@ -118,6 +118,26 @@ def test_dbg_ctx_out_of_range_is_a_usage_error(ret0):
         "Error: Invalid value for --ctx: mark: 4294967296 is not a u32 in 0..0xffffffff")
 
 
+@pytest.mark.parametrize("field,line", [
+    ("ifindex", "'ifindex': expected FIELD=VALUE"),
+    ("bogus=1", "unknown context field 'bogus' (one of cpu, hatype, head, "),
+    ("head=zz", "head: 'zz' is not hex bytes"),
+    ("mark=1e5", "mark: '1e5' is not a number"),
+    ("mark=" + "9" * 1001, "mark: number of 1001 digits is too long (the limit is 1000)"),
+    ("protocol=0x10000", "protocol: 65536 is not a u16 in 0..65535"),
+])
+def test_run_and_dbg_read_ctx_alike(ret0, field, line):
+    """One --ctx reader serves both commands: the same line, exit 2, for each bad field."""
+    got = []
+    for command in ("run", "dbg"):
+        result = CliRunner().invoke(main, [command, ret0, "--packet", "00", "--ctx", field],
+                                    input="quit\n")
+        assert result.exit_code == 2, (command, result.output)
+        got.append(result.output.splitlines()[-1])
+    assert got[0] == got[1]
+    assert got[0].startswith("Error: Invalid value for --ctx: " + line)
+
+
 # --- item 9: a file with no event is an error ------------------------------------------------
 
 @pytest.mark.parametrize("content,extra,why", [

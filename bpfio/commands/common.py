@@ -49,6 +49,44 @@ def parse_define(ctx, param, values):
     return out
 
 
+def socket_context_option(items) -> dict:
+    """``--ctx FIELD=VALUE`` options (``run``, ``dbg``) as SocketContext keyword arguments.
+
+    Numbers are decimal or 0x...; ``none`` clears a field; ``head`` takes hex bytes.  The
+    library's ranges apply (u32, u16, ...): an out-of-range value is a usage error, never
+    masked.
+    """
+    from bpfio.errors import LimitError, UsageError
+    from bpfio.exec.skb import SocketContext, parse_hex
+    from bpfio.limits import parse_int
+    known = sorted(set(SocketContext.__dataclass_fields__) - {"rand"})
+    out = {}
+    for item in items:
+        name, eq, value = (part.strip() for part in item.partition("="))
+        if not eq:
+            raise click.BadParameter(f"'{item}': expected FIELD=VALUE", param_hint="--ctx")
+        if name not in known:
+            raise click.BadParameter(f"unknown context field '{name}' (one of "
+                                     f"{', '.join(known)})", param_hint="--ctx")
+        try:
+            if name == "head":
+                out[name] = parse_hex(value)
+            else:
+                out[name] = None if value.lower() == "none" else parse_int(value, 0)
+        except LimitError as exc:
+            raise click.BadParameter(f"{name}: {exc}", param_hint="--ctx") from None
+        except ValueError:
+            what = "hex bytes" if name == "head" else "a number"
+            raise click.BadParameter(f"{name}: '{value[:40]}' is not {what}",
+                                     param_hint="--ctx") from None
+    try:
+        SocketContext(**out)
+    except UsageError as err:
+        raise click.BadParameter(str(err).removeprefix("socket context: "),
+                                 param_hint="--ctx") from None
+    return out
+
+
 def program_options(func):
     """Add -I/-D/--relax, the options that reach the assembler."""
     func = click.option("--relax", is_flag=True,

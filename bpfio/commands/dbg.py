@@ -10,7 +10,7 @@ import click
 from bpfio.commands.common import BpfClickError, render_error
 from bpfio.errors import BpfError, LimitError
 from bpfio.limits import parse_int
-from bpfio.commands.common import parse_define
+from bpfio.commands.common import parse_define, socket_context_option
 
 HISTORY_FILE = "~/.bpfio_dbg_history"
 HISTORY_LENGTH = 1000
@@ -113,34 +113,9 @@ def dbg(program, profile, pcap_file, packets, ctx_fields, syscalls, events_file,
 
 def _context(fields, profile) -> dict:
     """``--ctx FIELD=VALUE`` options as SocketContext keyword arguments."""
-    from bpfio.exec.interp import SocketContext
     if fields and profile != "socket":
         raise click.UsageError("--ctx applies to --profile socket")
-    known = sorted(set(SocketContext.__dataclass_fields__) - {"rand"})
-    out = {}
-    for item in fields:
-        name, eq, value = item.partition("=")
-        if not eq or name not in known:
-            raise click.BadParameter(f"'{item}': expected FIELD=VALUE with FIELD one of "
-                                     f"{', '.join(known)}", param_hint="--ctx")
-        try:
-            if name == "head":
-                from bpfio.exec.skb import parse_hex
-                out[name] = parse_hex(value)
-            else:
-                out[name] = None if value.lower() == "none" else parse_int(value, 0)
-        except LimitError as exc:
-            raise click.BadParameter(f"{name}: {exc}", param_hint="--ctx") from None
-        except ValueError:
-            what = "hex bytes" if name == "head" else "a number"
-            raise click.BadParameter(f"'{value[:40]}' is not {what}", param_hint="--ctx") from None
-    from bpfio.errors import UsageError
-    try:
-        SocketContext(**out)    # the library's ranges (u32, u16, ...): never masked
-    except UsageError as err:
-        raise click.BadParameter(str(err).removeprefix("socket context: "),
-                                 param_hint="--ctx") from None
-    return out
+    return socket_context_option(fields)
 
 
 def _setup(session, program, pcap_file, packets, syscalls, events_file, machine_config,

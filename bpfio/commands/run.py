@@ -7,7 +7,7 @@ import click
 from bpfio.errors import BpfError, JitUnavailable, LimitError
 from bpfio.limits import parse_int
 from bpfio.isa import U32
-from bpfio.commands.common import load, program_options
+from bpfio.commands.common import load, program_options, socket_context_option
 
 ENGINES = ("jit", "compiled", "interp")
 
@@ -144,7 +144,7 @@ def _format_trace(steps) -> list[str]:
               help="socket: a packet in hex, XX*N repeats a byte (repeatable).")
 @click.option("--pcap", "pcap_file", type=click.Path(dir_okay=False), metavar="FILE",
               help="socket: every packet of a pcap or pcapng file.")
-@click.option("--ctx", "ctx_fields", multiple=True, callback=_pairs, metavar="FIELD=VALUE",
+@click.option("--ctx", "ctx_fields", multiple=True, metavar="FIELD=VALUE",
               help="socket: a context field, e.g. ifindex=2, protocol=0x800, ll_off=0, net_off=14, "
                    "or head=HEX (the bytes before the packet that negative offsets read).")
 @click.option("--syscall", metavar="NAME|NR", help="seccomp: the system call (name or number).")
@@ -235,34 +235,8 @@ def _check_options(profile, packets, pcap_file, ctx_fields, syscall, args, event
         raise click.UsageError("give --event 'in PORT SIZE' or --event 'out PORT SIZE VALUE'")
 
 
-def _socket_context(fields):
-    from bpfio.exec.interp import SocketContext
-    known = set(SocketContext.__dataclass_fields__) - {"rand"}
-    out = {}
-    for name, value in fields:
-        if name not in known:
-            raise click.BadParameter(f"unknown context field '{name}' (one of {', '.join(sorted(known))})",
-                                     param_hint="--ctx")
-        if name == "head":
-            from bpfio.exec.skb import parse_hex
-            try:
-                out[name] = parse_hex(value)
-            except ValueError as err:
-                raise click.BadParameter(f"head: '{value[:40]}' is not hex bytes ({err})",
-                                         param_hint="--ctx") from None
-        else:
-            out[name] = None if value.lower() == "none" else _int(value, name)
-    from bpfio.errors import UsageError
-    try:
-        SocketContext(**out)    # the library's ranges (u32, u16, ...): never masked
-    except UsageError as err:
-        raise click.BadParameter(str(err).removeprefix("socket context: "),
-                                 param_hint="--ctx") from None
-    return out
-
-
 def _run_socket(prog, outcome, packets, pcap_file, ctx_fields, show_trace, run_many=None):
-    context = _socket_context(ctx_fields)
+    context = socket_context_option(ctx_fields)
     inputs = list(packets)
     if pcap_file:
         from bpfio.text.formats import read_input
