@@ -191,15 +191,47 @@ def _mem_changes(before, after, label: str = "") -> list[str]:
             for j, (b, a) in enumerate(zip(before, after)) if a != b]
 
 
-class PioEvents(Source):
+class _PortEvents(Source):
+    """What port-event inputs share: a title, a field dump and a verdict per access."""
+
+    profile = "pio"
+    noun = "event"
+    accesses: list[Access]
+
+    def access(self, i: int) -> Access:
+        """The recorded access behind input ``i``."""
+        return self.accesses[i]
+
+    def where(self) -> str:
+        """Words after ``of N`` in a title (which binding, for a machine replay)."""
+        return ""
+
+    def title(self, i):
+        acc = self.access(i)
+        what = (f"OUT port {acc.port:#x} size {acc.size} value {acc.value:#x}" if acc.op == "out"
+                else f"IN port {acc.port:#x} size {acc.size}"
+                + (f" (recorded {acc.value:#x})" if acc.value is not None else ""))
+        return f"event #{i + 1} of {len(self)}{self.where()} (line {acc.line}): {what}"
+
+    def dump(self, i):
+        from bpfio.abi.pio import CONSTANTS, FIELDS
+        ev = self.event(i)
+        lines = [self.title(i)]
+        lines += [f"{name + ':':<14}{w:#x}" for name, w in
+                  sorted(zip(FIELDS, ev.words()), key=lambda f: CONSTANTS[f[0]])]
+        return lines
+
+    def verdict(self, i, exe):
+        acc = self.access(i)
+        return _pio_verdict(exe, 1 if acc.op == "out" else 0, acc.size)
+
+
+class PioEvents(_PortEvents):
     """Port events run through the program alone; shared words persist between events.
 
     ``base`` is the binding's first port (``PIO_OFFSET = port - base``);
     ``clock_hz`` gives ``PIO_TICKS`` from each access's replay time.
     """
-
-    profile = "pio"
-    noun = "event"
 
     def __init__(self, accesses, *, base: int, mem_words: int = 16, mem_init=None,
                  clock_hz: int | None = None):
@@ -239,25 +271,6 @@ class PioEvents(Source):
         self.before = list(self.mem)
         return Execution(program, self.event(i), profile="pio", mem=list(self.mem))
 
-    def title(self, i):
-        acc = self.accesses[i]
-        what = (f"OUT port {acc.port:#x} size {acc.size} value {acc.value:#x}" if acc.op == "out"
-                else f"IN port {acc.port:#x} size {acc.size}"
-                + (f" (recorded {acc.value:#x})" if acc.value is not None else ""))
-        return f"event #{i + 1} of {len(self)} (line {acc.line}): {what}"
-
-    def dump(self, i):
-        from bpfio.abi.pio import CONSTANTS, FIELDS
-        ev = self.event(i)
-        lines = [self.title(i)]
-        lines += [f"{name + ':':<14}{w:#x}" for name, w in
-                  sorted(zip(FIELDS, ev.words()), key=lambda f: CONSTANTS[f[0]])]
-        return lines
-
-    def verdict(self, i, exe):
-        acc = self.accesses[i]
-        return _pio_verdict(exe, 1 if acc.op == "out" else 0, acc.size)
-
     def finish(self, i, exe, program):
         self._seek(i, program)
         lines = _mem_changes(self.mem, exe.mem)
@@ -268,15 +281,12 @@ class PioEvents(Source):
         return lines
 
 
-class MachineEvents(Source):
+class MachineEvents(_PortEvents):
     """Port events replayed through a machine config; the debugger steps one binding's program.
 
     Accesses to other ports are replayed too, silently, in order.  Moving
     backwards reloads the config and replays from the start.
     """
-
-    profile = "pio"
-    noun = "event"
 
     def __init__(self, config: str, binding: str):
         self.config = config
@@ -358,25 +368,11 @@ class MachineEvents(Source):
         self.before = list(self.binding.mem.words)
         return Execution(program, self.event(i), profile="pio", mem=list(self.binding.mem.words))
 
-    def title(self, i):
-        acc = self.accesses[self.index[i]]
-        what = (f"OUT port {acc.port:#x} size {acc.size} value {acc.value:#x}" if acc.op == "out"
-                else f"IN port {acc.port:#x} size {acc.size}"
-                + (f" (recorded {acc.value:#x})" if acc.value is not None else ""))
-        return (f"event #{i + 1} of {len(self)} for binding '{self.binding_name}' "
-                f"(line {acc.line}): {what}")
+    def access(self, i):
+        return self.accesses[self.index[i]]
 
-    def dump(self, i):
-        from bpfio.abi.pio import CONSTANTS, FIELDS
-        ev = self.event(i)
-        lines = [self.title(i)]
-        lines += [f"{name + ':':<14}{w:#x}" for name, w in
-                  sorted(zip(FIELDS, ev.words()), key=lambda f: CONSTANTS[f[0]])]
-        return lines
-
-    def verdict(self, i, exe):
-        acc = self.accesses[self.index[i]]
-        return _pio_verdict(exe, 1 if acc.op == "out" else 0, acc.size)
+    def where(self):
+        return f" for binding '{self.binding_name}'"
 
     def finish(self, i, exe, program):
         j = self.index[i]
