@@ -57,6 +57,31 @@ class Recording:
         return header + "".join(json.dumps(x) + "\n" for x in self.lines)
 
 
+def counting(model: type, key=lambda offset: offset) -> type:
+    """A subclass of the device model ``model`` whose ``calls`` counts the accesses that
+    reached it, per ``(direction, key(offset))``: what a fast path must keep from the model."""
+
+    class Counting(model):
+        def __init__(self, **kw):
+            self.calls: dict = {}
+            super().__init__(**kw)
+
+        def _count(self, direction, offset):
+            k = (direction, key(offset))
+            self.calls[k] = self.calls.get(k, 0) + 1
+
+        def io_read(self, offset, size):
+            self._count("in", offset)
+            return super().io_read(offset, size)
+
+        def io_write(self, offset, size, value):
+            self._count("out", offset)
+            super().io_write(offset, size, value)
+
+    Counting.__name__ = Counting.__qualname__ = f"Counting{model.__name__}"
+    return Counting
+
+
 def replay_example(runner, cli, engine: str, config: str, events: str) -> dict:
     """``bpfio machine run --json`` of an examples/ config and workload; the parsed report."""
     res = runner.invoke(cli, ["machine", "run", "--engine", engine, str(EXAMPLES / config),

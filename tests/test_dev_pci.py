@@ -14,7 +14,8 @@ from bpfio.errors import PioError
 from bpfio.pio.machine import FakeClock, Machine
 from bpfio.resources import asm_dir
 
-from devtools import EXAMPLES, Recording, check_workload, engine_params, replay_example
+from devtools import (EXAMPLES, Recording, check_workload, counting, engine_params,
+                      replay_example)
 
 # Every test here runs once per engine: the compiled path and native code (the JIT).
 pytestmark = pytest.mark.usefixtures("pio_engine")
@@ -29,20 +30,7 @@ def cfg(bus: int, dev: int, fn: int, reg: int) -> int:
     return 0x80000000 | ((reg & 0xF00) << 16) | (bus << 16) | (dev << 11) | (fn << 8) | (reg & 0xFC)
 
 
-class CountingPCI(PCIHost):
-    def __init__(self, **kw):
-        self.calls: dict = {}
-        super().__init__(**kw)
-
-    def io_read(self, offset, size):
-        key = ("in", "data" if offset >= 4 else offset)
-        self.calls[key] = self.calls.get(key, 0) + 1
-        return super().io_read(offset, size)
-
-    def io_write(self, offset, size, value):
-        key = ("out", "data" if offset >= 4 else offset)
-        self.calls[key] = self.calls.get(key, 0) + 1
-        super().io_write(offset, size, value)
+CountingPCI = counting(PCIHost, key=lambda offset: "data" if offset >= 4 else offset)
 
 
 def machine(program: bool):
@@ -275,17 +263,17 @@ def test_linux_scan_same_results_and_fast_path_share():
     ]
     # Config-data reads that reached the model, against all config-data reads.
     m, p, b = machine(True)
-    counting = {"reads": 0}
+    seen = {"reads": 0}
     orig = m.pio_in
 
     def pio_in(port, size, vcpu=0):
         if port >= 0xCFC:
-            counting["reads"] += 1
+            seen["reads"] += 1
         return orig(port, size, vcpu)
     m.pio_in = pio_in
     linux_probe_and_scan(m)
-    share = 1 - p.calls.get(("in", "data"), 0) / counting["reads"]
-    assert counting["reads"] > 80 and share >= 0.95, share
+    share = 1 - p.calls.get(("in", "data"), 0) / seen["reads"]
+    assert seen["reads"] > 80 and share >= 0.95, share
     assert p.calls.get(("in", "data"), 0) == 0        # in fact: none at all
 
 

@@ -13,7 +13,8 @@ from bpfio.devices.uart import UART
 from bpfio.pio.machine import FakeClock, Machine
 from bpfio.resources import asm_dir
 
-from devtools import EXAMPLES, Recording, check_workload, engine_params, replay_example
+from devtools import (EXAMPLES, Recording, check_workload, counting, engine_params,
+                      replay_example)
 
 # Every test here runs once per engine: the compiled path and native code (the JIT).
 pytestmark = pytest.mark.usefixtures("pio_engine")
@@ -29,20 +30,7 @@ def attached(clock=None) -> UART:
     return u
 
 
-class CountingUART(UART):
-    """Counts the accesses that reached the model, per (direction, offset)."""
-
-    def __init__(self, **kw):
-        self.calls: dict = {}
-        super().__init__(**kw)
-
-    def io_read(self, offset, size):
-        self.calls[("in", offset)] = self.calls.get(("in", offset), 0) + 1
-        return super().io_read(offset, size)
-
-    def io_write(self, offset, size, value):
-        self.calls[("out", offset)] = self.calls.get(("out", offset), 0) + 1
-        super().io_write(offset, size, value)
+CountingUART = counting(UART)
 
 
 def machine(program: bool, clock: FakeClock):

@@ -13,7 +13,7 @@ from bpfio.errors import PioError
 from bpfio.pio.machine import FakeClock, Machine
 from bpfio.resources import asm_dir
 
-from devtools import Recording, check_workload, engine_params, replay_example
+from devtools import Recording, check_workload, counting, engine_params, replay_example
 
 # Every test here runs once per engine: the compiled path and native code (the JIT).
 pytestmark = pytest.mark.usefixtures("pio_engine")
@@ -23,18 +23,7 @@ FEAT, GFEAT, PFN, NUM, SEL, NOTIFY, STATUS, ISR, CONFIG = 0, 4, 8, 12, 14, 16, 1
 PROGRAM = (asm_dir() / "virtio.asm").read_text()
 
 
-class CountingVirtio(VirtioNet):
-    def __init__(self, **kw):
-        self.calls: dict = {}
-        super().__init__(**kw)
-
-    def io_read(self, offset, size):
-        self.calls[("in", offset)] = self.calls.get(("in", offset), 0) + 1
-        return super().io_read(offset, size)
-
-    def io_write(self, offset, size, value):
-        self.calls[("out", offset)] = self.calls.get(("out", offset), 0) + 1
-        super().io_write(offset, size, value)
+CountingVirtio = counting(VirtioNet)
 
 
 def machine(program: bool, notifiers: int = 8, **kw):
