@@ -10,7 +10,8 @@ import tempfile
 
 import click
 
-from bpfio.errors import BpfError
+from bpfio.errors import BpfError, LimitError
+from bpfio.limits import parse_int
 from bpfio.text.formats import format_program, load_program
 
 
@@ -38,6 +39,25 @@ def finite(ctx, param, value):
     return value
 
 
+def int_callback(lo: int, hi: int | None, beyond: str):
+    """A click callback for an integer option (decimal or 0x...) in ``lo..hi`` (``hi``
+    None: no upper bound here); ``beyond`` ends the message for a value outside them."""
+    def callback(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            number = parse_int(value, 0)
+        except LimitError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+        except ValueError:
+            raise click.BadParameter(f"'{value}' is not an integer (decimal or 0x...)",
+                                     ctx=ctx, param=param) from None
+        if number < lo or (hi is not None and number > hi):
+            raise click.BadParameter(f"'{value}' {beyond}", ctx=ctx, param=param)
+        return number
+    return callback
+
+
 def parse_define(ctx, param, values):
     """Turn ``-D NAME[=VALUE]`` options into a dict."""
     out = {}
@@ -56,9 +76,8 @@ def socket_context_option(items) -> dict:
     library's ranges apply (u32, u16, ...): an out-of-range value is a usage error, never
     masked.
     """
-    from bpfio.errors import LimitError, UsageError
+    from bpfio.errors import UsageError
     from bpfio.exec.skb import SocketContext, parse_hex
-    from bpfio.limits import parse_int
     known = sorted(set(SocketContext.__dataclass_fields__) - {"rand"})
     out = {}
     for item in items:

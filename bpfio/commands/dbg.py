@@ -8,27 +8,15 @@ import sys
 import click
 
 from bpfio.commands.common import BpfClickError, render_error
-from bpfio.errors import BpfError, LimitError
-from bpfio.limits import parse_int
-from bpfio.commands.common import parse_define, socket_context_option
+from bpfio.errors import BpfError
+from bpfio.commands.common import int_callback, parse_define, socket_context_option
 
 HISTORY_FILE = "~/.bpfio_dbg_history"
 HISTORY_LENGTH = 1000
 PROMPT = "> "
 
 
-def _int_option(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        number = parse_int(value, 0)
-    except LimitError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-    except ValueError:
-        raise click.BadParameter(f"'{value}' is not a number", ctx=ctx, param=param) from None
-    if not 0 <= number <= 0xffff:   # --base is a port
-        raise click.BadParameter(f"'{value}' is not a port (0..0xffff)", ctx=ctx, param=param)
-    return number
+_port_option = int_callback(0, 0xffff, "is not a port (0..0xffff)")
 
 
 @click.command("dbg")
@@ -44,7 +32,7 @@ def _int_option(ctx, param, value):
               help="seccomp: load a system call (repeatable).")
 @click.option("--events", "events_file", metavar="FILE",
               help="pio: load JSON Lines events or kvm_pio trace text.")
-@click.option("--base", callback=_int_option, metavar="PORT",
+@click.option("--base", callback=_port_option, metavar="PORT",
               help="pio: the binding's first port (PIO_OFFSET = port - base); default: the "
                    "lowest port of the events.")
 @click.option("--mem-words", type=click.IntRange(1, 1024), default=16, show_default=True,

@@ -10,29 +10,15 @@ from pathlib import Path
 import click
 
 from bpfio import kvm
-from bpfio.errors import LimitError
-from bpfio.limits import parse_int
 from bpfio.pio.config import load_machine
 from bpfio.pio.stats import format_stats
-from bpfio.commands.common import parse_define
+from bpfio.commands.common import int_callback, parse_define
 
 UART_PORT = 0x3F8
 
 
-def _int(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        number = parse_int(value, 0)
-    except LimitError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-    except ValueError:
-        raise click.BadParameter(f"'{value}' is not an integer (decimal or 0x...)",
-                                 ctx=ctx, param=param) from None
-    if number < 0:   # the upper bound is the RAM size (--mem): checked when the VM exists
-        raise click.BadParameter(f"'{value}' is negative (a guest-physical address is >= 0)",
-                                 ctx=ctx, param=param)
-    return number
+# The upper bound of an address is the RAM size (--mem): checked when the VM exists.
+_address = int_callback(0, None, "is negative (a guest-physical address is >= 0)")
 
 
 def _seconds(ctx, param, value):
@@ -91,11 +77,11 @@ def summary(result: kvm.RunResult, stats: dict) -> list[str]:
 @click.argument("guest", type=click.Path(dir_okay=False))
 @click.option("--machine", "config", required=True, type=click.Path(dir_okay=False),
               metavar="CONFIG", help="Machine config (TOML) whose bindings serve the ports.")
-@click.option("--entry", callback=_int, default=hex(kvm.DEFAULT_LOAD), show_default=True,
+@click.option("--entry", callback=_address, default=hex(kvm.DEFAULT_LOAD), show_default=True,
               metavar="ADDR", help="Guest-physical address the vCPUs start at: inside RAM "
               "(real mode: below 1 MiB); negative is a usage error (exit 2), outside RAM an "
               "error (exit 1).")
-@click.option("--load", "load_addr", callback=_int, default=None, metavar="ADDR",
+@click.option("--load", "load_addr", callback=_address, default=None, metavar="ADDR",
               help="Where the image is loaded (default: the entry address); the image must "
               "fit in RAM (else an error, exit 1); negative is a usage error (exit 2).")
 @click.option("--mode", type=click.Choice(["real", "protected"]), default="real",
