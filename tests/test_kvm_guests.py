@@ -94,17 +94,22 @@ def _pit_calibration(build_dir):
 def test_pit_calibration_agrees_with_the_pm_timer(build_dir):
     # Two independent clocks measured the same TSC: they agree within the PIT edge
     # uncertainty plus 1 %.  The guest's TSC keeps running while the host deschedules a
-    # vCPU thread, so on a loaded host one run can be disturbed: the models must agree in
-    # one of three runs (a wrong model disagrees in every run).
+    # vCPU thread, so on a loaded host a run can be disturbed: the models must agree in
+    # one of the runs (a wrong model disagrees in every run).  A run in which the guest
+    # missed a PIT MSB step ("min 0 polls") was descheduled mid-measurement: it does not
+    # count against the three tries (at most six runs in all).
     runs = []
-    for _ in range(3):
+    tries = 0
+    while tries < 3 and len(runs) < 6:
         pit_khz, bound_ppm, ticks, pm_khz, text = _pit_calibration(build_dir)
         assert ticks >= 40 * 256
         assert 100_000 < pm_khz < 20_000_000
         runs.append((pit_khz, pm_khz, bound_ppm))
         if abs(pit_khz - pm_khz) <= pm_khz * (bound_ppm / 1e6 + 0.01):
             return
-    pytest.fail(f"PIT and PM timer disagree in 3 runs (pit kHz, pm kHz, ppm): {runs}\n{text}")
+        tries += "(min 0 polls" not in text
+    pytest.fail(f"PIT and PM timer disagree in {len(runs)} runs (pit kHz, pm kHz, ppm): "
+                f"{runs}\n{text}")
 
 
 def test_cmos_reads_the_rtc_time_after_the_uip_edge(build_dir):
