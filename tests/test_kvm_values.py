@@ -6,6 +6,8 @@ without a usable /dev/kvm.
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 
 import pytest
@@ -52,6 +54,22 @@ def test_vm_addresses_outside_ram_are_placed_errors(args, line):
     result = CliRunner().invoke(main, ["vm", GUEST, "--machine", PC, *args])
     assert result.exit_code == 1
     assert result.output == line + "\n"
+
+
+@pytest.mark.skipif(shutil.which("nasm") is None, reason="nasm is not installed")
+@pytest.mark.parametrize("value,line", [
+    # Found by the fuzz harness: nasm echoes a define's bytes, not always UTF-8 (an
+    # internal error); the define values were also part of the image's file name.
+    (b"\xc3zz", "g.asm:2: error: symbol `\ufffdzz' not defined"),
+    (b"/../" + b"9" * 300, "g.asm:2: error: expression syntax error"),
+])
+def test_guest_defines_of_any_bytes_give_nasm_s_line(tmp_path, value, line):
+    source = tmp_path / "g.asm"
+    source.write_text("bits 16\nmov ax, BAD\nhlt\n")
+    with pytest.raises(kvm.KvmError) as err:
+        kvm.build_guest(source, tmp_path, defines={"BAD": os.fsdecode(value)})
+    assert str(err.value).replace(str(tmp_path) + os.sep, "").startswith(line)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.asm"]
 
 
 @needs_kvm

@@ -8,6 +8,7 @@ so the benchmark needs no assembler.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -35,14 +36,16 @@ def build_guest(source, out_dir, *, defines: dict | None = None) -> Path:
     nasm = shutil.which("nasm")
     if nasm is None:
         raise _error("nasm is not installed (apt-get install nasm) -- cannot build guests")
-    out = Path(out_dir) / (source.stem + "".join(
-        f"-{k}{'' if v is None else '=' + str(v)}" for k, v in sorted((defines or {}).items()))
-        + ".bin")
-    cmd = [nasm, "-f", "bin", "-w+all", "-I", str(source.parent) + os.sep, "-o", str(out)]
-    for name, value in (defines or {}).items():
-        cmd.append(f"-D{name}" if value is None else f"-D{name}={value}")
-    cmd.append(str(source))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    flags = [f"-D{name}" if value is None else f"-D{name}={value}"
+             for name, value in sorted((defines or {}).items())]
+    # One image per source and defines; a hash keeps any define value (a '/', a long or
+    # undecodable one) out of the file name.
+    tag = hashlib.sha1("\0".join(flags).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    out = Path(out_dir) / f"{source.stem}-{tag}.bin"
+    cmd = [nasm, "-f", "bin", "-w+all", "-I", str(source.parent) + os.sep, "-o", str(out),
+           *flags, str(source)]
+    # nasm echoes define values and source text in its messages: not always UTF-8.
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     if proc.returncode != 0:
         # nasm already says "file:line: error: message", the place-first form.
         first = (proc.stderr.strip().splitlines() or ["nasm failed"])[0]
